@@ -1,0 +1,86 @@
+//! The compression envelope shared by blobs and whole-file objects.
+//!
+//! One flag byte, then the payload: `0` raw, `1` a zstd frame. Compression is
+//! kept only when it saves at least 1/64 of the size, because decompressing
+//! costs restore time and a near-zero saving is not worth it.
+
+use crate::FormatError;
+
+const RAW: u8 = 0;
+const ZSTD: u8 = 1;
+
+/// Default zstd level: level 3 compresses text about 4x at several hundred
+/// MB/s per core, fast enough to keep up with reading on typical disks.
+pub const DEFAULT_LEVEL: i32 = 3;
+
+/// Wraps `data` in the envelope, compressed when it pays.
+pub fn compress(data: &[u8], level: i32) -> Vec<u8> {
+    if data.len() >= 64 {
+        if let Ok(compressed) = zstd::bulk::compress(data, level) {
+            if compressed.len() + data.len() / 64 < data.len() {
+                let mut out = Vec::with_capacity(compressed.len() + 1);
+                out.push(ZSTD);
+                out.extend_from_slice(&compressed);
+                return out;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(data.len() + 1);
+    out.push(RAW);
+    out.extend_from_slice(data);
+    out
+}
+
+/// Unwraps the envelope. `max_len` bounds the decompressed size (known for
+/// blobs from the index; a generous bound for other objects).
+pub fn decompress(envelope: &[u8], max_len: usize) -> Result<Vec<u8>, FormatError> {
+    match envelope.split_first() {
+        Some((&RAW, rest)) => {
+            if rest.len() > max_len {
+                return Err(FormatError::Malformed("stored length exceeds the expected length"));
+            }
+            Ok(rest.to_vec())
+        }
+        Some((&ZSTD, rest)) => {
+            zstd::bulk::decompress(rest, max_len).map_err(|e| FormatError::Compression(e.to_string()))
+        }
+        Some(_) => Err(FormatError::Malformed("unknown compression flag")),
+        None => Err(FormatError::Malformed("empty compression envelope")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn compressible_data_is_compressed_random_is_not() {
+        let text = b"hello world ".repeat(1000);
+        let env = compress(&text, DEFAULT_LEVEL);
+        assert_eq!(env[0], ZSTD);
+        assert!(env.len() < text.len() / 10);
+        let mut random = vec![0u8; 10_000];
+        crate::crypto::fill_random(&mut random);
+        let env = compress(&random, DEFAULT_LEVEL);
+        assert_eq!(env[0], RAW);
+        assert_eq!(decompress(&env, random.len()).unwrap(), random);
+    }
+
+    #[test]
+    fn rejects_oversize_and_garbage() {
+        let text = b"abc".repeat(1000);
+        let env = compress(&text, DEFAULT_LEVEL);
+        assert!(decompress(&env, 10).is_err());
+        assert!(decompress(&[7, 1, 2], 10).is_err());
+        assert!(decompress(&[], 10).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(data in proptest::collection::vec(0u8..4, 0..20_000)) {
+            let env = compress(&data, DEFAULT_LEVEL);
+            prop_assert_eq!(decompress(&env, data.len()).unwrap(), data);
+        }
+    }
+}

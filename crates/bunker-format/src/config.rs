@@ -1,0 +1,89 @@
+//! The repository config: the parameters every writer must agree on.
+
+use crate::chunker::ChunkerParams;
+use crate::compression::DEFAULT_LEVEL;
+use crate::FormatError;
+
+/// Default pack target size: 16 MiB. See `docs/FORMAT.md`.
+pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;
+
+/// Stored encrypted in the file `config`.
+#[derive(Clone, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
+#[cbor(map)]
+pub struct RepoConfig {
+    /// Repository format version (1).
+    #[n(0)]
+    pub version: u32,
+    /// Random id naming this repository (not secret).
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub id: [u8; 32],
+    /// Chunk size bounds.
+    #[n(2)]
+    pub chunker: ChunkerParams,
+    /// Target size of pack files in bytes.
+    #[n(3)]
+    pub pack_size: u32,
+    /// zstd level for new blobs.
+    #[n(4)]
+    pub compression_level: i32,
+    /// Creation time, Unix seconds.
+    #[n(5)]
+    pub created: i64,
+}
+
+impl RepoConfig {
+    /// A new config with the default parameters.
+    pub fn new(id: [u8; 32], created: i64) -> Self {
+        RepoConfig {
+            version: 1,
+            id,
+            chunker: ChunkerParams::default(),
+            pack_size: DEFAULT_PACK_SIZE,
+            compression_level: DEFAULT_LEVEL,
+            created,
+        }
+    }
+
+    /// Encodes as CBOR.
+    pub fn encode(&self) -> Vec<u8> {
+        minicbor::to_vec(self).expect("encoding into a Vec cannot fail")
+    }
+
+    /// Decodes and validates.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        let c: RepoConfig = minicbor::decode(bytes)?;
+        if c.version != 1 {
+            return Err(FormatError::UnsupportedVersion { kind: "repository", version: c.version, supported: 1 });
+        }
+        c.chunker.validate()?;
+        if !(1 << 20..=1 << 30).contains(&c.pack_size) {
+            return Err(FormatError::Malformed("pack size outside 1 MiB..1 GiB"));
+        }
+        if !(-7..=22).contains(&c.compression_level) {
+            return Err(FormatError::Malformed("compression level outside -7..22"));
+        }
+        Ok(c)
+    }
+
+    /// The id as hex.
+    pub fn id_hex(&self) -> String {
+        hex::encode(self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_defaults_pinned() {
+        let c = RepoConfig::new([1u8; 32], 1_700_000_000);
+        assert_eq!(RepoConfig::decode(&c.encode()).unwrap(), c);
+        assert_eq!(c.chunker, ChunkerParams { min_size: 262_144, avg_size: 1_048_576, max_size: 4_194_304 });
+        assert_eq!(c.pack_size, 16 * 1024 * 1024);
+        assert_eq!(c.compression_level, 3);
+        let mut bad = c.clone();
+        bad.pack_size = 10;
+        assert!(RepoConfig::decode(&bad.encode()).is_err());
+    }
+}

@@ -1,0 +1,167 @@
+//! Keys and authenticated encryption.
+//!
+//! One random 32-byte master secret per repository. Every other key is derived
+//! from it with BLAKE3's key derivation mode and a fixed context string, so the
+//! key files only ever wrap those 32 bytes. Encryption is XChaCha20-Poly1305
+//! with a random 24-byte nonce per object: nonces are long enough to draw at
+//! random for the lifetime of any repository (see `docs/FORMAT.md`).
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::id::BlobId;
+use crate::FormatError;
+
+/// Nonce length of XChaCha20-Poly1305.
+pub const NONCE_LEN: usize = 24;
+/// Poly1305 tag length.
+pub const TAG_LEN: usize = 16;
+/// Bytes added by [`seal`] to every plaintext.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+const CONTEXT_DATA: &str = "bunker 2026-11 repository v1 encryption key";
+const CONTEXT_ID: &str = "bunker 2026-11 repository v1 blob id key";
+const CONTEXT_CHUNKER: &str = "bunker 2026-11 repository v1 chunker gear table";
+
+/// The repository's root secret. Never stored in clear; see [`crate::keyfile`].
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MasterKey([u8; 32]);
+
+impl MasterKey {
+    /// A fresh random master key.
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        fill_random(&mut bytes);
+        MasterKey(bytes)
+    }
+
+    /// Wraps existing secret bytes (from a decrypted key file).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        MasterKey(bytes)
+    }
+
+    /// The raw secret, for wrapping into a key file.
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Derives the working keys.
+    pub fn derive(&self) -> RepoKeys {
+        RepoKeys {
+            cipher: XChaCha20Poly1305::new(&blake3::derive_key(CONTEXT_DATA, &self.0).into()),
+            id_key: blake3::derive_key(CONTEXT_ID, &self.0),
+            chunker_key: blake3::derive_key(CONTEXT_CHUNKER, &self.0),
+        }
+    }
+}
+
+/// The keys an open repository works with.
+#[derive(Clone)]
+pub struct RepoKeys {
+    cipher: XChaCha20Poly1305,
+    id_key: [u8; 32],
+    chunker_key: [u8; 32],
+}
+
+impl RepoKeys {
+    /// The id of a blob with this plaintext: keyed BLAKE3, so ids reveal
+    /// nothing about content to anyone without the key.
+    pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
+        BlobId(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
+    }
+
+    /// The secret that keys the chunker's gear table.
+    pub fn chunker_key(&self) -> &[u8; 32] {
+        &self.chunker_key
+    }
+
+    /// Encrypts and authenticates `plaintext`, binding it to `ad`.
+    /// Output: nonce (24) ‖ ciphertext ‖ tag (16).
+    pub fn seal(&self, ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        seal_with(&self.cipher, ad, plaintext)
+    }
+
+    /// Reverses [`RepoKeys::seal`]; fails unless the bytes and `ad` are exactly
+    /// what was sealed with this key.
+    pub fn open(&self, ad: &[u8], sealed: &[u8], what: &'static str) -> Result<Vec<u8>, FormatError> {
+        open_with(&self.cipher, ad, sealed, what)
+    }
+}
+
+impl Drop for RepoKeys {
+    fn drop(&mut self) {
+        self.id_key.zeroize();
+        self.chunker_key.zeroize();
+    }
+}
+
+pub(crate) fn seal_with(cipher: &XChaCha20Poly1305, ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; NONCE_LEN];
+    fill_random(&mut nonce);
+    let ct = cipher
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: ad })
+        .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
+    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&ct);
+    out
+}
+
+pub(crate) fn open_with(
+    cipher: &XChaCha20Poly1305,
+    ad: &[u8],
+    sealed: &[u8],
+    what: &'static str,
+) -> Result<Vec<u8>, FormatError> {
+    if sealed.len() < SEAL_OVERHEAD {
+        return Err(FormatError::Malformed("sealed object shorter than nonce and tag"));
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    cipher
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: ad })
+        .map_err(|_| FormatError::Authentication(what))
+}
+
+/// Fills `buf` from the operating system's CSPRNG.
+pub fn fill_random(buf: &mut [u8]) {
+    getrandom::fill(buf).expect("the operating system's random source failed");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn seal_open_and_tamper() {
+        let keys = MasterKey::generate().derive();
+        let sealed = keys.seal(b"ad", b"hello");
+        assert_eq!(keys.open(b"ad", &sealed, "test").unwrap(), b"hello");
+        assert!(keys.open(b"other ad", &sealed, "test").is_err());
+        let mut bad = sealed.clone();
+        bad[30] ^= 1;
+        assert!(keys.open(b"ad", &bad, "test").is_err());
+        let other = MasterKey::generate().derive();
+        assert!(other.open(b"ad", &sealed, "test").is_err());
+    }
+
+    #[test]
+    fn blob_ids_are_keyed() {
+        let a = MasterKey::generate().derive();
+        let b = MasterKey::generate().derive();
+        assert_ne!(a.blob_id(b"x"), b.blob_id(b"x"));
+        assert_eq!(a.blob_id(b"x"), a.blob_id(b"x"));
+        assert_ne!(a.blob_id(b"x").0, *blake3::hash(b"x").as_bytes());
+    }
+
+    proptest! {
+        #[test]
+        fn seal_round_trips(data in proptest::collection::vec(any::<u8>(), 0..4096), ad in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let keys = MasterKey::from_bytes([3u8; 32]).derive();
+            let sealed = keys.seal(&ad, &data);
+            prop_assert_eq!(sealed.len(), data.len() + SEAL_OVERHEAD);
+            prop_assert_eq!(keys.open(&ad, &sealed, "t").unwrap(), data);
+        }
+    }
+}

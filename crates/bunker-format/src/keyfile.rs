@@ -1,0 +1,162 @@
+//! Key files: the master key wrapped under a password.
+//!
+//! A key file is JSON (it must be readable before any key is known):
+//! the Argon2id parameters and salt, and the master key sealed with
+//! XChaCha20-Poly1305 under the Argon2id output. Several key files may wrap
+//! the same master key; each password opens exactly one of them.
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use chacha20poly1305::{KeyInit, XChaCha20Poly1305};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::crypto::{fill_random, open_with, seal_with, MasterKey};
+use crate::FormatError;
+
+const KEY_AD: &[u8] = b"bunker key v1";
+
+/// Argon2id cost parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub memory_kib: u32,
+    /// Passes over memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
+}
+
+impl Default for KdfParams {
+    /// 64 MiB, 3 passes, 1 lane: RFC 9106's second recommended setting with
+    /// one lane, about a quarter second on a current core.
+    fn default() -> Self {
+        KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
+    }
+}
+
+impl KdfParams {
+    fn argon2(&self) -> Result<Argon2<'static>, FormatError> {
+        if self.memory_kib > 4 * 1024 * 1024 || self.iterations > 64 || self.parallelism > 16 {
+            return Err(FormatError::Kdf("cost too high (max 4 GiB, 64 passes, 16 lanes)".into()));
+        }
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
+            .map_err(|e| FormatError::Kdf(e.to_string()))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+
+    fn derive(&self, password: &[u8], salt: &[u8]) -> Result<XChaCha20Poly1305, FormatError> {
+        let mut kek = Zeroizing::new([0u8; 32]);
+        self.argon2()?.hash_password_into(password, salt, kek.as_mut()).map_err(|e| FormatError::Kdf(e.to_string()))?;
+        Ok(XChaCha20Poly1305::new(kek.as_ref().into()))
+    }
+}
+
+/// Key derivation settings in a key file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kdf {
+    /// Always `argon2id`.
+    pub algorithm: String,
+    /// Cost parameters.
+    #[serde(flatten)]
+    pub params: KdfParams,
+    /// 32 random bytes, base64.
+    pub salt: String,
+}
+
+/// The JSON document stored under `keys/`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyFile {
+    /// Key file format version (1).
+    pub version: u32,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// Host that created it.
+    pub hostname: String,
+    /// User that created it.
+    pub username: String,
+    /// How the password becomes a key.
+    pub kdf: Kdf,
+    /// The sealed master key, base64.
+    pub data: String,
+}
+
+impl KeyFile {
+    /// Wraps `master` under `password`.
+    pub fn create(
+        master: &MasterKey,
+        password: &[u8],
+        params: KdfParams,
+        created: String,
+        hostname: String,
+        username: String,
+    ) -> Result<Self, FormatError> {
+        let mut salt = [0u8; 32];
+        fill_random(&mut salt);
+        let cipher = params.derive(password, &salt)?;
+        let sealed = seal_with(&cipher, KEY_AD, master.as_bytes());
+        Ok(KeyFile {
+            version: 1,
+            created,
+            hostname,
+            username,
+            kdf: Kdf { algorithm: "argon2id".into(), params, salt: B64.encode(salt) },
+            data: B64.encode(sealed),
+        })
+    }
+
+    /// Unwraps the master key; [`FormatError::WrongPassword`] if the password does not fit.
+    pub fn open(&self, password: &[u8]) -> Result<MasterKey, FormatError> {
+        if self.version != 1 {
+            return Err(FormatError::UnsupportedVersion { kind: "key file", version: self.version, supported: 1 });
+        }
+        if self.kdf.algorithm != "argon2id" {
+            return Err(FormatError::Kdf(format!("unknown algorithm {:?}", self.kdf.algorithm)));
+        }
+        let salt = B64.decode(&self.kdf.salt).map_err(|_| FormatError::Json("salt is not base64".into()))?;
+        let sealed = B64.decode(&self.data).map_err(|_| FormatError::Json("data is not base64".into()))?;
+        let cipher = self.kdf.params.derive(password, &salt)?;
+        let secret = Zeroizing::new(open_with(&cipher, KEY_AD, &sealed, "key").map_err(|_| FormatError::WrongPassword)?);
+        let bytes: [u8; 32] =
+            secret.as_slice().try_into().map_err(|_| FormatError::Malformed("wrapped key is not 32 bytes"))?;
+        Ok(MasterKey::from_bytes(bytes))
+    }
+
+    /// Serializes as pretty JSON.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("serializing a key file cannot fail")
+    }
+
+    /// Parses JSON.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, FormatError> {
+        serde_json::from_slice(bytes).map_err(|e| FormatError::Json(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> KdfParams {
+        KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }
+    }
+
+    #[test]
+    fn wrap_unwrap() {
+        let master = MasterKey::generate();
+        let kf = KeyFile::create(&master, b"secret", cheap(), "now".into(), "h".into(), "u".into()).unwrap();
+        let parsed = KeyFile::from_json(&kf.to_json()).unwrap();
+        assert_eq!(parsed.open(b"secret").unwrap().as_bytes(), master.as_bytes());
+        assert!(matches!(parsed.open(b"wrong"), Err(FormatError::WrongPassword)));
+        assert!(!String::from_utf8(kf.to_json()).unwrap().contains("secret"));
+    }
+
+    #[test]
+    fn absurd_costs_are_refused() {
+        let master = MasterKey::generate();
+        let huge = KdfParams { memory_kib: u32::MAX, iterations: 1, parallelism: 1 };
+        assert!(KeyFile::create(&master, b"p", huge, "".into(), "".into(), "".into()).is_err());
+    }
+}

@@ -1,0 +1,21 @@
+//! Bunker's repository format, version 1.
+//!
+//! Everything here is pure: it turns values into bytes and bytes into values,
+//! with no file or network access and no policy. `docs/FORMAT.md` is the
+//! specification this crate implements.
+
+pub mod blob;
+pub mod chunker;
+pub mod compression;
+pub mod config;
+pub mod crypto;
+mod error;
+pub mod id;
+pub mod index;
+pub mod keyfile;
+pub mod object;
+pub mod pack;
+pub mod snapshot;
+pub mod tree;
+
+pub use error::FormatError;

@@ -1,0 +1,162 @@
+//! Pack files: many blobs of one type, followed by an encrypted header.
+//!
+//! ```text
+//! pack    = blob_0 ‖ … ‖ blob_n-1 ‖ header ‖ trailer
+//! header  = seal(AD = "bunker pack header v1", count:u32 ‖ entry*)
+//! entry   = type:u8 ‖ id:32 ‖ length:u32 ‖ raw_length:u32        (41 bytes)
+//! trailer = header_length:u32 ‖ "BKP1"                             (8 bytes)
+//! ```
+//! All integers little-endian. Blob offsets are implied: each blob starts where
+//! the previous one ended. A pack is named by the BLAKE3 hash of its bytes.
+
+use crate::blob::{BlobType, EncodedBlob};
+use crate::crypto::{RepoKeys, SEAL_OVERHEAD};
+use crate::id::BlobId;
+use crate::FormatError;
+
+const HEADER_AD: &[u8] = b"bunker pack header v1";
+const MAGIC: &[u8; 4] = b"BKP1";
+/// Length of the plaintext trailer at the end of every pack.
+pub const TRAILER_LEN: usize = 8;
+/// Length of one header entry.
+pub const ENTRY_LEN: usize = 41;
+
+/// Where one blob sits inside a pack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackEntry {
+    /// Data or tree.
+    pub kind: BlobType,
+    /// The blob's id.
+    pub id: BlobId,
+    /// Byte offset of the sealed blob from the start of the pack.
+    pub offset: u32,
+    /// Length of the sealed blob.
+    pub length: u32,
+    /// Length of the plaintext.
+    pub raw_length: u32,
+}
+
+/// Collects sealed blobs into one pack.
+#[derive(Default)]
+pub struct PackBuilder {
+    data: Vec<u8>,
+    entries: Vec<PackEntry>,
+}
+
+impl PackBuilder {
+    /// An empty pack with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        PackBuilder { data: Vec::with_capacity(capacity), entries: Vec::new() }
+    }
+
+    /// Appends a sealed blob.
+    pub fn push(&mut self, blob: EncodedBlob) {
+        self.entries.push(PackEntry {
+            kind: blob.kind,
+            id: blob.id,
+            offset: self.data.len() as u32,
+            length: blob.bytes.len() as u32,
+            raw_length: blob.raw_length,
+        });
+        self.data.extend_from_slice(&blob.bytes);
+    }
+
+    /// Bytes of blob data so far.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when no blob was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Seals the header and returns the pack's bytes with its entries.
+    pub fn finish(mut self, keys: &RepoKeys) -> (Vec<u8>, Vec<PackEntry>) {
+        let mut header = Vec::with_capacity(4 + self.entries.len() * ENTRY_LEN);
+        header.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
+        for e in &self.entries {
+            header.push(e.kind.to_byte());
+            header.extend_from_slice(e.id.as_bytes());
+            header.extend_from_slice(&e.length.to_le_bytes());
+            header.extend_from_slice(&e.raw_length.to_le_bytes());
+        }
+        let sealed = keys.seal(HEADER_AD, &header);
+        self.data.extend_from_slice(&sealed);
+        self.data.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.data.extend_from_slice(MAGIC);
+        (self.data, self.entries)
+    }
+}
+
+/// Length of the sealed header of a pack with `count` blobs.
+pub fn header_length(count: usize) -> usize {
+    4 + count * ENTRY_LEN + SEAL_OVERHEAD
+}
+
+/// Reads the header length from a pack's last [`TRAILER_LEN`] bytes.
+pub fn parse_trailer(trailer: &[u8]) -> Result<u32, FormatError> {
+    if trailer.len() != TRAILER_LEN || &trailer[4..] != MAGIC {
+        return Err(FormatError::Malformed("pack trailer missing: not a bunker pack, or truncated"));
+    }
+    Ok(u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")))
+}
+
+/// Decrypts a pack's header (`sealed`, the bytes just before the trailer) and
+/// rebuilds each blob's offset. `pack_length` is the whole file's length.
+pub fn parse_header(keys: &RepoKeys, sealed: &[u8], pack_length: u64) -> Result<Vec<PackEntry>, FormatError> {
+    let header = keys.open(HEADER_AD, sealed, "pack header")?;
+    if header.len() < 4 {
+        return Err(FormatError::Malformed("pack header too short"));
+    }
+    let count = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
+    if header.len() != 4 + count * ENTRY_LEN {
+        return Err(FormatError::Malformed("pack header length does not match its entry count"));
+    }
+    let mut entries = Vec::with_capacity(count);
+    let mut offset: u64 = 0;
+    for raw in header[4..].chunks_exact(ENTRY_LEN) {
+        let length = u32::from_le_bytes(raw[33..37].try_into().expect("4 bytes"));
+        entries.push(PackEntry {
+            kind: BlobType::from_byte(raw[0])?,
+            id: BlobId::from_slice(&raw[1..33])?,
+            offset: offset as u32,
+            length,
+            raw_length: u32::from_le_bytes(raw[37..41].try_into().expect("4 bytes")),
+        });
+        offset += length as u64;
+    }
+    if offset + sealed.len() as u64 + TRAILER_LEN as u64 != pack_length {
+        return Err(FormatError::Malformed("pack length does not match its header"));
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::blob::{decode_blob, encode_blob};
+    use crate::crypto::MasterKey;
+
+    #[test]
+    fn build_and_parse() {
+        let keys = MasterKey::generate().derive();
+        let mut builder = PackBuilder::with_capacity(1024);
+        let blobs: Vec<Vec<u8>> = vec![b"one".to_vec(), b"two two".repeat(100), vec![]];
+        for b in &blobs {
+            builder.push(encode_blob(&keys, BlobType::Data, keys.blob_id(b), b, 3));
+        }
+        let (pack, entries) = builder.finish(&keys);
+        let hlen = parse_trailer(&pack[pack.len() - TRAILER_LEN..]).unwrap() as usize;
+        assert_eq!(hlen, header_length(3));
+        let hstart = pack.len() - TRAILER_LEN - hlen;
+        let parsed = parse_header(&keys, &pack[hstart..pack.len() - TRAILER_LEN], pack.len() as u64).unwrap();
+        assert_eq!(parsed, entries);
+        for (e, b) in parsed.iter().zip(&blobs) {
+            let stored = &pack[e.offset as usize..(e.offset + e.length) as usize];
+            assert_eq!(&decode_blob(&keys, e.kind, &e.id, e.raw_length, stored).unwrap(), b);
+        }
+        assert!(parse_header(&keys, &pack[hstart..pack.len() - TRAILER_LEN], pack.len() as u64 + 1).is_err());
+        assert!(parse_trailer(b"12345678").is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! Snapshot objects: one backup of a set of paths at a point in time.
+
+use crate::id::{BlobId, SnapshotId};
+use crate::FormatError;
+
+/// Which earlier snapshot a backup compared against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, minicbor::Encode, minicbor::Decode)]
+#[cbor(index_only)]
+pub enum BackupMode {
+    /// No parent: every byte read and hashed.
+    #[n(0)]
+    Full,
+    /// Parent: the newest snapshot of the same source.
+    #[n(1)]
+    #[default]
+    Incremental,
+    /// Parent: the newest full snapshot of the same source.
+    #[n(2)]
+    Differential,
+}
+
+impl BackupMode {
+    /// Lowercase name as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackupMode::Full => "full",
+            BackupMode::Incremental => "incremental",
+            BackupMode::Differential => "differential",
+        }
+    }
+}
+
+/// What a backup did, stored with its snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
+#[cbor(map)]
+pub struct SnapshotSummary {
+    /// Files not in the parent.
+    #[n(0)]
+    pub files_new: u64,
+    /// Files in the parent whose metadata changed.
+    #[n(1)]
+    pub files_changed: u64,
+    /// Files reused from the parent without reading.
+    #[n(2)]
+    pub files_unmodified: u64,
+    /// Directories.
+    #[n(3)]
+    pub dirs: u64,
+    /// Bytes read from the source.
+    #[n(4)]
+    pub bytes_read: u64,
+    /// Total size of the files in the snapshot.
+    #[n(5)]
+    pub total_bytes: u64,
+    /// Blobs added to the repository.
+    #[n(6)]
+    pub blobs_added: u64,
+    /// Plaintext bytes of the blobs added.
+    #[n(7)]
+    pub bytes_added: u64,
+    /// Bytes written to storage (packs and index).
+    #[n(8)]
+    pub bytes_stored: u64,
+    /// Backup start, Unix nanoseconds.
+    #[n(9)]
+    pub started_ns: i64,
+    /// Backup end, Unix nanoseconds.
+    #[n(10)]
+    pub finished_ns: i64,
+}
+
+/// A snapshot, stored encrypted under `snapshots/`.
+#[derive(Clone, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
+#[cbor(map)]
+pub struct Snapshot {
+    /// When the backup started (or `--time`), Unix nanoseconds, UTC.
+    #[n(0)]
+    pub time_ns: i64,
+    /// Host the backup ran on (or `--host`).
+    #[n(1)]
+    pub hostname: String,
+    /// User who ran it.
+    #[n(2)]
+    pub username: String,
+    /// Absolute source paths (or the stdin file name).
+    #[n(3)]
+    pub paths: Vec<String>,
+    /// User tags.
+    #[n(4)]
+    pub tags: Vec<String>,
+    /// Backup strategy.
+    #[n(5)]
+    pub mode: BackupMode,
+    /// The snapshot compared against, if any.
+    #[n(6)]
+    pub parent: Option<SnapshotId>,
+    /// Root tree.
+    #[n(7)]
+    pub tree: BlobId,
+    /// What the backup did.
+    #[n(8)]
+    pub summary: SnapshotSummary,
+    /// Version of bunker that wrote it.
+    #[n(9)]
+    pub program_version: String,
+    /// Exclude patterns in force.
+    #[cbor(n(10), default)]
+    pub excludes: Vec<String>,
+    /// Sources that could not be read; non-empty means the snapshot is incomplete.
+    #[cbor(n(11), default)]
+    pub skipped: Vec<String>,
+}
+
+impl Snapshot {
+    /// Encodes as CBOR.
+    pub fn encode(&self) -> Vec<u8> {
+        minicbor::to_vec(self).expect("encoding into a Vec cannot fail")
+    }
+
+    /// Decodes from CBOR.
+    pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
+        Ok(minicbor::decode(bytes)?)
+    }
+
+    /// True when some sources could not be read.
+    pub fn is_incomplete(&self) -> bool {
+        !self.skipped.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let s = Snapshot {
+            time_ns: -5,
+            hostname: "h".into(),
+            username: "u".into(),
+            paths: vec!["/a".into()],
+            tags: vec!["t".into()],
+            mode: BackupMode::Differential,
+            parent: Some(SnapshotId([1; 32])),
+            tree: BlobId([2; 32]),
+            summary: SnapshotSummary { files_new: 3, ..Default::default() },
+            program_version: "bunker 0.1.0".into(),
+            excludes: vec![],
+            skipped: vec!["/a/x".into()],
+        };
+        assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
+        assert!(Snapshot::decode(b"\xff\x00").is_err());
+    }
+}
