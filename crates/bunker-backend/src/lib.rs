@@ -1,1 +1,103 @@
+//! Storage backends for Bunker repositories.
+//!
+//! The engine sees storage only through [`Backend`]: a flat set of immutable
+//! files grouped by [`FileKind`]. Implementations go through Apache OpenDAL,
+//! so S3, Azure Blob, GCS and SFTP plug in beside the local file system
+//! without the engine knowing.
 
+mod error;
+mod location;
+mod opendal_backend;
+
+pub use error::{BackendError, ErrorKind};
+pub use location::Location;
+pub use opendal_backend::OpenDalBackend;
+
+/// The kinds of files in a repository, each in its own directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FileKind {
+    /// The single file `config`.
+    Config,
+    /// `keys/<id>`: password-wrapped master keys.
+    Key,
+    /// `data/<xx>/<id>`: pack files.
+    Pack,
+    /// `index/<id>`: index files.
+    Index,
+    /// `snapshots/<id>`: snapshot files.
+    Snapshot,
+    /// `locks/<id>`: lock files.
+    Lock,
+}
+
+impl FileKind {
+    /// The directory holding files of this kind (empty for `config`).
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileKind::Config => "",
+            FileKind::Key => "keys",
+            FileKind::Pack => "data",
+            FileKind::Index => "index",
+            FileKind::Snapshot => "snapshots",
+            FileKind::Lock => "locks",
+        }
+    }
+
+    /// The path of file `name` relative to the repository root.
+    pub fn path(self, name: &str) -> String {
+        match self {
+            FileKind::Config => "config".to_string(),
+            FileKind::Pack if name.len() >= 2 => format!("data/{}/{}", &name[..2], name),
+            _ => format!("{}/{}", self.dir(), name),
+        }
+    }
+}
+
+/// A stored file, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileInfo {
+    /// File name (an id in hex).
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// Storage for one repository.
+///
+/// Contracts every implementation keeps:
+/// - **Atomic writes.** After `write` returns `Ok`, the file exists with exactly
+///   the given bytes and is durable (on local disks: file and directory fsynced).
+///   A reader never sees a partial file under its final name, whatever happens
+///   during the write: a crash leaves either the whole file or no file.
+/// - **Immutability.** Files are named by the hash of their content (except
+///   `config` and locks), so rewriting a name writes the same bytes again.
+/// - **Listing** returns every file whose `write` returned before the listing
+///   started. Object stores that list eventually are wrapped to meet this.
+/// - **Errors** say whether retrying can help: [`ErrorKind::Transient`] errors
+///   were already retried with backoff by the time they reach the caller.
+pub trait Backend: Send + Sync {
+    /// Where the repository lives, for messages (never includes secrets).
+    fn location(&self) -> String;
+    /// Creates the directory structure of a new repository.
+    fn create(&self) -> Result<(), BackendError>;
+    /// Reads a whole file.
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError>;
+    /// Reads `length` bytes at `offset`; fails if the file is shorter.
+    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError>;
+    /// Writes a whole file atomically and durably.
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
+    /// Lists the files of a kind with their sizes.
+    fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError>;
+    /// The size of one file.
+    fn size(&self, kind: FileKind, name: &str) -> Result<u64, BackendError>;
+    /// Removes a file; removing a missing file succeeds.
+    fn remove(&self, kind: FileKind, name: &str) -> Result<(), BackendError>;
+    /// True if the file exists.
+    fn exists(&self, kind: FileKind, name: &str) -> Result<bool, BackendError> {
+        match self.size(kind, name) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}

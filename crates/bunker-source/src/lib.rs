@@ -1,1 +1,13 @@
+//! Sources Bunker backs up. Today: the local file system.
+//!
+//! The walker visits the selected paths depth-first in byte order of names,
+//! so equal trees always produce equal tree blobs. It reports what it finds
+//! through a [`Visitor`]; reading file content is the engine's job.
 
+mod pattern;
+mod metadata;
+mod walk;
+
+pub use pattern::{PatternError, PatternSet};
+pub use metadata::node_from_metadata;
+pub use walk::{walk, Visitor, WalkOptions};

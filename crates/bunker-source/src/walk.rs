@@ -1,0 +1,218 @@
+//! Depth-first walk of the selected paths.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Component, Path, PathBuf};
+
+use bunker_format::tree::{Node, NodeKind};
+
+use crate::{node_from_metadata, PatternSet};
+
+/// What to select.
+#[derive(Clone, Debug, Default)]
+pub struct WalkOptions {
+    /// Paths to leave out.
+    pub excludes: PatternSet,
+    /// Stay on the file system of each selected path.
+    pub one_file_system: bool,
+}
+
+/// Receives the walk's findings in order. Every `enter_dir` is matched by a
+/// `leave_dir`; entries between them are that directory's children.
+pub trait Visitor {
+    /// A directory; its children follow.
+    fn enter_dir(&mut self, path: &Path, node: Node);
+    /// The end of the directory last entered.
+    fn leave_dir(&mut self, path: &Path);
+    /// A regular file, whose content the visitor reads.
+    fn file(&mut self, path: &Path, node: Node);
+    /// Any other entry (symlink, fifo, device, socket), complete as given.
+    fn special(&mut self, path: &Path, node: Node);
+    /// Something that could not be read; the walk goes on without it.
+    fn error(&mut self, path: &Path, error: std::io::Error);
+}
+
+/// The selected paths as a tree of names, so that their ancestors become
+/// directories of the snapshot (as in restic: `/home/u/docs` is stored
+/// under `home/u/docs`).
+#[derive(Default)]
+struct Selection {
+    selected: bool,
+    children: BTreeMap<Vec<u8>, Selection>,
+}
+
+impl Selection {
+    fn insert(&mut self, names: &[Vec<u8>]) {
+        match names.split_first() {
+            None => {
+                self.selected = true;
+                self.children.clear();
+            }
+            Some((first, rest)) => {
+                if !self.selected {
+                    self.children.entry(first.clone()).or_default().insert(rest);
+                }
+            }
+        }
+    }
+}
+
+/// Walks `roots` (absolute, normalized paths), reporting to `visitor`.
+/// The implicit root directory `/` itself is not reported.
+pub fn walk(roots: &[PathBuf], options: &WalkOptions, visitor: &mut dyn Visitor) {
+    let mut selection = Selection::default();
+    for root in roots {
+        let names: Vec<Vec<u8>> = root
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(n.as_bytes().to_vec()),
+                _ => None,
+            })
+            .collect();
+        selection.insert(&names);
+    }
+    let mut walker = Walker { options, visitor };
+    if selection.selected {
+        walker.children_of(Path::new("/"), None);
+    } else {
+        walker.selection_children(Path::new("/"), &selection);
+    }
+}
+
+struct Walker<'a> {
+    options: &'a WalkOptions,
+    visitor: &'a mut dyn Visitor,
+}
+
+impl Walker<'_> {
+    fn selection_children(&mut self, dir: &Path, selection: &Selection) {
+        for (name, child) in &selection.children {
+            let path = dir.join(std::ffi::OsStr::from_bytes(name));
+            if child.selected {
+                self.entry(&path, None);
+            } else {
+                self.ancestor(&path, child);
+            }
+        }
+    }
+
+    /// A directory on the way to a selected path: only the selected part of it is walked.
+    fn ancestor(&mut self, path: &Path, selection: &Selection) {
+        let node = match std::fs::symlink_metadata(path).and_then(|m| node_from_metadata(path, &m)) {
+            Ok(n) => n,
+            Err(e) => return self.visitor.error(path, e),
+        };
+        if node.kind != NodeKind::Dir {
+            return self.visitor.error(path, std::io::Error::other("not a directory"));
+        }
+        self.visitor.enter_dir(path, node);
+        self.selection_children(path, selection);
+        self.visitor.leave_dir(path);
+    }
+
+    fn entry(&mut self, path: &Path, root_dev: Option<u64>) {
+        if self.options.excludes.matches(path) {
+            return;
+        }
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => return self.visitor.error(path, e),
+        };
+        let node = match node_from_metadata(path, &meta) {
+            Ok(n) => n,
+            Err(e) => return self.visitor.error(path, e),
+        };
+        match node.kind {
+            NodeKind::Dir => {
+                let dev = root_dev.unwrap_or(meta.dev());
+                self.visitor.enter_dir(path, node);
+                if !self.options.one_file_system || meta.dev() == dev {
+                    self.children_of(path, Some(dev));
+                }
+                self.visitor.leave_dir(path);
+            }
+            NodeKind::File => self.visitor.file(path, node),
+            _ => self.visitor.special(path, node),
+        }
+    }
+
+    fn children_of(&mut self, dir: &Path, dev: Option<u64>) {
+        let read = match std::fs::read_dir(dir) {
+            Ok(r) => r,
+            Err(e) => return self.visitor.error(dir, e),
+        };
+        let mut names: Vec<OsString> = Vec::new();
+        for entry in read {
+            match entry {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => self.visitor.error(dir, e),
+            }
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for name in names {
+            self.entry(&dir.join(name), dev);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Default)]
+    struct Record(Vec<String>);
+
+    impl Visitor for Record {
+        fn enter_dir(&mut self, path: &Path, _: Node) {
+            self.0.push(format!("enter {}", path.display()));
+        }
+        fn leave_dir(&mut self, path: &Path) {
+            self.0.push(format!("leave {}", path.display()));
+        }
+        fn file(&mut self, path: &Path, node: Node) {
+            self.0.push(format!("file {} {}", path.display(), node.size));
+        }
+        fn special(&mut self, path: &Path, node: Node) {
+            self.0.push(format!("{} {}", node.kind.name(), path.display()));
+        }
+        fn error(&mut self, path: &Path, _: std::io::Error) {
+            self.0.push(format!("error {}", path.display()));
+        }
+    }
+
+    #[test]
+    fn walks_in_order_with_ancestors_and_excludes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("src");
+        std::fs::create_dir_all(root.join("b/c")).unwrap();
+        std::fs::write(root.join("b/c/f"), b"12345").unwrap();
+        std::fs::write(root.join("a"), b"1").unwrap();
+        std::fs::write(root.join("skip.tmp"), b"1").unwrap();
+        std::os::unix::fs::symlink("a", root.join("link")).unwrap();
+        let opts = WalkOptions { excludes: PatternSet::new(["*.tmp".to_string()]).unwrap(), ..Default::default() };
+        let mut rec = Record::default();
+        walk(&[root.clone(), root.join("b")], &opts, &mut rec);
+        let r = root.display().to_string();
+        let ancestors = root.ancestors().skip(1).filter(|p| *p != Path::new("/")).count();
+        let body: Vec<String> = rec.0[ancestors..rec.0.len() - ancestors].to_vec();
+        assert_eq!(
+            body,
+            vec![
+                format!("enter {r}"),
+                format!("file {r}/a 1"),
+                format!("enter {r}/b"),
+                format!("enter {r}/b/c"),
+                format!("file {r}/b/c/f 5"),
+                format!("leave {r}/b/c"),
+                format!("leave {r}/b"),
+                format!("symlink {r}/link"),
+                format!("leave {r}"),
+            ]
+        );
+        let mut rec = Record::default();
+        walk(&[root.join("missing")], &opts, &mut rec);
+        assert!(rec.0.iter().any(|l| l.starts_with("error")));
+    }
+}
