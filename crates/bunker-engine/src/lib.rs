@@ -1,1 +1,26 @@
+//! Bunker's engine: everything the `bunker` command does, as a library.
+//!
+//! Open a [`Repository`], load its index, then back up, restore, check, list
+//! or measure. Progress goes through the [`Progress`] trait; errors are
+//! [`EngineError`]s that say what failed, on what, and what to do.
 
+pub mod backup;
+pub mod check;
+pub mod dump;
+mod error;
+pub mod find;
+pub mod identity;
+pub mod index;
+pub mod progress;
+pub mod repository;
+pub mod restore;
+pub mod stats;
+pub mod walk_tree;
+
+pub use error::{EngineError, Result};
+pub use progress::{NoProgress, Progress};
+pub use repository::{Indexed, Open, Repository, SnapshotEntry};
+
+pub use bunker_backend as backend;
+pub use bunker_format as format;
+pub use bunker_source as source;

@@ -108,10 +108,15 @@ typed_id!(
     KeyId
 );
 
-/// The name of a stored file: BLAKE3 of its bytes, so that a reader can check
-/// a file's integrity without any key, and an unchanged file is never rewritten.
+/// The hash naming a stored file: BLAKE3 of its bytes, so that a reader can
+/// check a file's integrity without any key, and an unchanged file is never rewritten.
 pub fn storage_hash(bytes: &[u8]) -> [u8; ID_LEN] {
     *blake3::hash(bytes).as_bytes()
+}
+
+/// The file name of stored bytes: [`storage_hash`] in hex.
+pub fn storage_name(bytes: &[u8]) -> String {
+    hex::encode(storage_hash(bytes))
 }
 
 #[cfg(test)]

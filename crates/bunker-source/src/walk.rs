@@ -32,6 +32,10 @@ pub trait Visitor {
     fn special(&mut self, path: &Path, node: Node);
     /// Something that could not be read; the walk goes on without it.
     fn error(&mut self, path: &Path, error: std::io::Error);
+    /// True when the walk should end early (the consumer has given up).
+    fn stop(&self) -> bool {
+        false
+    }
 }
 
 /// The selected paths as a tree of names, so that their ancestors become
@@ -113,7 +117,7 @@ impl Walker<'_> {
     }
 
     fn entry(&mut self, path: &Path, root_dev: Option<u64>) {
-        if self.options.excludes.matches(path) {
+        if self.visitor.stop() || self.options.excludes.matches(path) {
             return;
         }
         let meta = match std::fs::symlink_metadata(path) {

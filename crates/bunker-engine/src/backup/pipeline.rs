@@ -1,0 +1,349 @@
+//! The threads of a backup and the queues between them.
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use bunker_format::blob::{encode_blob, BlobType};
+use bunker_format::chunker::Chunker;
+use bunker_format::crypto::RepoKeys;
+use bunker_format::id::BlobId;
+use bunker_format::tree::{Node, NodeKind};
+use bunker_source::{walk, Visitor, WalkOptions};
+use crossbeam_channel::{bounded, Sender};
+
+use super::pack_sink::{PackSink, SinkStats};
+use super::tree_builder::{build_trees, store_tree, TreeEvent};
+use super::StdinSource;
+use crate::identity::now_ns;
+use crate::progress::Progress;
+use crate::repository::{Indexed, Repository};
+use crate::{EngineError, Result};
+
+/// Files that may wait for a reader.
+const FILE_QUEUE: usize = 64;
+/// Walk events that may wait for the tree builder.
+const EVENT_QUEUE: usize = 4096;
+
+/// A file's content as stored.
+pub(super) struct FileContent {
+    pub ids: Vec<BlobId>,
+    pub size: u64,
+    /// Size or mtime differed before and after reading.
+    pub changed: bool,
+}
+
+/// Why a file's content could not be stored.
+pub(super) enum ReadError {
+    /// The source could not be read: skip the file, go on.
+    Source(std::io::Error),
+    /// The pipeline stopped because another stage failed.
+    Aborted,
+}
+
+/// What every stage shares.
+pub(super) struct Stage {
+    pub keys: RepoKeys,
+    pub chunker: Chunker,
+    pub sink: Arc<PackSink>,
+    pub progress: Arc<dyn Progress>,
+    seal_tx: Sender<(BlobType, BlobId, Vec<u8>)>,
+    bytes_read: AtomicU64,
+}
+
+impl Stage {
+    /// Queues a blob for sealing unless the repository or this backup has it.
+    pub fn submit(&self, kind: BlobType, id: BlobId, data: Vec<u8>) -> Result<(), ReadError> {
+        if self.sink.claim(&id) {
+            self.seal_tx.send((kind, id, data)).map_err(|_| ReadError::Aborted)?;
+        }
+        Ok(())
+    }
+
+    /// Chunks a stream and submits its chunks; returns the blob list and length.
+    fn store_stream(&self, reader: impl Read) -> Result<(Vec<BlobId>, u64), ReadError> {
+        let mut ids = Vec::new();
+        let mut size = 0u64;
+        for chunk in self.chunker.stream(reader) {
+            let chunk = chunk.map_err(ReadError::Source)?;
+            let id = self.keys.blob_id(&chunk);
+            let len = chunk.len() as u64;
+            self.submit(BlobType::Data, id, chunk)?;
+            size += len;
+            self.bytes_read.fetch_add(len, Ordering::Relaxed);
+            self.progress.advance(0, len);
+            ids.push(id);
+        }
+        Ok((ids, size))
+    }
+
+    fn store_file(&self, path: &Path) -> Result<FileContent, ReadError> {
+        let file = open_for_backup(path).map_err(ReadError::Source)?;
+        let before = file.metadata().map_err(ReadError::Source)?;
+        let (ids, size) = self.store_stream(&file)?;
+        let after = file.metadata().map_err(ReadError::Source)?;
+        let changed = before.size() != after.size()
+            || before.mtime() != after.mtime()
+            || before.mtime_nsec() != after.mtime_nsec()
+            || size != after.size();
+        self.progress.advance(1, 0);
+        Ok(FileContent { ids, size, changed })
+    }
+}
+
+/// Opens without updating the access time when the OS allows it.
+fn open_for_backup(path: &Path) -> std::io::Result<File> {
+    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        other => other,
+    }
+}
+
+/// Counters of the walk.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Counts {
+    pub files: u64,
+    pub dirs: u64,
+    pub specials: u64,
+    pub bytes_read: u64,
+    pub total_bytes: u64,
+}
+
+/// What one pipeline run produced.
+pub(super) struct RunResult {
+    pub root: BlobId,
+    pub counts: Counts,
+    pub stats: SinkStats,
+    pub skipped: Vec<String>,
+}
+
+struct Sealers {
+    handles: Vec<JoinHandle<()>>,
+}
+
+fn start(repo: &Arc<Repository<Indexed>>, progress: Arc<dyn Progress>, dry_run: bool) -> (Arc<Stage>, Sealers) {
+    let sink = Arc::new(PackSink::new(repo.clone(), dry_run));
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (seal_tx, seal_rx) = bounded::<(BlobType, BlobId, Vec<u8>)>(2 * threads);
+    let level = repo.config().compression_level;
+    let handles = (0..threads)
+        .map(|i| {
+            let rx = seal_rx.clone();
+            let sink = sink.clone();
+            let keys = repo.keys().clone();
+            std::thread::Builder::new()
+                .name(format!("bunker-seal-{i}"))
+                .spawn(move || {
+                    for (kind, id, data) in rx {
+                        if sink.add(encode_blob(&keys, kind, id, &data, level)).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .expect("spawn sealer thread")
+        })
+        .collect();
+    let stage = Arc::new(Stage {
+        keys: repo.keys().clone(),
+        chunker: repo.chunker().clone(),
+        sink,
+        progress,
+        seal_tx,
+        bytes_read: AtomicU64::new(0),
+    });
+    (stage, Sealers { handles })
+}
+
+/// Waits for the sealers and the sink; `outcome` is what the producing side
+/// returned. A storage failure wins over the `Aborted` it caused upstream.
+fn complete<T>(stage: Arc<Stage>, sealers: Sealers, outcome: Result<T>) -> Result<(T, SinkStats, u64)> {
+    let stage = Arc::try_unwrap(stage).unwrap_or_else(|_| panic!("pipeline stage still shared after its threads ended"));
+    let Stage { sink, seal_tx, bytes_read, .. } = stage;
+    drop(seal_tx);
+    for h in sealers.handles {
+        let _ = h.join();
+    }
+    let sink_result = sink.finish();
+    match (outcome, sink_result) {
+        (Ok(v), Ok(stats)) => Ok((v, stats, bytes_read.into_inner())),
+        (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
+    }
+}
+
+struct FileJob {
+    path: PathBuf,
+    reply: Sender<Result<FileContent, ReadError>>,
+}
+
+/// Walks the paths and stores everything.
+pub(super) fn run_walk(
+    repo: Arc<Repository<Indexed>>,
+    paths: &[PathBuf],
+    options: &WalkOptions,
+    progress: Arc<dyn Progress>,
+    dry_run: bool,
+) -> Result<RunResult> {
+    let (stage, sealers) = start(&repo, progress, dry_run);
+    let (job_tx, job_rx) = bounded::<FileJob>(FILE_QUEUE);
+    let readers: Vec<JoinHandle<()>> = (0..2)
+        .map(|i| {
+            let rx = job_rx.clone();
+            let stage = stage.clone();
+            std::thread::Builder::new()
+                .name(format!("bunker-read-{i}"))
+                .spawn(move || {
+                    for job in rx {
+                        let _ = job.reply.send(stage.store_file(&job.path));
+                    }
+                })
+                .expect("spawn reader thread")
+        })
+        .collect();
+    let (event_tx, event_rx) = bounded::<TreeEvent>(EVENT_QUEUE);
+    let builder = {
+        let stage = stage.clone();
+        std::thread::Builder::new()
+            .name("bunker-trees".into())
+            .spawn(move || build_trees(&stage, event_rx))
+            .expect("spawn tree builder thread")
+    };
+
+    let mut feeder = Feeder { jobs: job_tx, events: event_tx, counts: Counts::default(), skipped: Vec::new(), stopped: false, progress: stage.progress.clone() };
+    walk(paths, options, &mut feeder);
+    let Feeder { jobs, events, mut counts, mut skipped, .. } = feeder;
+    drop(jobs);
+    drop(events);
+    let built = builder.join().unwrap_or(Err(EngineError::Aborted));
+    for r in readers {
+        let _ = r.join();
+    }
+    let (built, stats, bytes_read) = complete(stage, sealers, built)?;
+    counts.bytes_read = bytes_read;
+    skipped.extend(built.skipped);
+    Ok(RunResult { root: built.root, counts, stats, skipped })
+}
+
+/// Stores one stream as a file at the root of the snapshot.
+pub(super) fn run_stream(
+    repo: Arc<Repository<Indexed>>,
+    source: StdinSource,
+    progress: Arc<dyn Progress>,
+    dry_run: bool,
+) -> Result<RunResult> {
+    let (stage, sealers) = start(&repo, progress, dry_run);
+    let outcome = (|| {
+        let (ids, size) = stage.store_stream(source.reader).map_err(|e| match e {
+            ReadError::Source(e) => EngineError::io("standard input", e),
+            ReadError::Aborted => EngineError::Aborted,
+        })?;
+        let now = now_ns();
+        let node = Node {
+            name: source.filename.into_bytes(),
+            kind: NodeKind::File,
+            mode: 0o644,
+            // SAFETY: getuid/getgid cannot fail.
+            uid: unsafe { libc::getuid() },
+            gid: unsafe { libc::getgid() },
+            mtime_sec: now.div_euclid(1_000_000_000),
+            mtime_nsec: now.rem_euclid(1_000_000_000) as u32,
+            size,
+            content: ids,
+            ..Default::default()
+        };
+        store_tree(&stage, vec![node]).map(|root| (root, size))
+    })();
+    let ((root, size), stats, bytes_read) = complete(stage, sealers, outcome)?;
+    let counts = Counts { files: 1, bytes_read, total_bytes: size, ..Default::default() };
+    Ok(RunResult { root, counts, stats, skipped: Vec::new() })
+}
+
+/// The walk's visitor: feeds readers and the tree builder.
+struct Feeder {
+    jobs: Sender<FileJob>,
+    events: Sender<TreeEvent>,
+    counts: Counts,
+    skipped: Vec<String>,
+    /// Set once a downstream stage has gone away: the walk's findings are dropped.
+    stopped: bool,
+    progress: Arc<dyn Progress>,
+}
+
+impl Feeder {
+    fn event(&mut self, e: TreeEvent) {
+        if !self.stopped && self.events.send(e).is_err() {
+            self.stopped = true;
+        }
+    }
+}
+
+impl Visitor for Feeder {
+    fn enter_dir(&mut self, _path: &Path, node: Node) {
+        self.counts.dirs += 1;
+        self.event(TreeEvent::EnterDir(node));
+    }
+
+    fn leave_dir(&mut self, _path: &Path) {
+        self.event(TreeEvent::LeaveDir);
+    }
+
+    fn file(&mut self, path: &Path, node: Node) {
+        if self.stopped {
+            return;
+        }
+        let (tx, rx) = bounded(1);
+        if self.jobs.send(FileJob { path: path.to_path_buf(), reply: tx }).is_err() {
+            self.stopped = true;
+            return;
+        }
+        self.counts.files += 1;
+        self.counts.total_bytes += node.size;
+        self.event(TreeEvent::File { node, path: path.to_path_buf(), content: rx });
+    }
+
+    fn special(&mut self, _path: &Path, node: Node) {
+        self.counts.specials += 1;
+        self.event(TreeEvent::Leaf(node));
+    }
+
+    fn error(&mut self, path: &Path, error: std::io::Error) {
+        let message = format!("{}: {error}", path.display());
+        self.progress.warning(&message);
+        self.skipped.push(message);
+    }
+
+    fn stop(&self) -> bool {
+        self.stopped
+    }
+}
+
+/// Counts the sources in the background so progress can show totals and an ETA.
+pub(super) fn spawn_scanner(paths: Vec<PathBuf>, options: WalkOptions, progress: Arc<dyn Progress>) {
+    struct Scan {
+        files: u64,
+        bytes: u64,
+        progress: Arc<dyn Progress>,
+    }
+    impl Visitor for Scan {
+        fn enter_dir(&mut self, _: &Path, _: Node) {}
+        fn leave_dir(&mut self, _: &Path) {}
+        fn file(&mut self, _: &Path, node: Node) {
+            self.files += 1;
+            self.bytes += node.size;
+            if self.files % 1000 == 0 {
+                self.progress.set_total(self.files, self.bytes);
+            }
+        }
+        fn special(&mut self, _: &Path, _: Node) {}
+        fn error(&mut self, _: &Path, _: std::io::Error) {}
+    }
+    let _ = std::thread::Builder::new().name("bunker-scan".into()).spawn(move || {
+        let mut scan = Scan { files: 0, bytes: 0, progress };
+        walk(&paths, &options, &mut scan);
+        scan.progress.set_total(scan.files, scan.bytes);
+    });
+}
+

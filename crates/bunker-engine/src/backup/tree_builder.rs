@@ -1,0 +1,73 @@
+//! Turns the walk's events back into tree blobs, bottom-up.
+
+use std::path::PathBuf;
+
+use bunker_format::blob::BlobType;
+use bunker_format::id::BlobId;
+use bunker_format::tree::{Node, Tree};
+use crossbeam_channel::Receiver;
+
+use super::pipeline::{FileContent, ReadError, Stage};
+use crate::{EngineError, Result};
+
+/// One step of the walk, in walk order.
+pub(super) enum TreeEvent {
+    /// A directory starts; its children follow until `LeaveDir`.
+    EnterDir(Node),
+    /// The directory last entered is complete.
+    LeaveDir,
+    /// A complete entry (symlink, device, …).
+    Leaf(Node),
+    /// A regular file whose blob list a reader will deliver.
+    File { node: Node, path: PathBuf, content: Receiver<Result<FileContent, ReadError>> },
+}
+
+/// What the tree builder produced.
+pub(super) struct Built {
+    pub root: BlobId,
+    pub skipped: Vec<String>,
+}
+
+/// Consumes events until the channel closes; returns the root tree id.
+pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<Built> {
+    let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
+    let mut skipped = Vec::new();
+    for event in events {
+        match event {
+            TreeEvent::EnterDir(node) => stack.push((Some(node), Vec::new())),
+            TreeEvent::LeaveDir => {
+                let (node, children) = stack.pop().expect("walker balances enter and leave");
+                let mut node = node.expect("only the root frame has no node, and it is never left");
+                node.subtree = Some(store_tree(stage, children)?);
+                stack.last_mut().expect("root frame").1.push(node);
+            }
+            TreeEvent::Leaf(node) => stack.last_mut().expect("root frame").1.push(node),
+            TreeEvent::File { mut node, path, content } => match content.recv() {
+                Ok(Ok(c)) => {
+                    if c.changed {
+                        stage.progress.warning(&format!("{}: file changed while it was read", path.display()));
+                    }
+                    node.content = c.ids;
+                    node.size = c.size;
+                    stack.last_mut().expect("root frame").1.push(node);
+                }
+                Ok(Err(ReadError::Source(e))) => {
+                    let message = format!("{}: {e}", path.display());
+                    stage.progress.warning(&message);
+                    skipped.push(message);
+                }
+                Ok(Err(ReadError::Aborted)) | Err(_) => return Err(EngineError::Aborted),
+            },
+        }
+    }
+    let (_, children) = stack.pop().expect("root frame");
+    Ok(Built { root: store_tree(stage, children)?, skipped })
+}
+
+/// Encodes a directory and hands it to the sealers if it is new.
+pub(super) fn store_tree(stage: &Stage, nodes: Vec<Node>) -> Result<BlobId> {
+    let bytes = Tree { nodes }.encode();
+    let id = stage.keys.blob_id(&bytes);
+    stage.submit(BlobType::Tree, id, bytes).map_err(|_| EngineError::Aborted)?;
+    Ok(id)
+}

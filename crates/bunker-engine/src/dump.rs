@@ -1,0 +1,114 @@
+//! Dump: a file's content, or a directory as a tar stream, to a writer.
+
+use std::io::{Read, Write};
+
+use bunker_format::blob::BlobType;
+use bunker_format::id::BlobId;
+use bunker_format::tree::{Node, NodeKind};
+
+use crate::repository::{Indexed, Repository};
+use crate::walk_tree::{find_node, visit_tree};
+use crate::{EngineError, Result};
+
+/// Writes the file at `path` in the snapshot, or the directory there as a tar stream.
+pub fn dump(repo: &Repository<Indexed>, root: &BlobId, path: &str, out: &mut dyn Write) -> Result<()> {
+    let node = find_node(repo, root, path)?;
+    match node.kind {
+        NodeKind::File => {
+            let mut reader = BlobReader::new(repo, &node.content);
+            std::io::copy(&mut reader, out).map_err(|e| reader.take_error().unwrap_or_else(|| EngineError::io("output", e)))?;
+            Ok(())
+        }
+        NodeKind::Dir => dump_tar(repo, &node, out),
+        _ => Err(EngineError::Invalid(format!("{path} is a {}, not a file or directory", node.kind.name()))),
+    }
+}
+
+fn dump_tar(repo: &Repository<Indexed>, dir: &Node, out: &mut dyn Write) -> Result<()> {
+    let mut tar = tar::Builder::new(out);
+    let subtree = dir.subtree.expect("decoded directories have a subtree");
+    let out_err = |e: std::io::Error| EngineError::io("tar output", e);
+    visit_tree(repo, &subtree, ".", &mut |path, node| {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(node.mode);
+        header.set_uid(node.uid as u64);
+        header.set_gid(node.gid as u64);
+        header.set_mtime(node.mtime_sec.max(0) as u64);
+        let name = path.trim_start_matches("./");
+        match node.kind {
+            NodeKind::File => {
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(node.size);
+                let mut reader = BlobReader::new(repo, &node.content);
+                let r = tar.append_data(&mut header, name, &mut reader);
+                if let Some(e) = reader.take_error() {
+                    return Err(e);
+                }
+                r.map_err(out_err)
+            }
+            NodeKind::Dir => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_size(0);
+                tar.append_data(&mut header, format!("{name}/"), std::io::empty()).map_err(out_err)
+            }
+            NodeKind::Symlink => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_size(0);
+                let target = String::from_utf8_lossy(&node.link_target).into_owned();
+                tar.append_link(&mut header, name, target).map_err(out_err)
+            }
+            NodeKind::Fifo => {
+                header.set_entry_type(tar::EntryType::Fifo);
+                header.set_size(0);
+                tar.append_data(&mut header, name, std::io::empty()).map_err(out_err)
+            }
+            _ => Ok(()),
+        }
+    })?;
+    tar.finish().map_err(out_err)
+}
+
+/// Reads a file's content blob by blob, holding one blob in memory.
+struct BlobReader<'a> {
+    repo: &'a Repository<Indexed>,
+    ids: &'a [BlobId],
+    next: usize,
+    buf: Vec<u8>,
+    pos: usize,
+    error: Option<EngineError>,
+}
+
+impl<'a> BlobReader<'a> {
+    fn new(repo: &'a Repository<Indexed>, ids: &'a [BlobId]) -> Self {
+        BlobReader { repo, ids, next: 0, buf: Vec::new(), pos: 0, error: None }
+    }
+
+    /// The repository error behind a failed read, if that is what failed.
+    fn take_error(&mut self) -> Option<EngineError> {
+        self.error.take()
+    }
+}
+
+impl Read for BlobReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.buf.len() {
+            let Some(id) = self.ids.get(self.next) else { return Ok(0) };
+            match self.repo.read_blob(BlobType::Data, id) {
+                Ok(data) => {
+                    self.buf = data;
+                    self.pos = 0;
+                    self.next += 1;
+                }
+                Err(e) => {
+                    let message = e.to_string();
+                    self.error = Some(e);
+                    return Err(std::io::Error::other(message));
+                }
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

@@ -1,0 +1,83 @@
+//! Engine errors: what went wrong, on what, and what the user can do.
+
+use bunker_backend::BackendError;
+use bunker_format::FormatError;
+
+/// Everything an engine operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No repository at the location.
+    #[error("no repository at {location}: {detail} (create one with `bunker init`)")]
+    RepositoryNotFound {
+        /// Where we looked.
+        location: String,
+        /// What was missing.
+        detail: String,
+    },
+    /// `init` over an existing repository.
+    #[error("a repository already exists at {0}; refusing to overwrite it")]
+    RepositoryExists(String),
+    /// No key file accepts the password.
+    #[error("wrong password: no key of the repository at {0} opens with it")]
+    WrongPassword(String),
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Backend(#[from] BackendError),
+    /// A stored object failed to decode or verify.
+    #[error("{object}: {source}")]
+    Corrupt {
+        /// Which object (e.g. `index/ab12…`).
+        object: String,
+        /// Why it is unreadable.
+        source: FormatError,
+    },
+    /// A blob referenced by a tree is in no index.
+    #[error("{kind} blob {id} is missing from the index (run `bunker check`)")]
+    BlobMissing {
+        /// Data or tree.
+        kind: &'static str,
+        /// The blob id.
+        id: String,
+    },
+    /// No snapshot matches.
+    #[error("no snapshot matches {0:?}")]
+    SnapshotNotFound(String),
+    /// An id prefix matches several snapshots.
+    #[error("snapshot prefix {0:?} is ambiguous; give more digits")]
+    AmbiguousSnapshot(String),
+    /// A path is not in the snapshot.
+    #[error("path {0:?} is not in the snapshot")]
+    PathNotFound(String),
+    /// A caller-side mistake (bad option value).
+    #[error("{0}")]
+    Invalid(String),
+    /// Local file system failure (outside the repository).
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A pipeline stage stopped because another failed; the first failure is reported instead.
+    #[error("aborted after an earlier failure")]
+    Aborted,
+    /// The user interrupted the operation.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl EngineError {
+    /// Wraps a format error with the object it came from.
+    pub fn corrupt(object: impl Into<String>, source: FormatError) -> Self {
+        EngineError::Corrupt { object: object.into(), source }
+    }
+
+    /// Wraps an I/O error with its path.
+    pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        EngineError::Io { path: path.as_ref().display().to_string(), source }
+    }
+}
+
+/// Engine result type.
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -1,0 +1,45 @@
+//! Walking a snapshot's trees.
+
+use bunker_format::id::BlobId;
+use bunker_format::tree::{Node, NodeKind};
+
+use crate::repository::{Indexed, Repository};
+use crate::{EngineError, Result};
+
+/// Finds the node at `path` (absolute, `/`-separated) below `root`. The root
+/// itself is returned as a synthetic directory node.
+pub fn find_node(repo: &Repository<Indexed>, root: &BlobId, path: &str) -> Result<Node> {
+    let mut node = Node { name: Vec::new(), kind: NodeKind::Dir, mode: 0o755, subtree: Some(*root), ..Default::default() };
+    for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        let subtree = match (node.kind, node.subtree) {
+            (NodeKind::Dir, Some(s)) => s,
+            _ => return Err(EngineError::PathNotFound(path.into())),
+        };
+        let tree = repo.load_tree(&subtree)?;
+        node = tree.find(part.as_bytes()).cloned().ok_or_else(|| EngineError::PathNotFound(path.into()))?;
+    }
+    Ok(node)
+}
+
+/// Visits every node below the directory tree `root`, depth-first in name
+/// order, with its path (`prefix` joined with the names on the way).
+pub fn visit_tree(
+    repo: &Repository<Indexed>,
+    root: &BlobId,
+    prefix: &str,
+    visit: &mut dyn FnMut(&str, &Node) -> Result<()>,
+) -> Result<()> {
+    let tree = repo.load_tree(root)?;
+    for node in &tree.nodes {
+        let path = if prefix.ends_with('/') {
+            format!("{prefix}{}", node.name_lossy())
+        } else {
+            format!("{prefix}/{}", node.name_lossy())
+        };
+        visit(&path, node)?;
+        if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
+            visit_tree(repo, &sub, &path, visit)?;
+        }
+    }
+    Ok(())
+}
