@@ -31,7 +31,11 @@ pub struct BackendError {
 impl BackendError {
     /// Builds an error.
     pub fn new(kind: ErrorKind, operation: impl Into<String>, message: impl Into<String>) -> Self {
-        BackendError { kind, operation: operation.into(), message: message.into() }
+        BackendError {
+            kind,
+            operation: operation.into(),
+            message: message.into(),
+        }
     }
 }
 

@@ -83,7 +83,13 @@ pub trait Backend: Send + Sync {
     /// Reads a whole file.
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError>;
     /// Reads `length` bytes at `offset`; fails if the file is shorter.
-    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError>;
+    fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, BackendError>;
     /// Writes a whole file atomically and durably.
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
     /// Lists the files of a kind with their sizes.

@@ -25,7 +25,11 @@ impl Location {
             ));
         }
         if url.is_empty() {
-            return Err(BackendError::new(ErrorKind::Permanent, "open repository", "empty repository location"));
+            return Err(BackendError::new(
+                ErrorKind::Permanent,
+                "open repository",
+                "empty repository location",
+            ));
         }
         Ok(Location::Local(PathBuf::from(url)))
     }
@@ -45,9 +49,18 @@ mod tests {
 
     #[test]
     fn parses_local_forms() {
-        assert_eq!(Location::parse("/tmp/r").unwrap(), Location::Local("/tmp/r".into()));
-        assert_eq!(Location::parse("file:///tmp/r").unwrap(), Location::Local("/tmp/r".into()));
-        assert_eq!(Location::parse("rel/dir").unwrap(), Location::Local("rel/dir".into()));
+        assert_eq!(
+            Location::parse("/tmp/r").unwrap(),
+            Location::Local("/tmp/r".into())
+        );
+        assert_eq!(
+            Location::parse("file:///tmp/r").unwrap(),
+            Location::Local("/tmp/r".into())
+        );
+        assert_eq!(
+            Location::parse("rel/dir").unwrap(),
+            Location::Local("rel/dir".into())
+        );
         assert!(Location::parse("gopher://x").is_err());
         assert!(Location::parse("").is_err());
     }

@@ -37,15 +37,24 @@ impl OpenDalBackend {
             Location::Local(path) => {
                 let root = absolute(path)?;
                 if !create && !root.join("config").is_file() {
-                    let what = if root.is_dir() { "no bunker repository in this directory" } else { "no such directory" };
-                    return Err(BackendError::new(ErrorKind::NotFound, format!("open {}", root.display()), what));
+                    let what = if root.is_dir() {
+                        "no bunker repository in this directory"
+                    } else {
+                        "no such directory"
+                    };
+                    return Err(BackendError::new(
+                        ErrorKind::NotFound,
+                        format!("open {}", root.display()),
+                        what,
+                    ));
                 }
                 let builder = opendal::services::Fs::default()
                     .root(&root.to_string_lossy())
                     .atomic_write_dir(&root.join(TMP_DIR).to_string_lossy());
                 let op = {
                     let _guard = runtime.enter();
-                    Operator::new(builder).map_err(|e| map_err("open", &root.display().to_string(), e))?
+                    Operator::new(builder)
+                        .map_err(|e| map_err("open", &root.display().to_string(), e))?
                 };
                 Ok(OpenDalBackend {
                     op: op.layer(RetryLayer::new().with_jitter()),
@@ -66,7 +75,8 @@ impl OpenDalBackend {
         if let Some(root) = &self.local_root {
             let dir = root.join(path);
             let dir = dir.parent().unwrap_or(root);
-            sync_dir(dir).map_err(|e| BackendError::from((format!("sync {}", dir.display()).as_str(), e)))?;
+            sync_dir(dir)
+                .map_err(|e| BackendError::from((format!("sync {}", dir.display()).as_str(), e)))?;
         }
         Ok(())
     }
@@ -99,14 +109,19 @@ impl Backend for OpenDalBackend {
     }
 
     fn create(&self) -> Result<(), BackendError> {
-        let mut dirs: Vec<String> = ["keys", "index", "snapshots", "locks", "data", TMP_DIR].iter().map(|s| s.to_string()).collect();
+        let mut dirs: Vec<String> = ["keys", "index", "snapshots", "locks", "data", TMP_DIR]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         dirs.extend((0..=255u8).map(|b| format!("data/{b:02x}")));
         for d in &dirs {
-            self.block_on(self.op.create_dir(&format!("{d}/"))).map_err(|e| map_err("create", d, e))?;
+            self.block_on(self.op.create_dir(&format!("{d}/")))
+                .map_err(|e| map_err("create", d, e))?;
         }
         if let Some(root) = &self.local_root {
             for d in dirs.iter().rev() {
-                sync_dir(&root.join(d)).map_err(|e| BackendError::from(("sync new repository", e)))?;
+                sync_dir(&root.join(d))
+                    .map_err(|e| BackendError::from(("sync new repository", e)))?;
             }
             sync_dir(root).map_err(|e| BackendError::from(("sync new repository", e)))?;
             if let Some(parent) = root.parent() {
@@ -118,11 +133,19 @@ impl Backend for OpenDalBackend {
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
         let path = kind.path(name);
-        let buf = self.block_on(self.op.read(&path)).map_err(|e| map_err("read", &path, e))?;
+        let buf = self
+            .block_on(self.op.read(&path))
+            .map_err(|e| map_err("read", &path, e))?;
         Ok(buf.to_vec())
     }
 
-    fn read_range(&self, kind: FileKind, name: &str, offset: u64, length: u64) -> Result<Vec<u8>, BackendError> {
+    fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, BackendError> {
         let path = kind.path(name);
         let buf = self
             .block_on(self.op.read_with(&path).range(offset..offset + length))
@@ -131,7 +154,10 @@ impl Backend for OpenDalBackend {
             return Err(BackendError::new(
                 ErrorKind::Permanent,
                 format!("read {path}"),
-                format!("file is truncated: wanted {length} bytes at offset {offset}, got {}", buf.len()),
+                format!(
+                    "file is truncated: wanted {length} bytes at offset {offset}, got {}",
+                    buf.len()
+                ),
             ));
         }
         Ok(buf.to_vec())
@@ -139,7 +165,8 @@ impl Backend for OpenDalBackend {
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
         let path = kind.path(name);
-        self.block_on(self.op.write(&path, data.to_vec())).map_err(|e| map_err("write", &path, e))?;
+        self.block_on(self.op.write(&path, data.to_vec()))
+            .map_err(|e| map_err("write", &path, e))?;
         self.sync_parent(&path)
     }
 
@@ -168,13 +195,16 @@ impl Backend for OpenDalBackend {
 
     fn size(&self, kind: FileKind, name: &str) -> Result<u64, BackendError> {
         let path = kind.path(name);
-        let meta = self.block_on(self.op.stat(&path)).map_err(|e| map_err("stat", &path, e))?;
+        let meta = self
+            .block_on(self.op.stat(&path))
+            .map_err(|e| map_err("stat", &path, e))?;
         Ok(meta.content_length())
     }
 
     fn remove(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
         let path = kind.path(name);
-        self.block_on(self.op.delete(&path)).map_err(|e| map_err("delete", &path, e))?;
+        self.block_on(self.op.delete(&path))
+            .map_err(|e| map_err("delete", &path, e))?;
         self.sync_parent(&path)
     }
 }
@@ -187,8 +217,14 @@ mod tests {
     fn local_contract() {
         let dir = tempfile::tempdir().unwrap();
         let loc = Location::Local(dir.path().join("repo"));
-        assert_eq!(OpenDalBackend::open(&loc, false).err().unwrap().kind, ErrorKind::NotFound);
-        assert!(!dir.path().join("repo").exists(), "opening a missing repository must not create it");
+        assert_eq!(
+            OpenDalBackend::open(&loc, false).err().unwrap().kind,
+            ErrorKind::NotFound
+        );
+        assert!(
+            !dir.path().join("repo").exists(),
+            "opening a missing repository must not create it"
+        );
 
         let b = OpenDalBackend::open(&loc, true).unwrap();
         b.create().unwrap();
@@ -196,11 +232,23 @@ mod tests {
         b.write(FileKind::Pack, "abcdef", b"0123456789").unwrap();
         assert!(dir.path().join("repo/data/ab/abcdef").is_file());
         assert_eq!(b.read(FileKind::Config, "").unwrap(), b"cfg");
-        assert_eq!(b.read_range(FileKind::Pack, "abcdef", 2, 3).unwrap(), b"234");
+        assert_eq!(
+            b.read_range(FileKind::Pack, "abcdef", 2, 3).unwrap(),
+            b"234"
+        );
         assert!(b.read_range(FileKind::Pack, "abcdef", 8, 5).is_err());
-        assert_eq!(b.list(FileKind::Pack).unwrap(), vec![FileInfo { name: "abcdef".into(), size: 10 }]);
+        assert_eq!(
+            b.list(FileKind::Pack).unwrap(),
+            vec![FileInfo {
+                name: "abcdef".into(),
+                size: 10
+            }]
+        );
         assert!(b.list(FileKind::Snapshot).unwrap().is_empty());
-        assert_eq!(b.read(FileKind::Index, "missing").unwrap_err().kind, ErrorKind::NotFound);
+        assert_eq!(
+            b.read(FileKind::Index, "missing").unwrap_err().kind,
+            ErrorKind::NotFound
+        );
         assert!(b.exists(FileKind::Pack, "abcdef").unwrap());
         b.remove(FileKind::Pack, "abcdef").unwrap();
         assert!(!b.exists(FileKind::Pack, "abcdef").unwrap());

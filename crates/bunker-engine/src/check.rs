@@ -42,10 +42,16 @@ pub struct CheckReport {
 }
 
 /// Checks the repository; never stops at the first problem.
-pub fn check(repo: Repository<Open>, options: CheckOptions, progress: Arc<dyn Progress>) -> Result<CheckReport> {
+pub fn check(
+    repo: Repository<Open>,
+    options: CheckOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let (repo, index_errors) = repo.load_index_lenient()?;
-    report.errors.extend(index_errors.iter().map(|e| e.to_string()));
+    report
+        .errors
+        .extend(index_errors.iter().map(|e| e.to_string()));
     check_packs_exist(&repo, &mut report)?;
     check_snapshots(&repo, &mut report)?;
     if options.read_data || options.read_data_percent.is_some() {
@@ -55,23 +61,32 @@ pub fn check(repo: Repository<Open>, options: CheckOptions, progress: Arc<dyn Pr
 }
 
 fn check_packs_exist(repo: &Repository<Indexed>, report: &mut CheckReport) -> Result<()> {
-    let stored: HashMap<String, u64> = repo.backend().list(FileKind::Pack)?.into_iter().map(|f| (f.name, f.size)).collect();
+    let stored: HashMap<String, u64> = repo
+        .backend()
+        .list(FileKind::Pack)?
+        .into_iter()
+        .map(|f| (f.name, f.size))
+        .collect();
     let indexed = repo.index().packs();
     report.packs = indexed.len();
     let mut indexed_names = HashSet::new();
     for (id, length) in indexed {
         let name = id.to_hex();
         match stored.get(&name) {
-            None => report.errors.push(format!("pack {name}: missing from storage but listed in the index")),
-            Some(size) if size != length => {
-                report.errors.push(format!("pack {name}: size {size} on storage, {length} in the index (truncated or damaged)"))
-            }
+            None => report.errors.push(format!(
+                "pack {name}: missing from storage but listed in the index"
+            )),
+            Some(size) if size != length => report.errors.push(format!(
+                "pack {name}: size {size} on storage, {length} in the index (truncated or damaged)"
+            )),
             _ => {}
         }
         indexed_names.insert(name);
     }
     for name in stored.keys().filter(|n| !indexed_names.contains(*n)) {
-        report.warnings.push(format!("pack {name}: not in any index (left by an interrupted backup; harmless)"));
+        report.warnings.push(format!(
+            "pack {name}: not in any index (left by an interrupted backup; harmless)"
+        ));
     }
     Ok(())
 }
@@ -81,7 +96,12 @@ fn check_snapshots(repo: &Repository<Indexed>, report: &mut CheckReport) -> Resu
     let mut missing_data: HashSet<BlobId> = HashSet::new();
     for f in repo.backend().list(FileKind::Snapshot)? {
         report.snapshots += 1;
-        let snapshot = match f.name.parse().map_err(|e| crate::EngineError::corrupt(&f.name, e)).and_then(|id| repo.read_snapshot(&id)) {
+        let snapshot = match f
+            .name
+            .parse()
+            .map_err(|e| crate::EngineError::corrupt(&f.name, e))
+            .and_then(|id| repo.read_snapshot(&id))
+        {
             Ok(s) => s,
             Err(e) => {
                 report.errors.push(format!("snapshot {}: {e}", f.name));
@@ -96,7 +116,9 @@ fn check_snapshots(repo: &Repository<Indexed>, report: &mut CheckReport) -> Resu
             let tree = match repo.load_tree(&tree_id) {
                 Ok(t) => t,
                 Err(e) => {
-                    report.errors.push(format!("tree {tree_id} (snapshot {}): {e}", &f.name[..8]));
+                    report
+                        .errors
+                        .push(format!("tree {tree_id} (snapshot {}): {e}", &f.name[..8]));
                     continue;
                 }
             };
@@ -123,7 +145,12 @@ fn check_snapshots(repo: &Repository<Indexed>, report: &mut CheckReport) -> Resu
     Ok(())
 }
 
-fn read_packs(repo: &Repository<Indexed>, percent: Option<f64>, report: &mut CheckReport, progress: &dyn Progress) {
+fn read_packs(
+    repo: &Repository<Indexed>,
+    percent: Option<f64>,
+    report: &mut CheckReport,
+    progress: &dyn Progress,
+) {
     let mut packs: Vec<(PackId, u64)> = repo.index().packs().to_vec();
     if let Some(p) = percent {
         let keep = ((packs.len() as f64 * p / 100.0).ceil() as usize).min(packs.len());
@@ -142,12 +169,19 @@ fn read_packs(repo: &Repository<Indexed>, percent: Option<f64>, report: &mut Che
     progress.set_total(packs.len() as u64, packs.iter().map(|p| p.1).sum());
     let mut by_pack: HashMap<PackId, Vec<(BlobId, BlobType, u32)>> = HashMap::new();
     for (id, loc) in repo.index().blobs() {
-        by_pack.entry(repo.index().pack(loc.pack).0).or_default().push((*id, loc.kind, loc.offset));
+        by_pack
+            .entry(repo.index().pack(loc.pack).0)
+            .or_default()
+            .push((*id, loc.kind, loc.offset));
     }
     for (pack, length) in packs {
         let name = pack.to_hex();
         report.packs_read += 1;
-        let result = verify_pack(repo, &name, by_pack.get(&pack).map(Vec::as_slice).unwrap_or(&[]));
+        let result = verify_pack(
+            repo,
+            &name,
+            by_pack.get(&pack).map(Vec::as_slice).unwrap_or(&[]),
+        );
         match result {
             Ok(n) => report.blobs_read += n,
             Err(errors) => report.errors.extend(errors),
@@ -157,19 +191,36 @@ fn read_packs(repo: &Repository<Indexed>, percent: Option<f64>, report: &mut Che
 }
 
 /// Reads one pack whole and verifies its name, header and every blob.
-fn verify_pack(repo: &Repository<Indexed>, name: &str, indexed: &[(BlobId, BlobType, u32)]) -> Result<u64, Vec<String>> {
-    let bytes = repo.backend().read(FileKind::Pack, name).map_err(|e| vec![format!("pack {name}: {e}")])?;
+fn verify_pack(
+    repo: &Repository<Indexed>,
+    name: &str,
+    indexed: &[(BlobId, BlobType, u32)],
+) -> Result<u64, Vec<String>> {
+    let bytes = repo
+        .backend()
+        .read(FileKind::Pack, name)
+        .map_err(|e| vec![format!("pack {name}: {e}")])?;
     let mut errors = Vec::new();
     if storage_name(&bytes) != name {
-        errors.push(format!("pack {name}: content does not match its name (damaged)"));
+        errors.push(format!(
+            "pack {name}: content does not match its name (damaged)"
+        ));
     }
     let header = (|| {
         if bytes.len() < TRAILER_LEN {
-            return Err(bunker_format::FormatError::Malformed("pack shorter than its trailer"));
+            return Err(bunker_format::FormatError::Malformed(
+                "pack shorter than its trailer",
+            ));
         }
         let hlen = parse_trailer(&bytes[bytes.len() - TRAILER_LEN..])? as usize;
-        let start = bytes.len().checked_sub(TRAILER_LEN + hlen).ok_or(bunker_format::FormatError::Malformed("pack header longer than the pack"))?;
-        parse_header(repo.keys(), &bytes[start..bytes.len() - TRAILER_LEN], bytes.len() as u64)
+        let start = bytes.len().checked_sub(TRAILER_LEN + hlen).ok_or(
+            bunker_format::FormatError::Malformed("pack header longer than the pack"),
+        )?;
+        parse_header(
+            repo.keys(),
+            &bytes[start..bytes.len() - TRAILER_LEN],
+            bytes.len() as u64,
+        )
     })();
     let mut count = 0;
     match header {
@@ -178,14 +229,21 @@ fn verify_pack(repo: &Repository<Indexed>, name: &str, indexed: &[(BlobId, BlobT
             let in_header: HashSet<BlobId> = entries.iter().map(|e| e.id).collect();
             for (id, kind, _) in indexed {
                 if !in_header.contains(id) {
-                    errors.push(format!("pack {name}: {} blob {id} is indexed here but not in the pack header", kind.name()));
+                    errors.push(format!(
+                        "pack {name}: {} blob {id} is indexed here but not in the pack header",
+                        kind.name()
+                    ));
                 }
             }
             for e in entries {
                 let stored = &bytes[e.offset as usize..(e.offset + e.length) as usize];
                 match decode_blob(repo.keys(), e.kind, &e.id, e.raw_length, stored) {
                     Ok(_) => count += 1,
-                    Err(err) => errors.push(format!("pack {name}: {} blob {}: {err}", e.kind.name(), e.id)),
+                    Err(err) => errors.push(format!(
+                        "pack {name}: {} blob {}: {err}",
+                        e.kind.name(),
+                        e.id
+                    )),
                 }
             }
         }

@@ -11,16 +11,28 @@ use crate::walk_tree::{find_node, visit_tree};
 use crate::{EngineError, Result};
 
 /// Writes the file at `path` in the snapshot, or the directory there as a tar stream.
-pub fn dump(repo: &Repository<Indexed>, root: &BlobId, path: &str, out: &mut dyn Write) -> Result<()> {
+pub fn dump(
+    repo: &Repository<Indexed>,
+    root: &BlobId,
+    path: &str,
+    out: &mut dyn Write,
+) -> Result<()> {
     let node = find_node(repo, root, path)?;
     match node.kind {
         NodeKind::File => {
             let mut reader = BlobReader::new(repo, &node.content);
-            std::io::copy(&mut reader, out).map_err(|e| reader.take_error().unwrap_or_else(|| EngineError::io("output", e)))?;
+            std::io::copy(&mut reader, out).map_err(|e| {
+                reader
+                    .take_error()
+                    .unwrap_or_else(|| EngineError::io("output", e))
+            })?;
             Ok(())
         }
         NodeKind::Dir => dump_tar(repo, &node, out),
-        _ => Err(EngineError::Invalid(format!("{path} is a {}, not a file or directory", node.kind.name()))),
+        _ => Err(EngineError::Invalid(format!(
+            "{path} is a {}, not a file or directory",
+            node.kind.name()
+        ))),
     }
 }
 
@@ -49,7 +61,8 @@ fn dump_tar(repo: &Repository<Indexed>, dir: &Node, out: &mut dyn Write) -> Resu
             NodeKind::Dir => {
                 header.set_entry_type(tar::EntryType::Directory);
                 header.set_size(0);
-                tar.append_data(&mut header, format!("{name}/"), std::io::empty()).map_err(out_err)
+                tar.append_data(&mut header, format!("{name}/"), std::io::empty())
+                    .map_err(out_err)
             }
             NodeKind::Symlink => {
                 header.set_entry_type(tar::EntryType::Symlink);
@@ -60,7 +73,8 @@ fn dump_tar(repo: &Repository<Indexed>, dir: &Node, out: &mut dyn Write) -> Resu
             NodeKind::Fifo => {
                 header.set_entry_type(tar::EntryType::Fifo);
                 header.set_size(0);
-                tar.append_data(&mut header, name, std::io::empty()).map_err(out_err)
+                tar.append_data(&mut header, name, std::io::empty())
+                    .map_err(out_err)
             }
             _ => Ok(()),
         }
@@ -80,7 +94,14 @@ struct BlobReader<'a> {
 
 impl<'a> BlobReader<'a> {
     fn new(repo: &'a Repository<Indexed>, ids: &'a [BlobId]) -> Self {
-        BlobReader { repo, ids, next: 0, buf: Vec::new(), pos: 0, error: None }
+        BlobReader {
+            repo,
+            ids,
+            next: 0,
+            buf: Vec::new(),
+            pos: 0,
+            error: None,
+        }
     }
 
     /// The repository error behind a failed read, if that is what failed.
@@ -92,7 +113,9 @@ impl<'a> BlobReader<'a> {
 impl Read for BlobReader<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         while self.pos == self.buf.len() {
-            let Some(id) = self.ids.get(self.next) else { return Ok(0) };
+            let Some(id) = self.ids.get(self.next) else {
+                return Ok(0);
+            };
             match self.repo.read_blob(BlobType::Data, id) {
                 Ok(data) => {
                     self.buf = data;

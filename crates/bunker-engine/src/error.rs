@@ -70,12 +70,18 @@ pub enum EngineError {
 impl EngineError {
     /// Wraps a format error with the object it came from.
     pub fn corrupt(object: impl Into<String>, source: FormatError) -> Self {
-        EngineError::Corrupt { object: object.into(), source }
+        EngineError::Corrupt {
+            object: object.into(),
+            source,
+        }
     }
 
     /// Wraps an I/O error with its path.
     pub fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
-        EngineError::Io { path: path.as_ref().display().to_string(), source }
+        EngineError::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 

@@ -20,7 +20,11 @@ impl SnapshotFilter {
         let s = &entry.snapshot;
         (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
             && (self.tags.is_empty() || self.tags.iter().any(|t| s.tags.contains(t)))
-            && self.paths.iter().all(|p| s.paths.iter().any(|sp| sp == p.trim_end_matches('/') || sp == p))
+            && self.paths.iter().all(|p| {
+                s.paths
+                    .iter()
+                    .any(|sp| sp == p.trim_end_matches('/') || sp == p)
+            })
     }
 
     /// The matching snapshots, in the order given.
@@ -31,7 +35,11 @@ impl SnapshotFilter {
 
 /// Finds one snapshot by `latest` (after filtering), a full id, or a unique prefix.
 /// `entries` must be sorted oldest first, as [`crate::Repository::snapshots`] returns them.
-pub fn find_snapshot(entries: &[SnapshotEntry], name: &str, filter: &SnapshotFilter) -> Result<SnapshotEntry> {
+pub fn find_snapshot(
+    entries: &[SnapshotEntry],
+    name: &str,
+    filter: &SnapshotFilter,
+) -> Result<SnapshotEntry> {
     if name == "latest" {
         return entries
             .iter()

@@ -52,7 +52,10 @@ pub struct SnapshotEntry {
 }
 
 fn not_found(backend: &dyn Backend, detail: &str) -> EngineError {
-    EngineError::RepositoryNotFound { location: backend.location(), detail: detail.to_string() }
+    EngineError::RepositoryNotFound {
+        location: backend.location(),
+        detail: detail.to_string(),
+    }
 }
 
 impl Repository<Open> {
@@ -69,7 +72,12 @@ impl Repository<Open> {
         fill_random(&mut id);
         let config = RepoConfig::new(id, chrono::Utc::now().timestamp());
         let keys = master.derive();
-        let stored = seal_object(&keys, ObjectKind::Config, &config.encode(), config.compression_level);
+        let stored = seal_object(
+            &keys,
+            ObjectKind::Config,
+            &config.encode(),
+            config.compression_level,
+        );
         backend.write(FileKind::Config, "", &stored)?;
         Ok(Self::assemble(backend, master, config, key_name))
     }
@@ -78,7 +86,9 @@ impl Repository<Open> {
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self> {
         let config_bytes = match backend.read(FileKind::Config, "") {
             Ok(b) => b,
-            Err(e) if e.kind == ErrorKind::NotFound => return Err(not_found(&*backend, "no config file")),
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                return Err(not_found(&*backend, "no config file"))
+            }
             Err(e) => return Err(e.into()),
         };
         let key_files = backend.list(FileKind::Key)?;
@@ -87,9 +97,13 @@ impl Repository<Open> {
         }
         let mut last_error = None;
         for info in &key_files {
-            let parsed = backend.read(FileKind::Key, &info.name).map_err(EngineError::from).and_then(|b| {
-                KeyFile::from_json(&b).map_err(|e| EngineError::corrupt(format!("keys/{}", info.name), e))
-            });
+            let parsed = backend
+                .read(FileKind::Key, &info.name)
+                .map_err(EngineError::from)
+                .and_then(|b| {
+                    KeyFile::from_json(&b)
+                        .map_err(|e| EngineError::corrupt(format!("keys/{}", info.name), e))
+                });
             let master = match parsed.map(|kf| kf.open(password)) {
                 Ok(Ok(master)) => master,
                 Ok(Err(FormatError::WrongPassword)) => continue,
@@ -103,17 +117,32 @@ impl Repository<Open> {
                 }
             };
             let keys = master.derive();
-            let plain = open_object(&keys, ObjectKind::Config, &config_bytes).map_err(|e| EngineError::corrupt("config", e))?;
-            let config = RepoConfig::decode(&plain).map_err(|e| EngineError::corrupt("config", e))?;
+            let plain = open_object(&keys, ObjectKind::Config, &config_bytes)
+                .map_err(|e| EngineError::corrupt("config", e))?;
+            let config =
+                RepoConfig::decode(&plain).map_err(|e| EngineError::corrupt("config", e))?;
             return Ok(Self::assemble(backend, master, config, info.name.clone()));
         }
         Err(last_error.unwrap_or_else(|| EngineError::WrongPassword(backend.location())))
     }
 
-    fn assemble(backend: Arc<dyn Backend>, master: MasterKey, config: RepoConfig, key_name: String) -> Self {
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        master: MasterKey,
+        config: RepoConfig,
+        key_name: String,
+    ) -> Self {
         let keys = master.derive();
         let chunker = Chunker::new(config.chunker, keys.chunker_key());
-        Repository { backend, keys, master, config, chunker, key_name, state: Open }
+        Repository {
+            backend,
+            keys,
+            master,
+            config,
+            chunker,
+            key_name,
+            state: Open,
+        }
     }
 
     /// Loads every index file; any unreadable index file is an error.
@@ -135,8 +164,26 @@ impl Repository<Open> {
                 Err(e) => errors.push(e),
             }
         }
-        let Repository { backend, keys, master, config, chunker, key_name, .. } = self;
-        let repo = Repository { backend, keys, master, config, chunker, key_name, state: Indexed { index: Arc::new(index) } };
+        let Repository {
+            backend,
+            keys,
+            master,
+            config,
+            chunker,
+            key_name,
+            ..
+        } = self;
+        let repo = Repository {
+            backend,
+            keys,
+            master,
+            config,
+            chunker,
+            key_name,
+            state: Indexed {
+                index: Arc::new(index),
+            },
+        };
         Ok((repo, errors))
     }
 }
@@ -172,7 +219,10 @@ impl<S> Repository<S> {
         let stored = self.backend.read(kind, name)?;
         let label = format!("{}/{}", kind.dir(), name);
         if storage_name(&stored) != name {
-            return Err(EngineError::corrupt(label, FormatError::IdMismatch(name.to_string())));
+            return Err(EngineError::corrupt(
+                label,
+                FormatError::IdMismatch(name.to_string()),
+            ));
         }
         open_object(&self.keys, object, &stored).map_err(|e| EngineError::corrupt(label, e))
     }
@@ -190,9 +240,13 @@ impl<S> Repository<S> {
         Ok(files
             .iter()
             .map(|f| {
-                let id: IndexId = f.name.parse().map_err(|e| EngineError::corrupt(format!("index/{}", f.name), e))?;
+                let id: IndexId = f
+                    .name
+                    .parse()
+                    .map_err(|e| EngineError::corrupt(format!("index/{}", f.name), e))?;
                 let plain = self.read_object(FileKind::Index, ObjectKind::Index, &f.name)?;
-                let file = IndexFile::decode(&plain).map_err(|e| EngineError::corrupt(format!("index/{}", f.name), e))?;
+                let file = IndexFile::decode(&plain)
+                    .map_err(|e| EngineError::corrupt(format!("index/{}", f.name), e))?;
                 Ok((id, file))
             })
             .collect())
@@ -200,12 +254,20 @@ impl<S> Repository<S> {
 
     /// Writes an index file.
     pub fn write_index(&self, file: &IndexFile) -> Result<IndexId> {
-        Ok(IndexId(self.write_object(FileKind::Index, ObjectKind::Index, &file.encode())?))
+        Ok(IndexId(self.write_object(
+            FileKind::Index,
+            ObjectKind::Index,
+            &file.encode(),
+        )?))
     }
 
     /// Writes a snapshot; call only after the index covering its blobs is written.
     pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
-        Ok(SnapshotId(self.write_object(FileKind::Snapshot, ObjectKind::Snapshot, &snapshot.encode())?))
+        Ok(SnapshotId(self.write_object(
+            FileKind::Snapshot,
+            ObjectKind::Snapshot,
+            &snapshot.encode(),
+        )?))
     }
 
     /// Reads one snapshot.
@@ -218,10 +280,21 @@ impl<S> Repository<S> {
     pub fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
         let mut out = Vec::new();
         for f in self.backend.list(FileKind::Snapshot)? {
-            let id: SnapshotId = f.name.parse().map_err(|e| EngineError::corrupt(format!("snapshots/{}", f.name), e))?;
-            out.push(SnapshotEntry { id, snapshot: self.read_snapshot(&id)? });
+            let id: SnapshotId = f
+                .name
+                .parse()
+                .map_err(|e| EngineError::corrupt(format!("snapshots/{}", f.name), e))?;
+            out.push(SnapshotEntry {
+                id,
+                snapshot: self.read_snapshot(&id)?,
+            });
         }
-        out.sort_by(|a, b| a.snapshot.time_ns.cmp(&b.snapshot.time_ns).then(a.id.cmp(&b.id)));
+        out.sort_by(|a, b| {
+            a.snapshot
+                .time_ns
+                .cmp(&b.snapshot.time_ns)
+                .then(a.id.cmp(&b.id))
+        });
         Ok(out)
     }
 
@@ -230,7 +303,8 @@ impl<S> Repository<S> {
         let mut out = Vec::new();
         for f in self.backend.list(FileKind::Key)? {
             let bytes = self.backend.read(FileKind::Key, &f.name)?;
-            let kf = KeyFile::from_json(&bytes).map_err(|e| EngineError::corrupt(format!("keys/{}", f.name), e))?;
+            let kf = KeyFile::from_json(&bytes)
+                .map_err(|e| EngineError::corrupt(format!("keys/{}", f.name), e))?;
             out.push((f.name, kf));
         }
         Ok(out)
@@ -244,9 +318,16 @@ impl<S> Repository<S> {
     /// Removes a key file. The key in use and the last key cannot be removed.
     pub fn remove_key(&self, name: &str) -> Result<()> {
         if name == self.key_name {
-            return Err(EngineError::Invalid("refusing to remove the key in use; open with another key first".into()));
+            return Err(EngineError::Invalid(
+                "refusing to remove the key in use; open with another key first".into(),
+            ));
         }
-        let names: Vec<String> = self.backend.list(FileKind::Key)?.into_iter().map(|f| f.name).collect();
+        let names: Vec<String> = self
+            .backend
+            .list(FileKind::Key)?
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
         if !names.iter().any(|n| n == name) {
             return Err(EngineError::Invalid(format!("no key {name}")));
         }
@@ -263,11 +344,31 @@ impl Repository<Indexed> {
 
     /// Reads, decrypts and verifies one blob.
     pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self.index().get(id).ok_or_else(|| EngineError::BlobMissing { kind: kind.name(), id: id.to_hex() })?;
+        let loc = self
+            .index()
+            .get(id)
+            .ok_or_else(|| EngineError::BlobMissing {
+                kind: kind.name(),
+                id: id.to_hex(),
+            })?;
         let (pack, _) = self.index().pack(loc.pack);
-        let stored = self.backend.read_range(FileKind::Pack, &pack.to_hex(), loc.offset as u64, loc.length as u64)?;
-        decode_blob(&self.keys, kind, id, loc.raw_length, &stored)
-            .map_err(|e| EngineError::corrupt(format!("{} blob {} in pack {}", kind.name(), id.short(), pack.short()), e))
+        let stored = self.backend.read_range(
+            FileKind::Pack,
+            &pack.to_hex(),
+            loc.offset as u64,
+            loc.length as u64,
+        )?;
+        decode_blob(&self.keys, kind, id, loc.raw_length, &stored).map_err(|e| {
+            EngineError::corrupt(
+                format!(
+                    "{} blob {} in pack {}",
+                    kind.name(),
+                    id.short(),
+                    pack.short()
+                ),
+                e,
+            )
+        })
     }
 
     /// Reads and decodes a tree.
@@ -277,9 +378,21 @@ impl Repository<Indexed> {
     }
 }
 
-fn write_key(backend: &dyn Backend, master: &MasterKey, password: &[u8], kdf: KdfParams) -> Result<String> {
-    let kf = KeyFile::create(master, password, kdf, chrono::Utc::now().to_rfc3339(), hostname(), username())
-        .map_err(|e| EngineError::Invalid(e.to_string()))?;
+fn write_key(
+    backend: &dyn Backend,
+    master: &MasterKey,
+    password: &[u8],
+    kdf: KdfParams,
+) -> Result<String> {
+    let kf = KeyFile::create(
+        master,
+        password,
+        kdf,
+        chrono::Utc::now().to_rfc3339(),
+        hostname(),
+        username(),
+    )
+    .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let bytes = kf.to_json();
     let name = storage_name(&bytes);
     backend.write(FileKind::Key, &name, &bytes)?;

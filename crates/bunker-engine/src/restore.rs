@@ -77,27 +77,54 @@ pub fn restore(
 ) -> Result<RestoreSummary> {
     let start = find_node(&repo, root, &options.subpath)?;
     std::fs::create_dir_all(&options.target).map_err(|e| EngineError::io(&options.target, e))?;
-    let mut plan = Plan { files: Vec::new(), dirs: Vec::new(), summary: RestoreSummary::default() };
+    let mut plan = Plan {
+        files: Vec::new(),
+        dirs: Vec::new(),
+        summary: RestoreSummary::default(),
+    };
     let base = options.subpath.trim_end_matches('/').to_string();
     match (start.kind, start.subtree) {
         (NodeKind::Dir, Some(subtree)) => {
             let included = options.includes.patterns().is_empty();
-            plan_tree(&repo, &subtree, &base, &options.target, included, options, &mut plan)?;
+            plan_tree(
+                &repo,
+                &subtree,
+                &base,
+                &options.target,
+                included,
+                options,
+                &mut plan,
+            )?;
         }
-        _ => plan_node(&repo, start, &base, &options.target, true, options, &mut plan)?,
+        _ => plan_node(
+            &repo,
+            start,
+            &base,
+            &options.target,
+            true,
+            options,
+            &mut plan,
+        )?,
     }
     let total: u64 = plan.files.iter().map(|f| f.node.size).sum();
     progress.set_total(plan.files.len() as u64, total);
 
-    let Plan { files, dirs, mut summary } = plan;
+    let Plan {
+        files,
+        dirs,
+        mut summary,
+    } = plan;
     let errors = Mutex::new(Vec::new());
     let (bytes, verified) = (AtomicU64::new(0), AtomicU64::new(0));
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).max(2);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2);
     let (tx, rx) = bounded::<FileTask>(workers * 4);
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let rx = rx.clone();
-            let (repo, errors, bytes, verified, progress) = (&repo, &errors, &bytes, &verified, &progress);
+            let (repo, errors, bytes, verified, progress) =
+                (&repo, &errors, &bytes, &verified, &progress);
             scope.spawn(move || {
                 for task in rx {
                     match restore_file(repo, &task, options.verify, &**progress) {
@@ -127,7 +154,10 @@ pub fn restore(
     });
     for (path, node) in dirs.iter().rev() {
         if let Err(e) = apply_metadata(path, node) {
-            errors.lock().expect("lock").push(format!("{}: {e}", path.display()));
+            errors
+                .lock()
+                .expect("lock")
+                .push(format!("{}: {e}", path.display()));
         }
     }
     let mut errors = errors.into_inner().expect("lock");
@@ -189,14 +219,19 @@ fn plan_node(
                 }
                 plan.summary.dirs += 1;
             }
-            let subtree = node.subtree.expect("decoded trees have a subtree on every directory");
+            let subtree = node
+                .subtree
+                .expect("decoded trees have a subtree on every directory");
             plan_tree(repo, &subtree, path, dest, included, options, plan)?;
             if included {
                 plan.dirs.push((dest.to_path_buf(), node));
             }
         }
         _ if !included => {}
-        NodeKind::File => plan.files.push(FileTask { target: dest.to_path_buf(), node }),
+        NodeKind::File => plan.files.push(FileTask {
+            target: dest.to_path_buf(),
+            node,
+        }),
         NodeKind::Socket => {}
         _ => match create_special(dest, &node).and_then(|()| apply_metadata(dest, &node)) {
             Ok(()) => plan.summary.specials += 1,
@@ -220,7 +255,13 @@ fn create_special(dest: &Path, node: &Node) -> std::io::Result<()> {
             };
             let c = cstring(dest)?;
             // SAFETY: c is a valid NUL-terminated path.
-            let rc = unsafe { libc::mknod(c.as_ptr(), kind | (node.mode & 0o777), node.rdev as libc::dev_t) };
+            let rc = unsafe {
+                libc::mknod(
+                    c.as_ptr(),
+                    kind | (node.mode & 0o777),
+                    node.rdev as libc::dev_t,
+                )
+            };
             if rc == 0 {
                 Ok(())
             } else {
@@ -231,7 +272,12 @@ fn create_special(dest: &Path, node: &Node) -> std::io::Result<()> {
     }
 }
 
-fn restore_file(repo: &Repository<Indexed>, task: &FileTask, verify: bool, progress: &dyn Progress) -> Result<()> {
+fn restore_file(
+    repo: &Repository<Indexed>,
+    task: &FileTask,
+    verify: bool,
+    progress: &dyn Progress,
+) -> Result<()> {
     let result = write_content(repo, task, progress).and_then(|()| {
         if verify {
             verify_file(repo, &task.target, &task.node.content)
@@ -247,14 +293,19 @@ fn restore_file(repo: &Repository<Indexed>, task: &FileTask, verify: bool, progr
     apply_metadata(&task.target, &task.node).map_err(|e| EngineError::io(&task.target, e))
 }
 
-fn write_content(repo: &Repository<Indexed>, task: &FileTask, progress: &dyn Progress) -> Result<()> {
+fn write_content(
+    repo: &Repository<Indexed>,
+    task: &FileTask,
+    progress: &dyn Progress,
+) -> Result<()> {
     if std::fs::symlink_metadata(&task.target).is_ok_and(|m| !m.is_file()) {
         std::fs::remove_file(&task.target).map_err(|e| EngineError::io(&task.target, e))?;
     }
     let mut file = File::create(&task.target).map_err(|e| EngineError::io(&task.target, e))?;
     for id in &task.node.content {
         let data = repo.read_blob(BlobType::Data, id)?;
-        file.write_all(&data).map_err(|e| EngineError::io(&task.target, e))?;
+        file.write_all(&data)
+            .map_err(|e| EngineError::io(&task.target, e))?;
         progress.advance(0, data.len() as u64);
     }
     Ok(())
@@ -265,21 +316,39 @@ pub fn verify_file(repo: &Repository<Indexed>, path: &Path, content: &[BlobId]) 
     let mut file = File::open(path).map_err(|e| EngineError::io(path, e))?;
     let mut buf = Vec::new();
     for id in content {
-        let loc = repo.index().get(id).ok_or_else(|| EngineError::BlobMissing { kind: "data", id: id.to_hex() })?;
+        let loc = repo
+            .index()
+            .get(id)
+            .ok_or_else(|| EngineError::BlobMissing {
+                kind: "data",
+                id: id.to_hex(),
+            })?;
         buf.resize(loc.raw_length as usize, 0);
-        file.read_exact(&mut buf).map_err(|e| EngineError::io(path, e))?;
+        file.read_exact(&mut buf)
+            .map_err(|e| EngineError::io(path, e))?;
         if repo.keys().blob_id(&buf) != *id {
-            return Err(EngineError::Invalid(format!("{}: restored content differs from the snapshot", path.display())));
+            return Err(EngineError::Invalid(format!(
+                "{}: restored content differs from the snapshot",
+                path.display()
+            )));
         }
     }
-    if file.read(&mut [0u8; 1]).map_err(|e| EngineError::io(path, e))? != 0 {
-        return Err(EngineError::Invalid(format!("{}: restored file is longer than in the snapshot", path.display())));
+    if file
+        .read(&mut [0u8; 1])
+        .map_err(|e| EngineError::io(path, e))?
+        != 0
+    {
+        return Err(EngineError::Invalid(format!(
+            "{}: restored file is longer than in the snapshot",
+            path.display()
+        )));
     }
     Ok(())
 }
 
 fn cstring(path: &Path) -> std::io::Result<std::ffi::CString> {
-    std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::Error::other("path contains a NUL byte"))
+    std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::other("path contains a NUL byte"))
 }
 
 /// Applies owner (when root), permissions and modification time.
@@ -290,12 +359,22 @@ fn apply_metadata(path: &Path, node: &Node) -> std::io::Result<()> {
         if libc::geteuid() == 0 && libc::lchown(c.as_ptr(), node.uid, node.gid) != 0 {
             return Err(std::io::Error::last_os_error());
         }
-        if node.kind != NodeKind::Symlink && libc::chmod(c.as_ptr(), node.mode as libc::mode_t) != 0 {
+        if node.kind != NodeKind::Symlink && libc::chmod(c.as_ptr(), node.mode as libc::mode_t) != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
-        let mtime = libc::timespec { tv_sec: node.mtime_sec as libc::time_t, tv_nsec: node.mtime_nsec as libc::c_long };
+        let mtime = libc::timespec {
+            tv_sec: node.mtime_sec as libc::time_t,
+            tv_nsec: node.mtime_nsec as libc::c_long,
+        };
         let times = [mtime, mtime];
-        if libc::utimensat(libc::AT_FDCWD, c.as_ptr(), times.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) != 0 {
+        if libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        ) != 0
+        {
             return Err(std::io::Error::last_os_error());
         }
     }

@@ -53,7 +53,12 @@ pub fn stats(repo: &Repository<Indexed>) -> Result<RepoStats> {
             s.stored_blob_size += loc.length as u64;
         }
     }
-    for kind in [FileKind::Pack, FileKind::Index, FileKind::Snapshot, FileKind::Key] {
+    for kind in [
+        FileKind::Pack,
+        FileKind::Index,
+        FileKind::Snapshot,
+        FileKind::Key,
+    ] {
         let files = repo.backend().list(kind)?;
         if kind == FileKind::Pack {
             s.packs = files.len() as u64;

@@ -9,14 +9,23 @@ use crate::{EngineError, Result};
 /// Finds the node at `path` (absolute, `/`-separated) below `root`. The root
 /// itself is returned as a synthetic directory node.
 pub fn find_node(repo: &Repository<Indexed>, root: &BlobId, path: &str) -> Result<Node> {
-    let mut node = Node { name: Vec::new(), kind: NodeKind::Dir, mode: 0o755, subtree: Some(*root), ..Default::default() };
+    let mut node = Node {
+        name: Vec::new(),
+        kind: NodeKind::Dir,
+        mode: 0o755,
+        subtree: Some(*root),
+        ..Default::default()
+    };
     for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
         let subtree = match (node.kind, node.subtree) {
             (NodeKind::Dir, Some(s)) => s,
             _ => return Err(EngineError::PathNotFound(path.into())),
         };
         let tree = repo.load_tree(&subtree)?;
-        node = tree.find(part.as_bytes()).cloned().ok_or_else(|| EngineError::PathNotFound(path.into()))?;
+        node = tree
+            .find(part.as_bytes())
+            .cloned()
+            .ok_or_else(|| EngineError::PathNotFound(path.into()))?;
     }
     Ok(node)
 }

@@ -65,10 +65,21 @@ fn associated_data(kind: BlobType, id: &BlobId) -> [u8; 48] {
 }
 
 /// Compresses and encrypts a plaintext whose id is already known.
-pub fn encode_blob(keys: &RepoKeys, kind: BlobType, id: BlobId, plaintext: &[u8], level: i32) -> EncodedBlob {
+pub fn encode_blob(
+    keys: &RepoKeys,
+    kind: BlobType,
+    id: BlobId,
+    plaintext: &[u8],
+    level: i32,
+) -> EncodedBlob {
     let envelope = compression::compress(plaintext, level);
     let bytes = keys.seal(&associated_data(kind, &id), &envelope);
-    EncodedBlob { id, kind, raw_length: plaintext.len() as u32, bytes }
+    EncodedBlob {
+        id,
+        kind,
+        raw_length: plaintext.len() as u32,
+        bytes,
+    }
 }
 
 /// Decrypts, decompresses and verifies a stored blob: the result is exactly

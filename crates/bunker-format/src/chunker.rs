@@ -30,7 +30,11 @@ pub struct ChunkerParams {
 impl Default for ChunkerParams {
     /// 256 KiB / 1 MiB / 4 MiB; see `docs/FORMAT.md` for why.
     fn default() -> Self {
-        ChunkerParams { min_size: 256 << 10, avg_size: 1 << 20, max_size: 4 << 20 }
+        ChunkerParams {
+            min_size: 256 << 10,
+            avg_size: 1 << 20,
+            max_size: 4 << 20,
+        }
     }
 }
 
@@ -38,7 +42,11 @@ impl ChunkerParams {
     /// Checks the bounds against what FastCDC supports.
     pub fn validate(&self) -> Result<(), FormatError> {
         use fastcdc::v2020::*;
-        let (min, avg, max) = (self.min_size as usize, self.avg_size as usize, self.max_size as usize);
+        let (min, avg, max) = (
+            self.min_size as usize,
+            self.avg_size as usize,
+            self.max_size as usize,
+        );
         let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
             && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
             && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
@@ -68,7 +76,10 @@ impl Chunker {
     /// A chunker whose gear table is derived from `key`.
     pub fn new(params: ChunkerParams, key: &[u8; 32]) -> Self {
         let mut words = [0u8; 256 * 8];
-        blake3::Hasher::new_keyed(key).update(b"gear table").finalize_xof().fill(&mut words);
+        blake3::Hasher::new_keyed(key)
+            .update(b"gear table")
+            .finalize_xof()
+            .fill(&mut words);
         let mut gear = [0u64; 256];
         let mut gear_ls = [0u64; 256];
         for (i, w) in words.chunks_exact(8).enumerate() {
@@ -76,7 +87,12 @@ impl Chunker {
             gear_ls[i] = gear[i] << 1;
         }
         let (mask_s, mask_l) = select_masks(params.avg_size as usize, Normalization::Level1);
-        Chunker { params, mask_s, mask_l, gear: Arc::new((gear, gear_ls)) }
+        Chunker {
+            params,
+            mask_s,
+            mask_l,
+            gear: Arc::new((gear, gear_ls)),
+        }
     }
 
     /// The size bounds in use.
@@ -171,12 +187,19 @@ mod tests {
 
     fn pseudo_random(len: usize, seed: u8) -> Vec<u8> {
         let mut out = vec![0u8; len];
-        blake3::Hasher::new().update(&[seed]).finalize_xof().fill(&mut out);
+        blake3::Hasher::new()
+            .update(&[seed])
+            .finalize_xof()
+            .fill(&mut out);
         out
     }
 
     fn small() -> ChunkerParams {
-        ChunkerParams { min_size: 2048, avg_size: 8192, max_size: 32768 }
+        ChunkerParams {
+            min_size: 2048,
+            avg_size: 8192,
+            max_size: 32768,
+        }
     }
 
     #[test]
@@ -186,9 +209,17 @@ mod tests {
         let chunks: Vec<Vec<u8>> = chunker.stream(&data[..]).map(|c| c.unwrap()).collect();
         assert_eq!(chunks.concat(), data);
         for c in &chunks[..chunks.len() - 1] {
-            assert!(c.len() >= 2048 && c.len() <= 32768, "chunk of {} bytes", c.len());
+            assert!(
+                c.len() >= 2048 && c.len() <= 32768,
+                "chunk of {} bytes",
+                c.len()
+            );
         }
-        assert!(chunks.len() > 20, "expected ~60 chunks, got {}", chunks.len());
+        assert!(
+            chunks.len() > 20,
+            "expected ~60 chunks, got {}",
+            chunks.len()
+        );
     }
 
     #[test]
@@ -196,16 +227,22 @@ mod tests {
         let data = pseudo_random(400_000, 2);
         let a = Chunker::new(small(), &[1u8; 32]);
         let b = Chunker::new(small(), &[2u8; 32]);
-        let lens = |c: &Chunker, d: &[u8]| c.stream(d).map(|x| x.unwrap().len()).collect::<Vec<_>>();
+        let lens =
+            |c: &Chunker, d: &[u8]| c.stream(d).map(|x| x.unwrap().len()).collect::<Vec<_>>();
         assert_ne!(lens(&a, &data), lens(&b, &data));
 
         let mut shifted = data[..100_000].to_vec();
         shifted.extend_from_slice(b"inserted bytes");
         shifted.extend_from_slice(&data[100_000..]);
-        let before: std::collections::HashSet<Vec<u8>> = a.stream(&data[..]).map(|c| c.unwrap()).collect();
+        let before: std::collections::HashSet<Vec<u8>> =
+            a.stream(&data[..]).map(|c| c.unwrap()).collect();
         let after: Vec<Vec<u8>> = a.stream(&shifted[..]).map(|c| c.unwrap()).collect();
         let shared = after.iter().filter(|c| before.contains(*c)).count();
-        assert!(shared + 3 >= after.len(), "only {shared} of {} chunks survived an insert", after.len());
+        assert!(
+            shared + 3 >= after.len(),
+            "only {shared} of {} chunks survived an insert",
+            after.len()
+        );
     }
 
     #[test]
@@ -219,6 +256,12 @@ mod tests {
     #[test]
     fn default_params_are_valid() {
         ChunkerParams::default().validate().unwrap();
-        assert!(ChunkerParams { min_size: 10, avg_size: 20, max_size: 30 }.validate().is_err());
+        assert!(ChunkerParams {
+            min_size: 10,
+            avg_size: 20,
+            max_size: 30
+        }
+        .validate()
+        .is_err());
     }
 }

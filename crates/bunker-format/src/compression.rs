@@ -37,13 +37,14 @@ pub fn decompress(envelope: &[u8], max_len: usize) -> Result<Vec<u8>, FormatErro
     match envelope.split_first() {
         Some((&RAW, rest)) => {
             if rest.len() > max_len {
-                return Err(FormatError::Malformed("stored length exceeds the expected length"));
+                return Err(FormatError::Malformed(
+                    "stored length exceeds the expected length",
+                ));
             }
             Ok(rest.to_vec())
         }
-        Some((&ZSTD, rest)) => {
-            zstd::bulk::decompress(rest, max_len).map_err(|e| FormatError::Compression(e.to_string()))
-        }
+        Some((&ZSTD, rest)) => zstd::bulk::decompress(rest, max_len)
+            .map_err(|e| FormatError::Compression(e.to_string())),
         Some(_) => Err(FormatError::Malformed("unknown compression flag")),
         None => Err(FormatError::Malformed("empty compression envelope")),
     }

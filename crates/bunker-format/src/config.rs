@@ -53,7 +53,11 @@ impl RepoConfig {
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         let c: RepoConfig = minicbor::decode(bytes)?;
         if c.version != 1 {
-            return Err(FormatError::UnsupportedVersion { kind: "repository", version: c.version, supported: 1 });
+            return Err(FormatError::UnsupportedVersion {
+                kind: "repository",
+                version: c.version,
+                supported: 1,
+            });
         }
         c.chunker.validate()?;
         if !(1 << 20..=1 << 30).contains(&c.pack_size) {
@@ -79,7 +83,14 @@ mod tests {
     fn round_trip_and_defaults_pinned() {
         let c = RepoConfig::new([1u8; 32], 1_700_000_000);
         assert_eq!(RepoConfig::decode(&c.encode()).unwrap(), c);
-        assert_eq!(c.chunker, ChunkerParams { min_size: 262_144, avg_size: 1_048_576, max_size: 4_194_304 });
+        assert_eq!(
+            c.chunker,
+            ChunkerParams {
+                min_size: 262_144,
+                avg_size: 1_048_576,
+                max_size: 4_194_304
+            }
+        );
         assert_eq!(c.pack_size, 16 * 1024 * 1024);
         assert_eq!(c.compression_level, 3);
         let mut bad = c.clone();

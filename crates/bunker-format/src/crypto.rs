@@ -84,7 +84,12 @@ impl RepoKeys {
 
     /// Reverses [`RepoKeys::seal`]; fails unless the bytes and `ad` are exactly
     /// what was sealed with this key.
-    pub fn open(&self, ad: &[u8], sealed: &[u8], what: &'static str) -> Result<Vec<u8>, FormatError> {
+    pub fn open(
+        &self,
+        ad: &[u8],
+        sealed: &[u8],
+        what: &'static str,
+    ) -> Result<Vec<u8>, FormatError> {
         open_with(&self.cipher, ad, sealed, what)
     }
 }
@@ -100,7 +105,13 @@ pub(crate) fn seal_with(cipher: &XChaCha20Poly1305, ad: &[u8], plaintext: &[u8])
     let mut nonce = [0u8; NONCE_LEN];
     fill_random(&mut nonce);
     let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: ad })
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: plaintext,
+                aad: ad,
+            },
+        )
         .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
     let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
     out.extend_from_slice(&nonce);
@@ -115,7 +126,9 @@ pub(crate) fn open_with(
     what: &'static str,
 ) -> Result<Vec<u8>, FormatError> {
     if sealed.len() < SEAL_OVERHEAD {
-        return Err(FormatError::Malformed("sealed object shorter than nonce and tag"));
+        return Err(FormatError::Malformed(
+            "sealed object shorter than nonce and tag",
+        ));
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
     cipher

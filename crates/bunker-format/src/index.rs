@@ -39,7 +39,9 @@ impl IndexFile {
     /// Encodes to the payload layout above.
     pub fn encode(&self) -> Vec<u8> {
         let blobs: usize = self.packs.iter().map(|p| p.blobs.len()).sum();
-        let mut out = Vec::with_capacity(16 + self.supersedes.len() * 32 + self.packs.len() * 44 + blobs * 45);
+        let mut out = Vec::with_capacity(
+            16 + self.supersedes.len() * 32 + self.packs.len() * 44 + blobs * 45,
+        );
         out.push(VERSION);
         out.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
         for id in &self.supersedes {
@@ -66,7 +68,11 @@ impl IndexFile {
         let mut r = Reader { bytes, pos: 0 };
         let version = r.u8()?;
         if version != VERSION {
-            return Err(FormatError::UnsupportedVersion { kind: "index", version: version as u32, supported: 1 });
+            return Err(FormatError::UnsupportedVersion {
+                kind: "index",
+                version: version as u32,
+                supported: 1,
+            });
         }
         let n = r.count(ID_LEN)?;
         let mut supersedes = Vec::with_capacity(n);
@@ -115,10 +121,14 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
     fn u32(&mut self) -> Result<u32, FormatError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
     fn u64(&mut self) -> Result<u64, FormatError> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
     /// A count of records of at least `min_len` bytes each, checked against
     /// the bytes left so a corrupt count cannot trigger a huge allocation.
@@ -137,15 +147,20 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_entry() -> impl Strategy<Value = PackEntry> {
-        (any::<bool>(), any::<[u8; 32]>(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(|(t, id, o, l, r)| {
-            PackEntry {
+        (
+            any::<bool>(),
+            any::<[u8; 32]>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+        )
+            .prop_map(|(t, id, o, l, r)| PackEntry {
                 kind: if t { BlobType::Tree } else { BlobType::Data },
                 id: BlobId(id),
                 offset: o,
                 length: l,
                 raw_length: r,
-            }
-        })
+            })
     }
 
     proptest! {

@@ -32,14 +32,20 @@ impl Default for KdfParams {
     /// 64 MiB, 3 passes, 1 lane: RFC 9106's second recommended setting with
     /// one lane, about a quarter second on a current core.
     fn default() -> Self {
-        KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
+        KdfParams {
+            memory_kib: 64 * 1024,
+            iterations: 3,
+            parallelism: 1,
+        }
     }
 }
 
 impl KdfParams {
     fn argon2(&self) -> Result<Argon2<'static>, FormatError> {
         if self.memory_kib > 4 * 1024 * 1024 || self.iterations > 64 || self.parallelism > 16 {
-            return Err(FormatError::Kdf("cost too high (max 4 GiB, 64 passes, 16 lanes)".into()));
+            return Err(FormatError::Kdf(
+                "cost too high (max 4 GiB, 64 passes, 16 lanes)".into(),
+            ));
         }
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
             .map_err(|e| FormatError::Kdf(e.to_string()))?;
@@ -48,7 +54,9 @@ impl KdfParams {
 
     fn derive(&self, password: &[u8], salt: &[u8]) -> Result<XChaCha20Poly1305, FormatError> {
         let mut kek = Zeroizing::new([0u8; 32]);
-        self.argon2()?.hash_password_into(password, salt, kek.as_mut()).map_err(|e| FormatError::Kdf(e.to_string()))?;
+        self.argon2()?
+            .hash_password_into(password, salt, kek.as_mut())
+            .map_err(|e| FormatError::Kdf(e.to_string()))?;
         Ok(XChaCha20Poly1305::new(kek.as_ref().into()))
     }
 }
@@ -102,7 +110,11 @@ impl KeyFile {
             created,
             hostname,
             username,
-            kdf: Kdf { algorithm: "argon2id".into(), params, salt: B64.encode(salt) },
+            kdf: Kdf {
+                algorithm: "argon2id".into(),
+                params,
+                salt: B64.encode(salt),
+            },
             data: B64.encode(sealed),
         })
     }
@@ -110,17 +122,32 @@ impl KeyFile {
     /// Unwraps the master key; [`FormatError::WrongPassword`] if the password does not fit.
     pub fn open(&self, password: &[u8]) -> Result<MasterKey, FormatError> {
         if self.version != 1 {
-            return Err(FormatError::UnsupportedVersion { kind: "key file", version: self.version, supported: 1 });
+            return Err(FormatError::UnsupportedVersion {
+                kind: "key file",
+                version: self.version,
+                supported: 1,
+            });
         }
         if self.kdf.algorithm != "argon2id" {
-            return Err(FormatError::Kdf(format!("unknown algorithm {:?}", self.kdf.algorithm)));
+            return Err(FormatError::Kdf(format!(
+                "unknown algorithm {:?}",
+                self.kdf.algorithm
+            )));
         }
-        let salt = B64.decode(&self.kdf.salt).map_err(|_| FormatError::Json("salt is not base64".into()))?;
-        let sealed = B64.decode(&self.data).map_err(|_| FormatError::Json("data is not base64".into()))?;
+        let salt = B64
+            .decode(&self.kdf.salt)
+            .map_err(|_| FormatError::Json("salt is not base64".into()))?;
+        let sealed = B64
+            .decode(&self.data)
+            .map_err(|_| FormatError::Json("data is not base64".into()))?;
         let cipher = self.kdf.params.derive(password, &salt)?;
-        let secret = Zeroizing::new(open_with(&cipher, KEY_AD, &sealed, "key").map_err(|_| FormatError::WrongPassword)?);
-        let bytes: [u8; 32] =
-            secret.as_slice().try_into().map_err(|_| FormatError::Malformed("wrapped key is not 32 bytes"))?;
+        let secret = Zeroizing::new(
+            open_with(&cipher, KEY_AD, &sealed, "key").map_err(|_| FormatError::WrongPassword)?,
+        );
+        let bytes: [u8; 32] = secret
+            .as_slice()
+            .try_into()
+            .map_err(|_| FormatError::Malformed("wrapped key is not 32 bytes"))?;
         Ok(MasterKey::from_bytes(bytes))
     }
 
@@ -140,23 +167,45 @@ mod tests {
     use super::*;
 
     fn cheap() -> KdfParams {
-        KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 }
+        KdfParams {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
     }
 
     #[test]
     fn wrap_unwrap() {
         let master = MasterKey::generate();
-        let kf = KeyFile::create(&master, b"secret", cheap(), "now".into(), "h".into(), "u".into()).unwrap();
+        let kf = KeyFile::create(
+            &master,
+            b"secret",
+            cheap(),
+            "now".into(),
+            "h".into(),
+            "u".into(),
+        )
+        .unwrap();
         let parsed = KeyFile::from_json(&kf.to_json()).unwrap();
-        assert_eq!(parsed.open(b"secret").unwrap().as_bytes(), master.as_bytes());
-        assert!(matches!(parsed.open(b"wrong"), Err(FormatError::WrongPassword)));
+        assert_eq!(
+            parsed.open(b"secret").unwrap().as_bytes(),
+            master.as_bytes()
+        );
+        assert!(matches!(
+            parsed.open(b"wrong"),
+            Err(FormatError::WrongPassword)
+        ));
         assert!(!String::from_utf8(kf.to_json()).unwrap().contains("secret"));
     }
 
     #[test]
     fn absurd_costs_are_refused() {
         let master = MasterKey::generate();
-        let huge = KdfParams { memory_kib: u32::MAX, iterations: 1, parallelism: 1 };
+        let huge = KdfParams {
+            memory_kib: u32::MAX,
+            iterations: 1,
+            parallelism: 1,
+        };
         assert!(KeyFile::create(&master, b"p", huge, "".into(), "".into(), "".into()).is_err());
     }
 }

@@ -79,7 +79,11 @@ pub fn check_prefix(kind: ObjectKind, stored: &[u8]) -> Result<(), FormatError> 
 }
 
 /// Verifies, decrypts and decompresses a stored object.
-pub fn open_object(keys: &RepoKeys, kind: ObjectKind, stored: &[u8]) -> Result<Vec<u8>, FormatError> {
+pub fn open_object(
+    keys: &RepoKeys,
+    kind: ObjectKind,
+    stored: &[u8],
+) -> Result<Vec<u8>, FormatError> {
     check_prefix(kind, stored)?;
     let envelope = keys.open(&stored[..PREFIX_LEN], &stored[PREFIX_LEN..], kind.name())?;
     compression::decompress(&envelope, MAX_OBJECT)
@@ -94,7 +98,10 @@ mod tests {
     fn round_trip_and_rejections() {
         let keys = MasterKey::generate().derive();
         let stored = seal_object(&keys, ObjectKind::Index, b"payload payload payload", 3);
-        assert_eq!(open_object(&keys, ObjectKind::Index, &stored).unwrap(), b"payload payload payload");
+        assert_eq!(
+            open_object(&keys, ObjectKind::Index, &stored).unwrap(),
+            b"payload payload payload"
+        );
         assert!(open_object(&keys, ObjectKind::Snapshot, &stored).is_err());
         let mut newer = stored.clone();
         newer[5] = 2;
@@ -105,6 +112,9 @@ mod tests {
         let mut flipped = stored.clone();
         let last = flipped.len() - 1;
         flipped[last] ^= 1;
-        assert!(matches!(open_object(&keys, ObjectKind::Index, &flipped), Err(FormatError::Authentication(_))));
+        assert!(matches!(
+            open_object(&keys, ObjectKind::Index, &flipped),
+            Err(FormatError::Authentication(_))
+        ));
     }
 }

@@ -46,7 +46,10 @@ pub struct PackBuilder {
 impl PackBuilder {
     /// An empty pack with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Self {
-        PackBuilder { data: Vec::with_capacity(capacity), entries: Vec::new() }
+        PackBuilder {
+            data: Vec::with_capacity(capacity),
+            entries: Vec::new(),
+        }
     }
 
     /// Appends a sealed blob.
@@ -83,7 +86,8 @@ impl PackBuilder {
         }
         let sealed = keys.seal(HEADER_AD, &header);
         self.data.extend_from_slice(&sealed);
-        self.data.extend_from_slice(&(sealed.len() as u32).to_le_bytes());
+        self.data
+            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
         self.data.extend_from_slice(MAGIC);
         (self.data, self.entries)
     }
@@ -97,21 +101,31 @@ pub fn header_length(count: usize) -> usize {
 /// Reads the header length from a pack's last [`TRAILER_LEN`] bytes.
 pub fn parse_trailer(trailer: &[u8]) -> Result<u32, FormatError> {
     if trailer.len() != TRAILER_LEN || &trailer[4..] != MAGIC {
-        return Err(FormatError::Malformed("pack trailer missing: not a bunker pack, or truncated"));
+        return Err(FormatError::Malformed(
+            "pack trailer missing: not a bunker pack, or truncated",
+        ));
     }
-    Ok(u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")))
+    Ok(u32::from_le_bytes(
+        trailer[..4].try_into().expect("4 bytes"),
+    ))
 }
 
 /// Decrypts a pack's header (`sealed`, the bytes just before the trailer) and
 /// rebuilds each blob's offset. `pack_length` is the whole file's length.
-pub fn parse_header(keys: &RepoKeys, sealed: &[u8], pack_length: u64) -> Result<Vec<PackEntry>, FormatError> {
+pub fn parse_header(
+    keys: &RepoKeys,
+    sealed: &[u8],
+    pack_length: u64,
+) -> Result<Vec<PackEntry>, FormatError> {
     let header = keys.open(HEADER_AD, sealed, "pack header")?;
     if header.len() < 4 {
         return Err(FormatError::Malformed("pack header too short"));
     }
     let count = u32::from_le_bytes(header[..4].try_into().expect("4 bytes")) as usize;
     if header.len() != 4 + count * ENTRY_LEN {
-        return Err(FormatError::Malformed("pack header length does not match its entry count"));
+        return Err(FormatError::Malformed(
+            "pack header length does not match its entry count",
+        ));
     }
     let mut entries = Vec::with_capacity(count);
     let mut offset: u64 = 0;
@@ -127,7 +141,9 @@ pub fn parse_header(keys: &RepoKeys, sealed: &[u8], pack_length: u64) -> Result<
         offset += length as u64;
     }
     if offset + sealed.len() as u64 + TRAILER_LEN as u64 != pack_length {
-        return Err(FormatError::Malformed("pack length does not match its header"));
+        return Err(FormatError::Malformed(
+            "pack length does not match its header",
+        ));
     }
     Ok(entries)
 }
@@ -150,13 +166,26 @@ mod tests {
         let hlen = parse_trailer(&pack[pack.len() - TRAILER_LEN..]).unwrap() as usize;
         assert_eq!(hlen, header_length(3));
         let hstart = pack.len() - TRAILER_LEN - hlen;
-        let parsed = parse_header(&keys, &pack[hstart..pack.len() - TRAILER_LEN], pack.len() as u64).unwrap();
+        let parsed = parse_header(
+            &keys,
+            &pack[hstart..pack.len() - TRAILER_LEN],
+            pack.len() as u64,
+        )
+        .unwrap();
         assert_eq!(parsed, entries);
         for (e, b) in parsed.iter().zip(&blobs) {
             let stored = &pack[e.offset as usize..(e.offset + e.length) as usize];
-            assert_eq!(&decode_blob(&keys, e.kind, &e.id, e.raw_length, stored).unwrap(), b);
+            assert_eq!(
+                &decode_blob(&keys, e.kind, &e.id, e.raw_length, stored).unwrap(),
+                b
+            );
         }
-        assert!(parse_header(&keys, &pack[hstart..pack.len() - TRAILER_LEN], pack.len() as u64 + 1).is_err());
+        assert!(parse_header(
+            &keys,
+            &pack[hstart..pack.len() - TRAILER_LEN],
+            pack.len() as u64 + 1
+        )
+        .is_err());
         assert!(parse_trailer(b"12345678").is_err());
     }
 }

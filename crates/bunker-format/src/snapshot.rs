@@ -143,7 +143,10 @@ mod tests {
             mode: BackupMode::Differential,
             parent: Some(SnapshotId([1; 32])),
             tree: BlobId([2; 32]),
-            summary: SnapshotSummary { files_new: 3, ..Default::default() },
+            summary: SnapshotSummary {
+                files_new: 3,
+                ..Default::default()
+            },
             program_version: "bunker 0.1.0".into(),
             excludes: vec![],
             skipped: vec!["/a/x".into()],

@@ -162,14 +162,22 @@ impl Tree {
         let tree: Tree = minicbor::decode(bytes)?;
         for pair in tree.nodes.windows(2) {
             if pair[0].name >= pair[1].name {
-                return Err(FormatError::Malformed("tree entries not sorted or not unique"));
+                return Err(FormatError::Malformed(
+                    "tree entries not sorted or not unique",
+                ));
             }
         }
         for node in &tree.nodes {
             // A stored name must be one path component: otherwise a crafted
             // tree could make restore write outside its target.
-            if node.name.is_empty() || node.name == b"." || node.name == b".." || node.name.contains(&b'/') {
-                return Err(FormatError::Malformed("tree entry name is not a single path component"));
+            if node.name.is_empty()
+                || node.name == b"."
+                || node.name == b".."
+                || node.name.contains(&b'/')
+            {
+                return Err(FormatError::Malformed(
+                    "tree entry name is not a single path component",
+                ));
             }
             if node.kind == NodeKind::Dir && node.subtree.is_none() {
                 return Err(FormatError::Malformed("directory entry without a subtree"));
@@ -180,7 +188,10 @@ impl Tree {
 
     /// Finds an entry by name.
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes.binary_search_by(|n| n.name.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+        self.nodes
+            .binary_search_by(|n| n.name.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
     }
 }
 
@@ -198,35 +209,46 @@ mod tests {
             (any::<u64>(), any::<u64>()),
             proptest::collection::vec(any::<[u8; 32]>(), 0..3),
             proptest::collection::vec(any::<u8>(), 0..10),
-            proptest::collection::vec((proptest::collection::vec(any::<u8>(), 1..8), proptest::collection::vec(any::<u8>(), 0..8)), 0..2),
+            proptest::collection::vec(
+                (
+                    proptest::collection::vec(any::<u8>(), 1..8),
+                    proptest::collection::vec(any::<u8>(), 0..8),
+                ),
+                0..2,
+            ),
         )
-            .prop_map(|(name, k, mode, (uid, gid, ms, mn), (size, inode), content, link, xattrs)| {
-                let kind = match k {
-                    0 => NodeKind::File,
-                    1 => NodeKind::Dir,
-                    2 => NodeKind::Symlink,
-                    3 => NodeKind::Fifo,
-                    4 => NodeKind::CharDevice,
-                    5 => NodeKind::BlockDevice,
-                    _ => NodeKind::Socket,
-                };
-                Node {
-                    name,
-                    kind,
-                    mode,
-                    uid,
-                    gid,
-                    mtime_sec: ms,
-                    mtime_nsec: mn,
-                    size,
-                    inode,
-                    content: content.into_iter().map(BlobId).collect(),
-                    subtree: (kind == NodeKind::Dir).then_some(BlobId([4; 32])),
-                    link_target: link,
-                    xattrs: xattrs.into_iter().map(|(name, value)| Xattr { name, value }).collect(),
-                    ..Default::default()
-                }
-            })
+            .prop_map(
+                |(name, k, mode, (uid, gid, ms, mn), (size, inode), content, link, xattrs)| {
+                    let kind = match k {
+                        0 => NodeKind::File,
+                        1 => NodeKind::Dir,
+                        2 => NodeKind::Symlink,
+                        3 => NodeKind::Fifo,
+                        4 => NodeKind::CharDevice,
+                        5 => NodeKind::BlockDevice,
+                        _ => NodeKind::Socket,
+                    };
+                    Node {
+                        name,
+                        kind,
+                        mode,
+                        uid,
+                        gid,
+                        mtime_sec: ms,
+                        mtime_nsec: mn,
+                        size,
+                        inode,
+                        content: content.into_iter().map(BlobId).collect(),
+                        subtree: (kind == NodeKind::Dir).then_some(BlobId([4; 32])),
+                        link_target: link,
+                        xattrs: xattrs
+                            .into_iter()
+                            .map(|(name, value)| Xattr { name, value })
+                            .collect(),
+                        ..Default::default()
+                    }
+                },
+            )
     }
 
     proptest! {
@@ -249,11 +271,25 @@ mod tests {
     #[test]
     fn rejects_unsafe_names() {
         for name in [&b".."[..], b"a/b", b"", b"."] {
-            let tree = Tree { nodes: vec![Node { name: name.to_vec(), ..Default::default() }] };
+            let tree = Tree {
+                nodes: vec![Node {
+                    name: name.to_vec(),
+                    ..Default::default()
+                }],
+            };
             assert!(Tree::decode(&tree.encode()).is_err(), "{name:?} accepted");
         }
         let unsorted = Tree {
-            nodes: vec![Node { name: b"b".to_vec(), ..Default::default() }, Node { name: b"a".to_vec(), ..Default::default() }],
+            nodes: vec![
+                Node {
+                    name: b"b".to_vec(),
+                    ..Default::default()
+                },
+                Node {
+                    name: b"a".to_vec(),
+                    ..Default::default()
+                },
+            ],
         };
         assert!(Tree::decode(&unsorted.encode()).is_err());
     }

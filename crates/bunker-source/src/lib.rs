@@ -4,10 +4,10 @@
 //! so equal trees always produce equal tree blobs. It reports what it finds
 //! through a [`Visitor`]; reading file content is the engine's job.
 
-mod pattern;
 mod metadata;
+mod pattern;
 mod walk;
 
-pub use pattern::{PatternError, PatternSet};
 pub use metadata::node_from_metadata;
+pub use pattern::{PatternError, PatternSet};
 pub use walk::{walk, Visitor, WalkOptions};

@@ -31,7 +31,10 @@ pub fn node_from_metadata(path: &Path, meta: &Metadata) -> std::io::Result<Node>
     } else {
         Vec::new()
     };
-    let name = path.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default();
     Ok(Node {
         name,
         kind,
@@ -45,8 +48,16 @@ pub fn node_from_metadata(path: &Path, meta: &Metadata) -> std::io::Result<Node>
         inode: meta.ino(),
         device: meta.dev(),
         links: meta.nlink(),
-        size: if kind == NodeKind::File { meta.size() } else { 0 },
-        rdev: if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) { meta.rdev() } else { 0 },
+        size: if kind == NodeKind::File {
+            meta.size()
+        } else {
+            0
+        },
+        rdev: if matches!(kind, NodeKind::CharDevice | NodeKind::BlockDevice) {
+            meta.rdev()
+        } else {
+            0
+        },
         link_target,
         ..Default::default()
     })

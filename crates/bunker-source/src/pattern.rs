@@ -25,7 +25,10 @@ pub struct PatternSet {
 
 impl Default for PatternSet {
     fn default() -> Self {
-        PatternSet { set: GlobSet::empty(), patterns: Vec::new() }
+        PatternSet {
+            set: GlobSet::empty(),
+            patterns: Vec::new(),
+        }
     }
 }
 
@@ -41,17 +44,30 @@ impl PatternSet {
                 continue;
             }
             let p = p.trim_end_matches('/');
-            let full = if p.contains('/') { p.to_string() } else { format!("**/{p}") };
+            let full = if p.contains('/') {
+                p.to_string()
+            } else {
+                format!("**/{p}")
+            };
             let glob = GlobBuilder::new(&full)
                 .literal_separator(true)
                 .backslash_escape(true)
                 .build()
-                .map_err(|e| PatternError { pattern: raw.clone(), message: e.kind().to_string() })?;
+                .map_err(|e| PatternError {
+                    pattern: raw.clone(),
+                    message: e.kind().to_string(),
+                })?;
             builder.add(glob);
             kept.push(p.to_string());
         }
-        let set = builder.build().map_err(|e| PatternError { pattern: kept.join(", "), message: e.to_string() })?;
-        Ok(PatternSet { set, patterns: kept })
+        let set = builder.build().map_err(|e| PatternError {
+            pattern: kept.join(", "),
+            message: e.to_string(),
+        })?;
+        Ok(PatternSet {
+            set,
+            patterns: kept,
+        })
     }
 
     /// True if the absolute `path` is excluded.
@@ -71,7 +87,14 @@ mod tests {
 
     #[test]
     fn restic_semantics() {
-        let ex = PatternSet::new(["*.tmp".to_string(), "/data/cache".into(), "# comment".into(), "".into(), "node_modules/".into()]).unwrap();
+        let ex = PatternSet::new([
+            "*.tmp".to_string(),
+            "/data/cache".into(),
+            "# comment".into(),
+            "".into(),
+            "node_modules/".into(),
+        ])
+        .unwrap();
         assert!(ex.matches(Path::new("/a/b/x.tmp")));
         assert!(!ex.matches(Path::new("/a/b/x.tmpl")));
         assert!(ex.matches(Path::new("/data/cache")));

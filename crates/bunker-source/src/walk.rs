@@ -104,12 +104,15 @@ impl Walker<'_> {
 
     /// A directory on the way to a selected path: only the selected part of it is walked.
     fn ancestor(&mut self, path: &Path, selection: &Selection) {
-        let node = match std::fs::symlink_metadata(path).and_then(|m| node_from_metadata(path, &m)) {
+        let node = match std::fs::symlink_metadata(path).and_then(|m| node_from_metadata(path, &m))
+        {
             Ok(n) => n,
             Err(e) => return self.visitor.error(path, e),
         };
         if node.kind != NodeKind::Dir {
-            return self.visitor.error(path, std::io::Error::other("not a directory"));
+            return self
+                .visitor
+                .error(path, std::io::Error::other("not a directory"));
         }
         self.visitor.enter_dir(path, node);
         self.selection_children(path, selection);
@@ -176,10 +179,12 @@ mod tests {
             self.0.push(format!("leave {}", path.display()));
         }
         fn file(&mut self, path: &Path, node: Node) {
-            self.0.push(format!("file {} {}", path.display(), node.size));
+            self.0
+                .push(format!("file {} {}", path.display(), node.size));
         }
         fn special(&mut self, path: &Path, node: Node) {
-            self.0.push(format!("{} {}", node.kind.name(), path.display()));
+            self.0
+                .push(format!("{} {}", node.kind.name(), path.display()));
         }
         fn error(&mut self, path: &Path, _: std::io::Error) {
             self.0.push(format!("error {}", path.display()));
@@ -195,11 +200,18 @@ mod tests {
         std::fs::write(root.join("a"), b"1").unwrap();
         std::fs::write(root.join("skip.tmp"), b"1").unwrap();
         std::os::unix::fs::symlink("a", root.join("link")).unwrap();
-        let opts = WalkOptions { excludes: PatternSet::new(["*.tmp".to_string()]).unwrap(), ..Default::default() };
+        let opts = WalkOptions {
+            excludes: PatternSet::new(["*.tmp".to_string()]).unwrap(),
+            ..Default::default()
+        };
         let mut rec = Record::default();
         walk(&[root.clone(), root.join("b")], &opts, &mut rec);
         let r = root.display().to_string();
-        let ancestors = root.ancestors().skip(1).filter(|p| *p != Path::new("/")).count();
+        let ancestors = root
+            .ancestors()
+            .skip(1)
+            .filter(|p| *p != Path::new("/"))
+            .count();
         let body: Vec<String> = rec.0[ancestors..rec.0.len() - ancestors].to_vec();
         assert_eq!(
             body,

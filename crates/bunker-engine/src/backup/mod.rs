@@ -67,24 +67,54 @@ pub struct BackupOutcome {
 }
 
 /// Backs up files and directories.
-pub fn backup(repo: Arc<Repository<Indexed>>, options: BackupOptions, progress: Arc<dyn Progress>) -> Result<BackupOutcome> {
+pub fn backup(
+    repo: Arc<Repository<Indexed>>,
+    options: BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<BackupOutcome> {
     if options.paths.is_empty() {
-        return Err(EngineError::Invalid("nothing to back up: give at least one path".into()));
+        return Err(EngineError::Invalid(
+            "nothing to back up: give at least one path".into(),
+        ));
     }
     let started = now_ns();
-    let walk_options = WalkOptions { excludes: options.excludes.clone(), one_file_system: options.one_file_system };
+    let walk_options = WalkOptions {
+        excludes: options.excludes.clone(),
+        one_file_system: options.one_file_system,
+    };
     if options.scan_totals {
-        pipeline::spawn_scanner(options.paths.clone(), walk_options.clone(), progress.clone());
+        pipeline::spawn_scanner(
+            options.paths.clone(),
+            walk_options.clone(),
+            progress.clone(),
+        );
     }
-    let run = pipeline::run_walk(repo.clone(), &options.paths, &walk_options, progress, options.dry_run)?;
+    let run = pipeline::run_walk(
+        repo.clone(),
+        &options.paths,
+        &walk_options,
+        progress,
+        options.dry_run,
+    )?;
     if run.counts.files + run.counts.dirs + run.counts.specials == 0 {
         return Err(EngineError::Invalid(format!(
             "nothing to back up: none of the given paths could be read ({})",
             run.skipped.join("; ")
         )));
     }
-    let paths = options.paths.iter().map(|p| p.display().to_string()).collect();
-    finish(repo, run, paths, options.excludes.patterns().to_vec(), &options, started)
+    let paths = options
+        .paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    finish(
+        repo,
+        run,
+        paths,
+        options.excludes.patterns().to_vec(),
+        &options,
+        started,
+    )
 }
 
 /// Backs up one stream as a file named `source.filename` at the snapshot's root.
@@ -96,11 +126,20 @@ pub fn backup_stdin(
 ) -> Result<BackupOutcome> {
     let name = source.filename.clone();
     if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(EngineError::Invalid(format!("--stdin-filename {name:?} must be a plain file name")));
+        return Err(EngineError::Invalid(format!(
+            "--stdin-filename {name:?} must be a plain file name"
+        )));
     }
     let started = now_ns();
     let run = pipeline::run_stream(repo.clone(), source, progress, options.dry_run)?;
-    finish(repo, run, vec![format!("/{name}")], Vec::new(), &options, started)
+    finish(
+        repo,
+        run,
+        vec![format!("/{name}")],
+        Vec::new(),
+        &options,
+        started,
+    )
 }
 
 fn finish(
@@ -140,6 +179,10 @@ fn finish(
         excludes,
         skipped: run.skipped,
     };
-    let id = if options.dry_run { None } else { Some(repo.write_snapshot(&snapshot)?) };
+    let id = if options.dry_run {
+        None
+    } else {
+        Some(repo.write_snapshot(&snapshot)?)
+    };
     Ok(BackupOutcome { id, snapshot })
 }

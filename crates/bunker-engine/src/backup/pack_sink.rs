@@ -67,9 +67,14 @@ impl Shared {
         if !self.dry_run {
             self.repo.backend().write(FileKind::Pack, &name, &bytes)?;
         }
-        self.stored_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.stored_bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
         let id: PackId = name.parse().expect("storage names are hex ids");
-        self.pending.lock().expect("lock").packs.push(IndexedPack { id, length: bytes.len() as u64, blobs: entries });
+        self.pending.lock().expect("lock").packs.push(IndexedPack {
+            id,
+            length: bytes.len() as u64,
+            blobs: entries,
+        });
         self.flush_index(false)
     }
 }
@@ -121,7 +126,10 @@ impl PackSink {
             shared,
             known,
             claimed: Mutex::new(HashSet::new()),
-            open: [Mutex::new(PackBuilder::default()), Mutex::new(PackBuilder::default())],
+            open: [
+                Mutex::new(PackBuilder::default()),
+                Mutex::new(PackBuilder::default()),
+            ],
             pack_size,
             upload_tx: Mutex::new(Some(tx)),
             uploaders: Mutex::new(uploaders),
@@ -140,7 +148,8 @@ impl PackSink {
     pub fn add(&self, blob: EncodedBlob) -> Result<()> {
         self.check_failure()?;
         self.blobs.fetch_add(1, Ordering::Relaxed);
-        self.raw_bytes.fetch_add(blob.raw_length as u64, Ordering::Relaxed);
+        self.raw_bytes
+            .fetch_add(blob.raw_length as u64, Ordering::Relaxed);
         let slot = &self.open[slot_of(blob.kind)];
         let full = {
             let mut builder = slot.lock().expect("lock");

@@ -59,7 +59,9 @@ impl Stage {
     /// Queues a blob for sealing unless the repository or this backup has it.
     pub fn submit(&self, kind: BlobType, id: BlobId, data: Vec<u8>) -> Result<(), ReadError> {
         if self.sink.claim(&id) {
-            self.seal_tx.send((kind, id, data)).map_err(|_| ReadError::Aborted)?;
+            self.seal_tx
+                .send((kind, id, data))
+                .map_err(|_| ReadError::Aborted)?;
         }
         Ok(())
     }
@@ -97,7 +99,11 @@ impl Stage {
 
 /// Opens without updating the access time when the OS allows it.
 fn open_for_backup(path: &Path) -> std::io::Result<File> {
-    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
         other => other,
     }
@@ -125,7 +131,11 @@ struct Sealers {
     handles: Vec<JoinHandle<()>>,
 }
 
-fn start(repo: &Arc<Repository<Indexed>>, progress: Arc<dyn Progress>, dry_run: bool) -> (Arc<Stage>, Sealers) {
+fn start(
+    repo: &Arc<Repository<Indexed>>,
+    progress: Arc<dyn Progress>,
+    dry_run: bool,
+) -> (Arc<Stage>, Sealers) {
     let sink = Arc::new(PackSink::new(repo.clone(), dry_run));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (seal_tx, seal_rx) = bounded::<(BlobType, BlobId, Vec<u8>)>(2 * threads);
@@ -139,7 +149,10 @@ fn start(repo: &Arc<Repository<Indexed>>, progress: Arc<dyn Progress>, dry_run: 
                 .name(format!("bunker-seal-{i}"))
                 .spawn(move || {
                     for (kind, id, data) in rx {
-                        if sink.add(encode_blob(&keys, kind, id, &data, level)).is_err() {
+                        if sink
+                            .add(encode_blob(&keys, kind, id, &data, level))
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -160,9 +173,19 @@ fn start(repo: &Arc<Repository<Indexed>>, progress: Arc<dyn Progress>, dry_run: 
 
 /// Waits for the sealers and the sink; `outcome` is what the producing side
 /// returned. A storage failure wins over the `Aborted` it caused upstream.
-fn complete<T>(stage: Arc<Stage>, sealers: Sealers, outcome: Result<T>) -> Result<(T, SinkStats, u64)> {
-    let stage = Arc::try_unwrap(stage).unwrap_or_else(|_| panic!("pipeline stage still shared after its threads ended"));
-    let Stage { sink, seal_tx, bytes_read, .. } = stage;
+fn complete<T>(
+    stage: Arc<Stage>,
+    sealers: Sealers,
+    outcome: Result<T>,
+) -> Result<(T, SinkStats, u64)> {
+    let stage = Arc::try_unwrap(stage)
+        .unwrap_or_else(|_| panic!("pipeline stage still shared after its threads ended"));
+    let Stage {
+        sink,
+        seal_tx,
+        bytes_read,
+        ..
+    } = stage;
     drop(seal_tx);
     for h in sealers.handles {
         let _ = h.join();
@@ -212,9 +235,22 @@ pub(super) fn run_walk(
             .expect("spawn tree builder thread")
     };
 
-    let mut feeder = Feeder { jobs: job_tx, events: event_tx, counts: Counts::default(), skipped: Vec::new(), stopped: false, progress: stage.progress.clone() };
+    let mut feeder = Feeder {
+        jobs: job_tx,
+        events: event_tx,
+        counts: Counts::default(),
+        skipped: Vec::new(),
+        stopped: false,
+        progress: stage.progress.clone(),
+    };
     walk(paths, options, &mut feeder);
-    let Feeder { jobs, events, mut counts, mut skipped, .. } = feeder;
+    let Feeder {
+        jobs,
+        events,
+        mut counts,
+        mut skipped,
+        ..
+    } = feeder;
     drop(jobs);
     drop(events);
     let built = builder.join().unwrap_or(Err(EngineError::Aborted));
@@ -224,7 +260,12 @@ pub(super) fn run_walk(
     let (built, stats, bytes_read) = complete(stage, sealers, built)?;
     counts.bytes_read = bytes_read;
     skipped.extend(built.skipped);
-    Ok(RunResult { root: built.root, counts, stats, skipped })
+    Ok(RunResult {
+        root: built.root,
+        counts,
+        stats,
+        skipped,
+    })
 }
 
 /// Stores one stream as a file at the root of the snapshot.
@@ -257,8 +298,18 @@ pub(super) fn run_stream(
         store_tree(&stage, vec![node]).map(|root| (root, size))
     })();
     let ((root, size), stats, bytes_read) = complete(stage, sealers, outcome)?;
-    let counts = Counts { files: 1, bytes_read, total_bytes: size, ..Default::default() };
-    Ok(RunResult { root, counts, stats, skipped: Vec::new() })
+    let counts = Counts {
+        files: 1,
+        bytes_read,
+        total_bytes: size,
+        ..Default::default()
+    };
+    Ok(RunResult {
+        root,
+        counts,
+        stats,
+        skipped: Vec::new(),
+    })
 }
 
 /// The walk's visitor: feeds readers and the tree builder.
@@ -295,13 +346,24 @@ impl Visitor for Feeder {
             return;
         }
         let (tx, rx) = bounded(1);
-        if self.jobs.send(FileJob { path: path.to_path_buf(), reply: tx }).is_err() {
+        if self
+            .jobs
+            .send(FileJob {
+                path: path.to_path_buf(),
+                reply: tx,
+            })
+            .is_err()
+        {
             self.stopped = true;
             return;
         }
         self.counts.files += 1;
         self.counts.total_bytes += node.size;
-        self.event(TreeEvent::File { node, path: path.to_path_buf(), content: rx });
+        self.event(TreeEvent::File {
+            node,
+            path: path.to_path_buf(),
+            content: rx,
+        });
     }
 
     fn special(&mut self, _path: &Path, node: Node) {
@@ -321,7 +383,11 @@ impl Visitor for Feeder {
 }
 
 /// Counts the sources in the background so progress can show totals and an ETA.
-pub(super) fn spawn_scanner(paths: Vec<PathBuf>, options: WalkOptions, progress: Arc<dyn Progress>) {
+pub(super) fn spawn_scanner(
+    paths: Vec<PathBuf>,
+    options: WalkOptions,
+    progress: Arc<dyn Progress>,
+) {
     struct Scan {
         files: u64,
         bytes: u64,
@@ -340,10 +406,15 @@ pub(super) fn spawn_scanner(paths: Vec<PathBuf>, options: WalkOptions, progress:
         fn special(&mut self, _: &Path, _: Node) {}
         fn error(&mut self, _: &Path, _: std::io::Error) {}
     }
-    let _ = std::thread::Builder::new().name("bunker-scan".into()).spawn(move || {
-        let mut scan = Scan { files: 0, bytes: 0, progress };
-        walk(&paths, &options, &mut scan);
-        scan.progress.set_total(scan.files, scan.bytes);
-    });
+    let _ = std::thread::Builder::new()
+        .name("bunker-scan".into())
+        .spawn(move || {
+            let mut scan = Scan {
+                files: 0,
+                bytes: 0,
+                progress,
+            };
+            walk(&paths, &options, &mut scan);
+            scan.progress.set_total(scan.files, scan.bytes);
+        });
 }
-

@@ -19,7 +19,11 @@ pub(super) enum TreeEvent {
     /// A complete entry (symlink, device, …).
     Leaf(Node),
     /// A regular file whose blob list a reader will deliver.
-    File { node: Node, path: PathBuf, content: Receiver<Result<FileContent, ReadError>> },
+    File {
+        node: Node,
+        path: PathBuf,
+        content: Receiver<Result<FileContent, ReadError>>,
+    },
 }
 
 /// What the tree builder produced.
@@ -42,10 +46,17 @@ pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<
                 stack.last_mut().expect("root frame").1.push(node);
             }
             TreeEvent::Leaf(node) => stack.last_mut().expect("root frame").1.push(node),
-            TreeEvent::File { mut node, path, content } => match content.recv() {
+            TreeEvent::File {
+                mut node,
+                path,
+                content,
+            } => match content.recv() {
                 Ok(Ok(c)) => {
                     if c.changed {
-                        stage.progress.warning(&format!("{}: file changed while it was read", path.display()));
+                        stage.progress.warning(&format!(
+                            "{}: file changed while it was read",
+                            path.display()
+                        ));
                     }
                     node.content = c.ids;
                     node.size = c.size;
@@ -61,13 +72,18 @@ pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<
         }
     }
     let (_, children) = stack.pop().expect("root frame");
-    Ok(Built { root: store_tree(stage, children)?, skipped })
+    Ok(Built {
+        root: store_tree(stage, children)?,
+        skipped,
+    })
 }
 
 /// Encodes a directory and hands it to the sealers if it is new.
 pub(super) fn store_tree(stage: &Stage, nodes: Vec<Node>) -> Result<BlobId> {
     let bytes = Tree { nodes }.encode();
     let id = stage.keys.blob_id(&bytes);
-    stage.submit(BlobType::Tree, id, bytes).map_err(|_| EngineError::Aborted)?;
+    stage
+        .submit(BlobType::Tree, id, bytes)
+        .map_err(|_| EngineError::Aborted)?;
     Ok(id)
 }

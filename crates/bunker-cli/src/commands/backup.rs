@@ -1,0 +1,178 @@
+//! `bunker backup`
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use bunker_engine::backup::{backup, backup_stdin, BackupOptions, BackupOutcome, StdinSource};
+use bunker_engine::source::PatternSet;
+use serde_json::json;
+
+use crate::context::{GlobalArgs, Target};
+use crate::{exit, format, progress};
+
+/// Back up files and directories (or standard input).
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Files and directories to back up
+    #[arg(value_name = "PATH", required_unless_present = "stdin")]
+    paths: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Record this host name instead of the machine's
+    #[arg(long)]
+    host: Option<String>,
+    /// Leave out paths matching this pattern (repeatable)
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    excludes: Vec<String>,
+    /// Read exclude patterns from this file, one per line (repeatable)
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    exclude_files: Vec<PathBuf>,
+    /// Do not cross into other file systems
+    #[arg(long, short = 'x')]
+    one_file_system: bool,
+    /// Do everything except write to the repository
+    #[arg(long, short = 'n')]
+    dry_run: bool,
+    /// Back up standard input as one file
+    #[arg(long, conflicts_with = "paths")]
+    stdin: bool,
+    /// Name of the file that holds standard input in the snapshot
+    #[arg(long, default_value = "stdin", value_name = "NAME")]
+    stdin_filename: String,
+    /// Snapshot time instead of now (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local)
+    #[arg(long, value_name = "TIME")]
+    time: Option<String>,
+}
+
+/// Backs up, creating the default repository on first use.
+pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
+    let mut patterns = args.excludes.clone();
+    for f in &args.exclude_files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read exclude file {}", f.display()))?;
+        patterns.extend(text.lines().map(str::to_string));
+    }
+    let excludes = PatternSet::new(patterns)?;
+    let paths = args
+        .paths
+        .iter()
+        .map(|p| std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display())))
+        .collect::<Result<Vec<_>>>()?;
+    let time_ns = args.time.as_deref().map(parse_time).transpose()?;
+
+    let target = Target::select(global)?;
+    let repo = std::sync::Arc::new(target.open_or_create_default(global)?.load_index()?);
+    let reporter = progress::for_operation(global, "backup");
+    let options = BackupOptions {
+        paths,
+        excludes,
+        one_file_system: args.one_file_system,
+        tags: args.tags,
+        host: args.host,
+        time_ns,
+        dry_run: args.dry_run,
+        scan_totals: !global.quiet && !global.json,
+    };
+    let started = Instant::now();
+    let outcome = if args.stdin {
+        let reader: Box<dyn Read + Send> = Box::new(std::io::stdin());
+        backup_stdin(
+            repo,
+            StdinSource {
+                filename: args.stdin_filename,
+                reader,
+            },
+            options,
+            reporter.clone(),
+        )
+    } else {
+        backup(repo, options, reporter.clone())
+    };
+    reporter.finish();
+    let outcome = outcome?;
+    print_summary(
+        &outcome,
+        started.elapsed().as_secs_f64(),
+        global,
+        args.dry_run,
+    );
+    Ok(if outcome.snapshot.is_incomplete() {
+        exit::PARTIAL
+    } else {
+        exit::OK
+    })
+}
+
+fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry_run: bool) {
+    let s = &outcome.snapshot;
+    let m = &s.summary;
+    if global.json {
+        println!(
+            "{}",
+            json!({
+                "message_type": "summary",
+                "dry_run": dry_run,
+                "snapshot_id": outcome.id.map(|i| i.to_hex()),
+                "files_new": m.files_new,
+                "files_changed": m.files_changed,
+                "files_unmodified": m.files_unmodified,
+                "dirs": m.dirs,
+                "bytes_read": m.bytes_read,
+                "total_bytes": m.total_bytes,
+                "blobs_added": m.blobs_added,
+                "bytes_added": m.bytes_added,
+                "bytes_stored": m.bytes_stored,
+                "seconds": seconds,
+                "skipped": s.skipped,
+            })
+        );
+        return;
+    }
+    if global.quiet {
+        return;
+    }
+    println!(
+        "files: {} new, {} changed, {} unmodified; {} directories",
+        m.files_new, m.files_changed, m.files_unmodified, m.dirs
+    );
+    println!(
+        "read {} in {} ({}/s); added {} to the repository ({} stored)",
+        format::bytes(m.bytes_read),
+        format::duration(seconds),
+        format::bytes((m.bytes_read as f64 / seconds.max(1e-3)) as u64),
+        format::bytes(m.bytes_added),
+        format::bytes(m.bytes_stored)
+    );
+    match outcome.id {
+        Some(id) if s.is_incomplete() => {
+            println!(
+                "snapshot {} saved, incomplete: {} source(s) could not be read (named above)",
+                id.short(),
+                s.skipped.len()
+            )
+        }
+        Some(id) => println!("snapshot {} saved", id.short()),
+        None => println!("dry run: nothing was written"),
+    }
+}
+
+fn parse_time(text: &str) -> Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return t.timestamp_nanos_opt().context("time out of range");
+    }
+    for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"] {
+        let parsed = chrono::NaiveDateTime::parse_from_str(text, fmt).or_else(|_| {
+            chrono::NaiveDate::parse_from_str(text, fmt)
+                .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists"))
+        });
+        if let Ok(naive) = parsed {
+            if let Some(local) = naive.and_local_timezone(chrono::Local).earliest() {
+                return local.timestamp_nanos_opt().context("time out of range");
+            }
+        }
+    }
+    bail!("--time {text:?}: expected RFC 3339 or YYYY-MM-DD[ HH:MM[:SS]]")
+}

@@ -1,0 +1,87 @@
+//! One module per command, each with its arguments and `run`.
+
+mod backup;
+mod check;
+mod dump;
+mod init;
+mod key;
+mod ls;
+mod restore;
+mod snapshots;
+mod stats;
+
+use anyhow::Result;
+use bunker_engine::find::SnapshotFilter;
+
+use crate::context::GlobalArgs;
+
+/// The commands.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Create a repository
+    Init(init::Args),
+    /// Back up files and directories (or standard input)
+    Backup(backup::Args),
+    /// List snapshots
+    Snapshots(snapshots::Args),
+    /// List the contents of a snapshot
+    Ls(ls::Args),
+    /// Restore a snapshot into a directory
+    Restore(restore::Args),
+    /// Write a file to stdout, or a directory as a tar stream
+    Dump(dump::Args),
+    /// Verify the repository's structure and, optionally, every stored byte
+    Check(check::Args),
+    /// Manage the keys (passwords) that open the repository
+    Key(key::Args),
+    /// Show sizes, deduplication and compression ratios
+    Stats(stats::Args),
+}
+
+/// Runs a command; returns the exit code.
+pub fn run(command: Command, global: &GlobalArgs) -> Result<i32> {
+    match command {
+        Command::Init(a) => init::run(a, global),
+        Command::Backup(a) => backup::run(a, global),
+        Command::Snapshots(a) => snapshots::run(a, global),
+        Command::Ls(a) => ls::run(a, global),
+        Command::Restore(a) => restore::run(a, global),
+        Command::Dump(a) => dump::run(a, global),
+        Command::Check(a) => check::run(a, global),
+        Command::Key(a) => key::run(a, global),
+        Command::Stats(a) => stats::run(a, global),
+    }
+}
+
+/// `--host/--tag/--path`, narrowing which snapshots a command sees.
+#[derive(clap::Args, Debug, Default)]
+pub struct FilterArgs {
+    /// Only snapshots from this host (repeatable)
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Only snapshots with this tag (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only snapshots that include this path (repeatable)
+    #[arg(long = "path", value_name = "PATH")]
+    pub paths: Vec<String>,
+}
+
+impl FilterArgs {
+    /// The engine's filter.
+    pub fn filter(&self) -> SnapshotFilter {
+        SnapshotFilter {
+            hosts: self.hosts.clone(),
+            tags: self.tags.clone(),
+            paths: self.paths.clone(),
+        }
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values serialize")
+    );
+}

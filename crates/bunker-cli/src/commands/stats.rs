@@ -1,0 +1,38 @@
+//! `bunker stats`
+
+use anyhow::Result;
+use bunker_engine::stats::stats;
+
+use crate::context::{GlobalArgs, Target};
+use crate::{exit, format};
+
+/// Show sizes, deduplication and compression ratios.
+#[derive(clap::Args, Debug)]
+pub struct Args {}
+
+/// Prints the repository's statistics.
+pub fn run(_args: Args, global: &GlobalArgs) -> Result<i32> {
+    let repo = Target::select(global)?.open_indexed(global)?;
+    let s = stats(&repo)?;
+    if global.json {
+        super::print_json(&serde_json::to_value(&s)?);
+        return Ok(exit::OK);
+    }
+    println!("snapshots:            {}", s.snapshots);
+    println!("files (all snapshots): {}", s.files);
+    println!("raw size:             {}", format::bytes(s.raw_size));
+    println!(
+        "after deduplication:  {} in {} blobs",
+        format::bytes(s.deduplicated_size),
+        s.unique_blobs
+    );
+    println!(
+        "stored:               {} (blobs), {} (whole repository, {} packs)",
+        format::bytes(s.stored_blob_size),
+        format::bytes(s.repository_size),
+        s.packs
+    );
+    println!("deduplication ratio:  {:.2}x", s.deduplication_ratio);
+    println!("compression ratio:    {:.2}x", s.compression_ratio);
+    Ok(exit::OK)
+}

@@ -1,0 +1,227 @@
+//! Choosing and opening the repository: an explicit `-r`/`BUNKER_REPOSITORY`,
+//! or the zero-configuration default under the user's data directory with its
+//! random key under the user's config directory.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{anyhow, Context as _, Result};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bunker_backend::{Backend, ErrorKind, Location, OpenDalBackend};
+use bunker_engine::format::keyfile::KdfParams;
+use bunker_engine::{EngineError, Indexed, Open, Repository};
+
+use crate::password::{self, Secret};
+
+/// Options every command accepts.
+#[derive(clap::Args, Debug)]
+pub struct GlobalArgs {
+    /// Repository location: a path, file:///path (default: the local default repository)
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "BUNKER_REPOSITORY",
+        global = true,
+        value_name = "URL"
+    )]
+    pub repo: Option<String>,
+
+    /// Read the repository password from the first line of this file
+    #[arg(long, env = "BUNKER_PASSWORD_FILE", global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Print JSON: one document, or JSON lines for progress
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print only errors and warnings
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// Where the zero-configuration default lives.
+pub struct DefaultPaths {
+    /// The repository directory.
+    pub repository: PathBuf,
+    /// The file holding its random key.
+    pub key_file: PathBuf,
+}
+
+impl DefaultPaths {
+    /// `$XDG_DATA_HOME/bunker/repository` and `$XDG_CONFIG_HOME/bunker/repository.key`.
+    pub fn resolve() -> Result<Self> {
+        let dirs = directories::BaseDirs::new().ok_or_else(|| {
+            anyhow!("cannot find the home directory for the default repository; name one with -r")
+        })?;
+        Ok(DefaultPaths {
+            repository: dirs.data_dir().join("bunker").join("repository"),
+            key_file: dirs.config_dir().join("bunker").join("repository.key"),
+        })
+    }
+}
+
+/// Key derivation cost for new keys. `BUNKER_KDF_PARAMS=m=KiB,t=N,p=N`
+/// lowers it for tests and very small machines; the default is in the format crate.
+pub fn kdf_params() -> Result<KdfParams> {
+    let Ok(spec) = std::env::var("BUNKER_KDF_PARAMS") else {
+        return Ok(KdfParams::default());
+    };
+    let mut p = KdfParams::default();
+    for part in spec.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| anyhow!("BUNKER_KDF_PARAMS: expected m=..,t=..,p=.., got {part:?}"))?;
+        let v: u32 = v
+            .trim()
+            .parse()
+            .with_context(|| format!("BUNKER_KDF_PARAMS: {k} is not a number"))?;
+        match k.trim() {
+            "m" => p.memory_kib = v,
+            "t" => p.iterations = v,
+            "p" => p.parallelism = v,
+            other => return Err(anyhow!("BUNKER_KDF_PARAMS: unknown parameter {other:?}")),
+        }
+    }
+    Ok(p)
+}
+
+/// The selected repository, not yet opened.
+pub struct Target {
+    /// Storage location.
+    pub location: Location,
+    /// Set when this is the zero-configuration default.
+    pub default: Option<DefaultPaths>,
+}
+
+impl Target {
+    /// Resolves `-r`/`BUNKER_REPOSITORY`, else the default.
+    pub fn select(global: &GlobalArgs) -> Result<Self> {
+        match &global.repo {
+            Some(url) => Ok(Target {
+                location: Location::parse(url)?,
+                default: None,
+            }),
+            None => {
+                let d = DefaultPaths::resolve()?;
+                Ok(Target {
+                    location: Location::Local(d.repository.clone()),
+                    default: Some(d),
+                })
+            }
+        }
+    }
+
+    fn backend(&self, create: bool) -> Result<Arc<dyn Backend>> {
+        match OpenDalBackend::open(&self.location, create) {
+            Ok(b) => Ok(Arc::new(b)),
+            Err(e) if e.kind == ErrorKind::NotFound => Err(self.not_found(&e.message).into()),
+            Err(e) => Err(EngineError::from(e).into()),
+        }
+    }
+
+    fn not_found(&self, detail: &str) -> EngineError {
+        let detail = if self.default.is_some() {
+            format!("{detail}; run `bunker backup PATH` to create the default repository, or name one with -r")
+        } else {
+            detail.to_string()
+        };
+        EngineError::RepositoryNotFound {
+            location: self.location.to_string(),
+            detail,
+        }
+    }
+
+    /// The password: from the configured sources, else (default repository) its key file.
+    fn password(&self, global: &GlobalArgs) -> Result<Secret> {
+        if let Some(d) = &self.default {
+            if let Some(p) = password::configured(global.password_file.as_deref())? {
+                return Ok(p);
+            }
+            if d.key_file.exists() {
+                return password::from_file(&d.key_file);
+            }
+        }
+        password::obtain(global.password_file.as_deref(), "repository password: ")
+    }
+
+    /// Opens an existing repository.
+    pub fn open(&self, global: &GlobalArgs) -> Result<Repository<Open>> {
+        let backend = self.backend(false)?;
+        let password = self.password(global)?;
+        Ok(Repository::open(backend, &password).map_err(|e| match e {
+            EngineError::RepositoryNotFound { detail, .. } => self.not_found(&detail),
+            other => other,
+        })?)
+    }
+
+    /// Opens an existing repository and loads its index.
+    pub fn open_indexed(&self, global: &GlobalArgs) -> Result<Arc<Repository<Indexed>>> {
+        Ok(Arc::new(self.open(global)?.load_index()?))
+    }
+
+    /// Creates a repository. For the default one, the key is random and
+    /// written (0600) to the key file first, unless a password is configured.
+    pub fn init(&self, global: &GlobalArgs) -> Result<Repository<Open>> {
+        let password = match &self.default {
+            Some(d) => match password::configured(global.password_file.as_deref())? {
+                Some(p) => p,
+                None => ensure_key_file(&d.key_file)?,
+            },
+            None => password::obtain_new(None, global.password_file.as_deref())?,
+        };
+        let backend = self.backend(true)?;
+        Ok(Repository::init(backend, &password, kdf_params()?)?)
+    }
+
+    /// Opens the repository; for the default one, creates it first if missing
+    /// and says where it and its key are.
+    pub fn open_or_create_default(&self, global: &GlobalArgs) -> Result<Repository<Open>> {
+        if let Some(d) = &self.default {
+            if !d.repository.join("config").exists() {
+                let repo = self.init(global)?;
+                eprintln!(
+                    "bunker: created the default repository at {}",
+                    d.repository.display()
+                );
+                if password::configured(global.password_file.as_deref())?.is_none() {
+                    eprintln!(
+                        "bunker: its key is in {} (readable only by you).",
+                        d.key_file.display()
+                    );
+                    eprintln!("bunker: keep a copy of that key somewhere else too: without it these backups cannot be restored.");
+                }
+                return Ok(repo);
+            }
+        }
+        self.open(global)
+    }
+}
+
+/// Reads the default key file, or creates it with a random key (0600, in a 0700 directory).
+fn ensure_key_file(path: &Path) -> Result<Secret> {
+    if path.exists() {
+        return password::from_file(path);
+    }
+    let dir = path.parent().expect("key file path has a parent");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut raw = [0u8; 32];
+    bunker_engine::format::crypto::fill_random(&mut raw);
+    let key = URL_SAFE_NO_PAD.encode(raw);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create key file {}", path.display()))?;
+    f.write_all(format!("{key}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .with_context(|| format!("cannot write key file {}", path.display()))?;
+    Ok(Secret::new(key.into_bytes()))
+}

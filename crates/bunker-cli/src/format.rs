@@ -1,0 +1,62 @@
+//! Human-readable sizes, times and durations.
+
+/// `1536` → `1.5 KiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Unix nanoseconds → local time, `2026-11-24 05:36:09`.
+pub fn time(ns: i64) -> String {
+    let utc = chrono::DateTime::from_timestamp(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    );
+    match utc {
+        Some(t) => t
+            .with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string(),
+        None => format!("@{ns}ns"),
+    }
+}
+
+/// Unix nanoseconds → RFC 3339 in UTC, for JSON.
+pub fn time_rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+    .unwrap_or_default()
+}
+
+/// Seconds as `1.23 s` or `2m05s`.
+pub fn duration(secs: f64) -> String {
+    if secs < 60.0 {
+        format!("{secs:.2} s")
+    } else {
+        format!("{}m{:02}s", (secs / 60.0) as u64, (secs % 60.0) as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::bytes(5), "5 B");
+        assert_eq!(super::bytes(1536), "1.5 KiB");
+        assert_eq!(super::bytes(3 << 30), "3.0 GiB");
+        assert_eq!(super::duration(125.0), "2m05s");
+    }
+}
