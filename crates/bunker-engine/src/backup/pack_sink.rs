@@ -24,6 +24,9 @@ const INDEX_FLUSH_PACKS: usize = 32;
 /// Uploads that may run at once.
 const UPLOADERS: usize = 2;
 
+/// A finished pack on its way to storage: its bytes and what it holds.
+type SealedPack = (Vec<u8>, Vec<PackEntry>);
+
 /// Totals of what the sink wrote.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SinkStats {
@@ -86,7 +89,7 @@ pub struct PackSink {
     claimed: Mutex<HashSet<BlobId>>,
     open: [Mutex<PackBuilder>; 2],
     pack_size: usize,
-    upload_tx: Mutex<Option<Sender<(Vec<u8>, Vec<PackEntry>)>>>,
+    upload_tx: Mutex<Option<Sender<SealedPack>>>,
     uploaders: Mutex<Vec<JoinHandle<()>>>,
     blobs: AtomicU64,
     raw_bytes: AtomicU64,
@@ -104,7 +107,7 @@ impl PackSink {
             stored_bytes: AtomicU64::new(0),
             failure: Mutex::new(None),
         });
-        let (tx, rx) = bounded::<(Vec<u8>, Vec<PackEntry>)>(1);
+        let (tx, rx) = bounded::<SealedPack>(1);
         let uploaders = (0..UPLOADERS)
             .map(|i| {
                 let rx = rx.clone();

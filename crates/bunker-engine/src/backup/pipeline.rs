@@ -399,7 +399,7 @@ pub(super) fn spawn_scanner(
         fn file(&mut self, _: &Path, node: Node) {
             self.files += 1;
             self.bytes += node.size;
-            if self.files % 1000 == 0 {
+            if self.files.is_multiple_of(1000) {
                 self.progress.set_total(self.files, self.bytes);
             }
         }

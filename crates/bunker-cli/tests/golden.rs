@@ -1,0 +1,243 @@
+//! The golden version-1 repository (made once by `fixtures/make-golden.sh`)
+//! must open and restore exactly, and each corrupted copy must be rejected
+//! with a clear error and no wrong data.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+/// 2024-02-29 12:34:56.123456789 UTC, the mtime of every source entry.
+const MTIME: (i64, i64) = (1_709_210_096, 123_456_789);
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A private copy of a fixture repository, so no test can change the committed one.
+fn copy_repo(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(fixtures().join(name))
+        .arg(tmp.path().join("repo"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tmp
+}
+
+fn bunker(repo: &Path, args: &[&str]) -> Output {
+    let out = Command::cargo_bin("bunker")
+        .unwrap()
+        .env_remove("BUNKER_REPOSITORY")
+        .env_remove("BUNKER_PASSWORD")
+        .env_remove("BUNKER_PASSWORD_COMMAND")
+        .env_remove("BUNKER_PASSWORD_FILE")
+        .arg("-r")
+        .arg(repo)
+        .arg("--password-file")
+        .arg(fixtures().join("golden-v1.password"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+    out
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn snapshots(repo: &Path) -> Vec<serde_json::Value> {
+    let out = bunker(repo, &["snapshots", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn tagged(repo: &Path, tag: &str) -> serde_json::Value {
+    snapshots(repo)
+        .into_iter()
+        .find(|s| s["tags"][0] == tag)
+        .unwrap()
+}
+
+#[test]
+fn golden_repository_opens_lists_and_restores_exactly() {
+    let tmp = copy_repo("golden-v1");
+    let repo = tmp.path().join("repo");
+    let list = snapshots(&repo);
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().all(|s| s["hostname"] == "golden"));
+
+    let snap = tagged(&repo, "v1");
+    let source_path = snap["paths"][0].as_str().unwrap().to_string();
+    let target = tmp.path().join("out");
+    let spec = format!("{}:{}", snap["id"].as_str().unwrap(), source_path);
+    let out = bunker(
+        &repo,
+        &[
+            "restore",
+            &spec,
+            "--target",
+            target.to_str().unwrap(),
+            "--verify",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let source = fixtures().join("golden-v1-source");
+    for rel in [
+        "hello.txt",
+        "pattern.bin",
+        "empty",
+        "dir/deeper/nested.txt",
+        "dir/hello-copy.txt",
+    ] {
+        assert_eq!(
+            std::fs::read(target.join(rel)).unwrap(),
+            std::fs::read(source.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert_eq!(
+        std::fs::read(target.join("pattern.bin")).unwrap().len(),
+        700_000
+    );
+    assert_eq!(
+        std::fs::read_link(target.join("dir/link-to-hello")).unwrap(),
+        Path::new("../hello.txt")
+    );
+    assert_eq!(
+        std::fs::read_dir(target.join("empty-dir")).unwrap().count(),
+        0
+    );
+    assert_eq!(
+        std::fs::metadata(target.join("dir/deeper/nested.txt"))
+            .unwrap()
+            .mode()
+            & 0o7777,
+        0o640
+    );
+    assert_eq!(
+        std::fs::metadata(target.join("hello.txt")).unwrap().mode() & 0o7777,
+        0o644
+    );
+    for rel in [
+        "hello.txt",
+        "pattern.bin",
+        "empty",
+        "dir",
+        "dir/deeper",
+        "empty-dir",
+        "dir/link-to-hello",
+    ] {
+        let m = std::fs::symlink_metadata(target.join(rel)).unwrap();
+        assert_eq!((m.mtime(), m.mtime_nsec()), MTIME, "mtime of {rel}");
+    }
+
+    let stdin_snap = tagged(&repo, "stdin");
+    let out = bunker(
+        &repo,
+        &["dump", stdin_snap["id"].as_str().unwrap(), "/streamed.txt"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"streamed\n");
+
+    let out = bunker(&repo, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn golden_flipped_pack_is_detected_and_never_restored_wrong() {
+    let tmp = copy_repo("golden-v1-flipped-pack");
+    let repo = tmp.path().join("repo");
+    let out = bunker(&repo, &["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("damaged: pack"), "{}", stderr(&out));
+
+    let snap = tagged(&repo, "v1");
+    let target = tmp.path().join("out");
+    let spec = format!(
+        "{}:{}",
+        snap["id"].as_str().unwrap(),
+        snap["paths"][0].as_str().unwrap()
+    );
+    let out = bunker(
+        &repo,
+        &["restore", &spec, "--target", target.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let source = fixtures().join("golden-v1-source");
+    for rel in [
+        "hello.txt",
+        "pattern.bin",
+        "empty",
+        "dir/deeper/nested.txt",
+        "dir/hello-copy.txt",
+    ] {
+        if let Ok(restored) = std::fs::read(target.join(rel)) {
+            assert_eq!(
+                restored,
+                std::fs::read(source.join(rel)).unwrap(),
+                "{rel} restored with wrong bytes"
+            );
+        }
+    }
+}
+
+#[test]
+fn golden_truncated_pack_fails_structure_check() {
+    let tmp = copy_repo("golden-v1-truncated-pack");
+    let out = bunker(&tmp.path().join("repo"), &["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("truncated or damaged"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn golden_corrupted_metadata_is_rejected_with_one_clear_line() {
+    let cases: &[(&str, &[&str], i32, &str)] = &[
+        ("golden-v1-flipped-index", &["check"], 1, "index/"),
+        ("golden-v1-flipped-index", &["ls", "latest"], 1, "index/"),
+        (
+            "golden-v1-flipped-snapshot",
+            &["snapshots"],
+            1,
+            "snapshots/",
+        ),
+        ("golden-v1-flipped-config", &["snapshots"], 1, "config"),
+        (
+            "golden-v1-flipped-key",
+            &["snapshots"],
+            12,
+            "wrong password",
+        ),
+        (
+            "golden-v1-newer-version",
+            &["snapshots"],
+            1,
+            "unsupported config version 2",
+        ),
+    ];
+    for (fixture, args, code, needle) in cases {
+        let tmp = copy_repo(fixture);
+        let out = bunker(&tmp.path().join("repo"), args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(*code), "{fixture} {args:?}: {err}");
+        assert!(err.contains(needle), "{fixture} {args:?}: {err}");
+        assert!(
+            err.trim().lines().count() >= 1 && err.lines().all(|l| l.starts_with("bunker:")),
+            "{fixture}: {err}"
+        );
+    }
+}
