@@ -12,6 +12,13 @@ pub enum Location {
 }
 
 impl Location {
+    /// The directory of a local repository; `None` for remote storage.
+    pub fn local_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Location::Local(p) => Some(p),
+        }
+    }
+
     /// Parses a repository URL.
     pub fn parse(url: &str) -> Result<Self, BackendError> {
         if let Some(path) = url.strip_prefix("file://") {

@@ -20,6 +20,14 @@ pub const INTERRUPTED: i32 = 130;
 
 /// Prints the error as one line on stderr and returns its exit code.
 pub fn report(error: &anyhow::Error) -> i32 {
+    let broken_pipe = error.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    if broken_pipe {
+        // The reader of our output went away (`bunker dump … | head`): not a failure of ours.
+        return OK;
+    }
     eprintln!("bunker: error: {}", one_line(error));
     match error.downcast_ref::<EngineError>() {
         Some(EngineError::RepositoryNotFound { .. }) => NO_REPOSITORY,

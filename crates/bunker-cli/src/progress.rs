@@ -1,7 +1,7 @@
 //! Progress renderers: a bar on a terminal, JSON lines with `--json`,
 //! nothing otherwise. Warnings always go to stderr, one line each.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -80,8 +80,7 @@ impl Reporter {
             "total_items": total_items,
             "total_bytes": total_bytes,
         });
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{line}");
+        crate::outln!("{line}");
     }
 }
 

@@ -75,6 +75,11 @@ impl PatternSet {
         !self.patterns.is_empty() && self.set.is_match(path)
     }
 
+    /// A pattern matching exactly this absolute path (and so everything below it).
+    pub fn literal(path: &Path) -> Option<String> {
+        path.to_str().map(globset::escape)
+    }
+
     /// The patterns, as recorded in the snapshot.
     pub fn patterns(&self) -> &[String] {
         &self.patterns
@@ -103,5 +108,8 @@ mod tests {
         assert_eq!(ex.patterns().len(), 3);
         assert!(PatternSet::new(["a[".to_string()]).is_err());
         assert!(!PatternSet::default().matches(Path::new("/x")));
+        let lit = PatternSet::new([PatternSet::literal(Path::new("/a/[b]*")).unwrap()]).unwrap();
+        assert!(lit.matches(Path::new("/a/[b]*")));
+        assert!(!lit.matches(Path::new("/a/bc")));
     }
 }

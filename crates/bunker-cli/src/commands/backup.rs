@@ -55,7 +55,6 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             .with_context(|| format!("cannot read exclude file {}", f.display()))?;
         patterns.extend(text.lines().map(str::to_string));
     }
-    let excludes = PatternSet::new(patterns)?;
     let paths = args
         .paths
         .iter()
@@ -64,6 +63,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     let time_ns = args.time.as_deref().map(parse_time).transpose()?;
 
     let target = Target::select(global)?;
+    // Never back up the repository into itself (the default one lives under $HOME).
+    if let Some(p) = target
+        .location
+        .local_path()
+        .and_then(|d| std::path::absolute(d).ok())
+        .and_then(|d| PatternSet::literal(&d))
+    {
+        patterns.push(p);
+    }
+    let excludes = PatternSet::new(patterns)?;
     let repo = std::sync::Arc::new(target.open_or_create_default(global)?.load_index()?);
     let reporter = progress::for_operation(global, "backup");
     let options = BackupOptions {
@@ -110,7 +119,7 @@ fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry
     let s = &outcome.snapshot;
     let m = &s.summary;
     if global.json {
-        println!(
+        crate::outln!(
             "{}",
             json!({
                 "message_type": "summary",
@@ -134,11 +143,14 @@ fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry
     if global.quiet {
         return;
     }
-    println!(
+    crate::outln!(
         "files: {} new, {} changed, {} unmodified; {} directories",
-        m.files_new, m.files_changed, m.files_unmodified, m.dirs
+        m.files_new,
+        m.files_changed,
+        m.files_unmodified,
+        m.dirs
     );
-    println!(
+    crate::outln!(
         "read {} in {} ({}/s); added {} to the repository ({} stored)",
         format::bytes(m.bytes_read),
         format::duration(seconds),
@@ -148,14 +160,14 @@ fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry
     );
     match outcome.id {
         Some(id) if s.is_incomplete() => {
-            println!(
+            crate::outln!(
                 "snapshot {} saved, incomplete: {} source(s) could not be read (named above)",
                 id.short(),
                 s.skipped.len()
             )
         }
-        Some(id) => println!("snapshot {} saved", id.short()),
-        None => println!("dry run: nothing was written"),
+        Some(id) => crate::outln!("snapshot {} saved", id.short()),
+        None => crate::outln!("dry run: nothing was written"),
     }
 }
 

@@ -66,14 +66,18 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             eprintln!("bunker: damaged: {e}");
         }
         if !global.quiet {
-            println!(
+            crate::outln!(
                 "checked {} snapshots, {} trees, {} packs; read {} packs, {} blobs",
-                report.snapshots, report.trees, report.packs, report.packs_read, report.blobs_read
+                report.snapshots,
+                report.trees,
+                report.packs,
+                report.packs_read,
+                report.blobs_read
             );
         }
         if report.errors.is_empty() {
             if !global.quiet {
-                println!("no errors were found");
+                crate::outln!("no errors were found");
             }
         } else {
             eprintln!(

@@ -19,16 +19,16 @@ pub fn run(_args: Args, global: &GlobalArgs) -> Result<i32> {
             &json!({ "message_type": "initialized", "id": repo.config().id_hex(), "repository": target.location.to_string() }),
         );
     } else if !global.quiet {
-        println!(
+        crate::outln!(
             "created bunker repository {} at {}",
             &repo.config().id_hex()[..10],
             target.location
         );
         match &target.default {
             Some(d) if std::fs::metadata(&d.key_file).is_ok() => {
-                println!("its key is in {}; keep a copy of it somewhere else too: without it the backups cannot be restored", d.key_file.display())
+                crate::outln!("its key is in {}; keep a copy of it somewhere else too: without it the backups cannot be restored", d.key_file.display())
             }
-            _ => println!("keep the password safe: without it the backups cannot be restored"),
+            _ => crate::outln!("keep the password safe: without it the backups cannot be restored"),
         }
     }
     Ok(exit::OK)

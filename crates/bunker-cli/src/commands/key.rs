@@ -53,10 +53,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
                     .collect();
                 super::print_json(&serde_json::Value::Array(list));
             } else {
-                println!("  {:<10}  {:<12}  {:<16}  Created", "ID", "User", "Host");
+                crate::outln!("  {:<10}  {:<12}  {:<16}  Created", "ID", "User", "Host");
                 for (name, k) in &keys {
                     let mark = if name == repo.key_name() { "*" } else { " " };
-                    println!(
+                    crate::outln!(
                         "{mark} {:<10}  {:<12}  {:<16}  {}",
                         &name[..8],
                         k.username,
@@ -101,6 +101,6 @@ fn report(global: &GlobalArgs, what: &str, name: &str) {
     if global.json {
         super::print_json(&json!({ "message_type": what, "id": name }));
     } else if !global.quiet {
-        println!("{what} {}", &name[..8]);
+        crate::outln!("{what} {}", &name[..8]);
     }
 }

@@ -77,9 +77,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         if global.json {
             items.push(node_json(path, node));
         } else if args.long {
-            println!("{}", long_line(path, node));
+            crate::outln!("{}", long_line(path, node));
         } else {
-            println!("{path}");
+            crate::outln!("{path}");
         }
         Ok(())
     };

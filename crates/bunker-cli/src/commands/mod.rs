@@ -80,7 +80,7 @@ impl FilterArgs {
 
 /// Prints a value as pretty JSON on stdout.
 pub fn print_json(value: &serde_json::Value) {
-    println!(
+    crate::outln!(
         "{}",
         serde_json::to_string_pretty(value).expect("JSON values serialize")
     );

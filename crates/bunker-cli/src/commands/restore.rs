@@ -72,7 +72,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             eprintln!("bunker: error: {e}");
         }
         if !global.quiet {
-            println!(
+            crate::outln!(
                 "restored snapshot {} into {}: {} files, {} directories, {} in {}",
                 entry.id.short(),
                 args.target.display(),
@@ -82,7 +82,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
                 format::duration(seconds)
             );
             if args.verify {
-                println!("verified {} files against the snapshot", summary.verified);
+                crate::outln!("verified {} files against the snapshot", summary.verified);
             }
         }
     }

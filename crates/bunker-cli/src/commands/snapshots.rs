@@ -89,14 +89,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             .zip(widths)
             .map(|(c, w)| format!("{c:<w$}"))
             .collect();
-        println!("{}", cells.join("  ").trim_end());
+        crate::outln!("{}", cells.join("  ").trim_end());
     };
     line(&header);
     for r in &rows {
         line(r);
     }
     if !global.quiet {
-        println!("{} snapshot(s)", rows.len());
+        crate::outln!("{} snapshot(s)", rows.len());
     }
     Ok(exit::OK)
 }

@@ -18,21 +18,21 @@ pub fn run(_args: Args, global: &GlobalArgs) -> Result<i32> {
         super::print_json(&serde_json::to_value(&s)?);
         return Ok(exit::OK);
     }
-    println!("snapshots:            {}", s.snapshots);
-    println!("files (all snapshots): {}", s.files);
-    println!("raw size:             {}", format::bytes(s.raw_size));
-    println!(
+    crate::outln!("snapshots:            {}", s.snapshots);
+    crate::outln!("files (all snapshots): {}", s.files);
+    crate::outln!("raw size:             {}", format::bytes(s.raw_size));
+    crate::outln!(
         "after deduplication:  {} in {} blobs",
         format::bytes(s.deduplicated_size),
         s.unique_blobs
     );
-    println!(
+    crate::outln!(
         "stored:               {} (blobs), {} (whole repository, {} packs)",
         format::bytes(s.stored_blob_size),
         format::bytes(s.repository_size),
         s.packs
     );
-    println!("deduplication ratio:  {:.2}x", s.deduplication_ratio);
-    println!("compression ratio:    {:.2}x", s.compression_ratio);
+    crate::outln!("deduplication ratio:  {:.2}x", s.deduplication_ratio);
+    crate::outln!("compression ratio:    {:.2}x", s.compression_ratio);
     Ok(exit::OK)
 }
