@@ -78,10 +78,8 @@ impl FilterArgs {
     }
 }
 
-/// Prints a value as pretty JSON on stdout.
+/// Prints a value as one line of JSON on stdout, so that a summary after
+/// JSON-lines progress is itself the last line.
 pub fn print_json(value: &serde_json::Value) {
-    crate::outln!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON values serialize")
-    );
+    crate::outln!("{value}");
 }
