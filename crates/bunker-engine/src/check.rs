@@ -1,6 +1,7 @@
 //! Check: is the repository whole, and (optionally) is every stored byte intact?
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bunker_backend::FileKind;
@@ -174,20 +175,43 @@ fn read_packs(
             .or_default()
             .push((*id, loc.kind, loc.offset));
     }
-    for (pack, length) in packs {
-        let name = pack.to_hex();
-        report.packs_read += 1;
-        let result = verify_pack(
-            repo,
-            &name,
-            by_pack.get(&pack).map(Vec::as_slice).unwrap_or(&[]),
-        );
-        match result {
-            Ok(n) => report.blobs_read += n,
-            Err(errors) => report.errors.extend(errors),
+    // Packs are verified on all cores; each worker holds one pack in memory.
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let (tx, rx) = crossbeam_channel::bounded::<(PackId, u64)>(workers);
+    let (errors, blobs, read) = (
+        std::sync::Mutex::new(Vec::new()),
+        AtomicU64::new(0),
+        AtomicU64::new(0),
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let (rx, by_pack, errors, blobs, read) = (rx.clone(), &by_pack, &errors, &blobs, &read);
+            scope.spawn(move || {
+                for (pack, length) in rx {
+                    let indexed = by_pack.get(&pack).map(Vec::as_slice).unwrap_or(&[]);
+                    match verify_pack(repo, &pack.to_hex(), indexed) {
+                        Ok(n) => {
+                            blobs.fetch_add(n, Ordering::Relaxed);
+                        }
+                        Err(e) => errors.lock().expect("lock").extend(e),
+                    }
+                    read.fetch_add(1, Ordering::Relaxed);
+                    progress.advance(1, length);
+                }
+            });
         }
-        progress.advance(1, length);
-    }
+        for p in packs {
+            if tx.send(p).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+    });
+    let mut errors = errors.into_inner().expect("lock");
+    errors.sort();
+    report.errors.extend(errors);
+    report.blobs_read += blobs.into_inner();
+    report.packs_read += read.into_inner() as usize;
 }
 
 /// Reads one pack whole and verifies its name, header and every blob.

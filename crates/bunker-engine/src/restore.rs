@@ -115,7 +115,7 @@ pub fn restore(
         mut summary,
     } = plan;
     let errors = Mutex::new(Vec::new());
-    let (bytes, verified) = (AtomicU64::new(0), AtomicU64::new(0));
+    let (restored, bytes, verified) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .max(2);
@@ -123,12 +123,13 @@ pub fn restore(
     std::thread::scope(|scope| {
         for _ in 0..workers {
             let rx = rx.clone();
-            let (repo, errors, bytes, verified, progress) =
-                (&repo, &errors, &bytes, &verified, &progress);
+            let (repo, errors, progress) = (&repo, &errors, &progress);
+            let (restored, bytes, verified) = (&restored, &bytes, &verified);
             scope.spawn(move || {
                 for task in rx {
                     match restore_file(repo, &task, options.verify, &**progress) {
                         Ok(()) => {
+                            restored.fetch_add(1, Ordering::Relaxed);
                             bytes.fetch_add(task.node.size, Ordering::Relaxed);
                             if options.verify {
                                 verified.fetch_add(1, Ordering::Relaxed);
@@ -145,7 +146,6 @@ pub fn restore(
             });
         }
         for task in files {
-            summary.files += 1;
             if tx.send(task).is_err() {
                 break;
             }
@@ -161,7 +161,7 @@ pub fn restore(
         }
     }
     let mut errors = errors.into_inner().expect("lock");
-    summary.files -= errors.len() as u64;
+    summary.files = restored.into_inner();
     summary.bytes = bytes.into_inner();
     summary.verified = verified.into_inner();
     summary.errors.append(&mut errors);
