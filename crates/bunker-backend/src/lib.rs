@@ -90,8 +90,9 @@ pub trait Backend: Send + Sync {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, BackendError>;
-    /// Writes a whole file atomically and durably.
-    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
+    /// Writes a whole file atomically and durably. Takes the bytes by value so
+    /// large packs are handed to storage without a copy.
+    fn write(&self, kind: FileKind, name: &str, data: Vec<u8>) -> Result<(), BackendError>;
     /// Lists the files of a kind with their sizes.
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError>;
     /// The size of one file.

@@ -78,7 +78,7 @@ impl Repository<Open> {
             &config.encode(),
             config.compression_level,
         );
-        backend.write(FileKind::Config, "", &stored)?;
+        backend.write(FileKind::Config, "", stored)?;
         Ok(Self::assemble(backend, master, config, key_name))
     }
 
@@ -230,8 +230,9 @@ impl<S> Repository<S> {
     /// Encrypts and stores an object under the hash of its bytes.
     fn write_object(&self, kind: FileKind, object: ObjectKind, payload: &[u8]) -> Result<[u8; 32]> {
         let stored = seal_object(&self.keys, object, payload, self.config.compression_level);
-        self.backend.write(kind, &storage_name(&stored), &stored)?;
-        Ok(storage_hash(&stored))
+        let id = storage_hash(&stored);
+        self.backend.write(kind, &storage_name(&stored), stored)?;
+        Ok(id)
     }
 
     /// Reads every index file; each item is that file's id and content, or the error reading it.
@@ -395,6 +396,6 @@ fn write_key(
     .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let bytes = kf.to_json();
     let name = storage_name(&bytes);
-    backend.write(FileKind::Key, &name, &bytes)?;
+    backend.write(FileKind::Key, &name, bytes)?;
     Ok(name)
 }

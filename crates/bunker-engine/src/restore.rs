@@ -203,8 +203,12 @@ fn plan_node(
     if options.excludes.matches(Path::new(path)) {
         return Ok(());
     }
+    let parent_included = included;
     let included = included || options.includes.matches(Path::new(path));
-    if included {
+    // Directories are created top-down as the walk enters them; only where an
+    // include pattern first matches below unselected directories do the
+    // parents need creating here.
+    if included && !parent_included {
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(|e| EngineError::io(parent, e))?;
         }

@@ -67,15 +67,15 @@ impl Shared {
 
     fn upload(&self, bytes: Vec<u8>, entries: Vec<PackEntry>) -> Result<()> {
         let name = storage_name(&bytes);
+        let length = bytes.len() as u64;
         if !self.dry_run {
-            self.repo.backend().write(FileKind::Pack, &name, &bytes)?;
+            self.repo.backend().write(FileKind::Pack, &name, bytes)?;
         }
-        self.stored_bytes
-            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        self.stored_bytes.fetch_add(length, Ordering::Relaxed);
         let id: PackId = name.parse().expect("storage names are hex ids");
         self.pending.lock().expect("lock").packs.push(IndexedPack {
             id,
-            length: bytes.len() as u64,
+            length,
             blobs: entries,
         });
         self.flush_index(false)
@@ -89,6 +89,9 @@ pub struct PackSink {
     claimed: Mutex<HashSet<BlobId>>,
     open: [Mutex<PackBuilder>; 2],
     pack_size: usize,
+    /// Bytes reserved per open pack: allocated once, so a filling pack never
+    /// doubles its buffer (untouched reserved pages cost no memory).
+    capacity: usize,
     upload_tx: Mutex<Option<Sender<SealedPack>>>,
     uploaders: Mutex<Vec<JoinHandle<()>>>,
     blobs: AtomicU64,
@@ -99,6 +102,7 @@ impl PackSink {
     /// Starts the uploader threads.
     pub fn new(repo: Arc<Repository<Indexed>>, dry_run: bool) -> Self {
         let pack_size = repo.config().pack_size as usize;
+        let capacity = pack_size + repo.config().chunker.max_size as usize + (1 << 16);
         let known = repo.index().clone();
         let shared = Arc::new(Shared {
             repo,
@@ -130,10 +134,11 @@ impl PackSink {
             known,
             claimed: Mutex::new(HashSet::new()),
             open: [
-                Mutex::new(PackBuilder::default()),
-                Mutex::new(PackBuilder::default()),
+                Mutex::new(PackBuilder::with_capacity(capacity)),
+                Mutex::new(PackBuilder::with_capacity(capacity)),
             ],
             pack_size,
+            capacity,
             upload_tx: Mutex::new(Some(tx)),
             uploaders: Mutex::new(uploaders),
             blobs: AtomicU64::new(0),
@@ -158,7 +163,10 @@ impl PackSink {
             let mut builder = slot.lock().expect("lock");
             builder.push(blob);
             if builder.len() >= self.pack_size {
-                Some(std::mem::take(&mut *builder))
+                Some(std::mem::replace(
+                    &mut *builder,
+                    PackBuilder::with_capacity(self.capacity),
+                ))
             } else {
                 None
             }
