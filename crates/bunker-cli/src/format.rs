@@ -50,6 +50,36 @@ pub fn duration(secs: f64) -> String {
     }
 }
 
+/// `500M`, `2G`, `4096`, `10KiB` → bytes (binary units, as restic).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(digits);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 500M or 2G"))?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use K, M, G or T)"
+            ))
+        }
+    };
+    Ok((value * (1u64 << shift) as f64) as u64)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -58,5 +88,11 @@ mod tests {
         assert_eq!(super::bytes(1536), "1.5 KiB");
         assert_eq!(super::bytes(3 << 30), "3.0 GiB");
         assert_eq!(super::duration(125.0), "2m05s");
+        assert_eq!(super::parse_size("500M"), Ok(500 << 20));
+        assert_eq!(super::parse_size("2GiB"), Ok(2 << 30));
+        assert_eq!(super::parse_size("1.5k"), Ok(1536));
+        assert_eq!(super::parse_size("4096"), Ok(4096));
+        assert!(super::parse_size("12X").is_err());
+        assert!(super::parse_size("M").is_err());
     }
 }

@@ -109,6 +109,9 @@ pub struct Snapshot {
     /// Sources that could not be read; non-empty means the snapshot is incomplete.
     #[cbor(n(11), default)]
     pub skipped: Vec<String>,
+    /// Other problems worth knowing, e.g. files that changed while being read.
+    #[cbor(n(12), default)]
+    pub warnings: Vec<String>,
 }
 
 impl Snapshot {
@@ -150,6 +153,7 @@ mod tests {
             program_version: "bunker 0.1.0".into(),
             excludes: vec![],
             skipped: vec!["/a/x".into()],
+            warnings: vec!["/a/y: file changed while it was read".into()],
         };
         assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
         assert!(Snapshot::decode(b"\xff\x00").is_err());

@@ -17,6 +17,26 @@ pub struct WalkOptions {
     pub excludes: PatternSet,
     /// Stay on the file system of each selected path.
     pub one_file_system: bool,
+    /// `NAME` or `NAME:HEADER`: a directory holding a file `NAME` (whose content
+    /// starts with `HEADER`, if given) keeps only that file.
+    pub exclude_if_present: Vec<String>,
+    /// Treat a directory with a valid `CACHEDIR.TAG` as above.
+    pub exclude_caches: bool,
+    /// Leave out files larger than this many bytes.
+    pub exclude_larger_than: Option<u64>,
+}
+
+/// The header that makes a `CACHEDIR.TAG` valid (<https://bford.info/cachedir/>).
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
+/// True if `path` is a file whose content starts with `header` (any content if empty).
+fn tag_file_matches(path: &Path, header: &[u8]) -> bool {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut buf = vec![0u8; header.len()];
+    header.is_empty() || (f.read_exact(&mut buf).is_ok() && buf == header)
 }
 
 /// Receives the walk's findings in order. Every `enter_dir` is matched by a
@@ -135,14 +155,43 @@ impl Walker<'_> {
             NodeKind::Dir => {
                 let dev = root_dev.unwrap_or(meta.dev());
                 self.visitor.enter_dir(path, node);
-                if !self.options.one_file_system || meta.dev() == dev {
+                let tags = self.tag_files(path);
+                if !tags.is_empty() {
+                    for tag in tags {
+                        self.entry(&path.join(tag), Some(dev));
+                    }
+                } else if !self.options.one_file_system || meta.dev() == dev {
                     self.children_of(path, Some(dev));
                 }
                 self.visitor.leave_dir(path);
             }
+            NodeKind::File
+                if self
+                    .options
+                    .exclude_larger_than
+                    .is_some_and(|max| node.size > max) => {}
             NodeKind::File => self.visitor.file(path, node),
             _ => self.visitor.special(path, node),
         }
+    }
+
+    /// The tag files that mark `dir` as excluded (its contents but for them).
+    fn tag_files(&self, dir: &Path) -> Vec<String> {
+        let mut tags: Vec<String> = Vec::new();
+        for spec in &self.options.exclude_if_present {
+            let (name, header) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+            if tag_file_matches(&dir.join(name), header.as_bytes()) {
+                tags.push(name.to_string());
+            }
+        }
+        if self.options.exclude_caches
+            && tag_file_matches(&dir.join("CACHEDIR.TAG"), CACHEDIR_SIGNATURE)
+        {
+            tags.push("CACHEDIR.TAG".to_string());
+        }
+        tags.sort();
+        tags.dedup();
+        tags
     }
 
     fn children_of(&mut self, dir: &Path, dev: Option<u64>) {
@@ -230,5 +279,37 @@ mod tests {
         let mut rec = Record::default();
         walk(&[root.join("missing")], &opts, &mut rec);
         assert!(rec.0.iter().any(|l| l.starts_with("error")));
+
+        // Tagged directories keep only their tag; large files are left out.
+        std::fs::create_dir_all(root.join("cache/sub")).unwrap();
+        std::fs::write(
+            root.join("cache/CACHEDIR.TAG"),
+            b"Signature: 8a477f597d28d172789f06886806bc55\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("cache/data"), b"x").unwrap();
+        std::fs::create_dir_all(root.join("fake-cache")).unwrap();
+        std::fs::write(root.join("fake-cache/CACHEDIR.TAG"), b"not a signature").unwrap();
+        std::fs::create_dir_all(root.join("marked")).unwrap();
+        std::fs::write(root.join("marked/.nobackup"), b"").unwrap();
+        std::fs::write(root.join("marked/data"), b"x").unwrap();
+        std::fs::write(root.join("huge"), vec![0u8; 2000]).unwrap();
+        let opts = WalkOptions {
+            exclude_caches: true,
+            exclude_if_present: vec![".nobackup".into()],
+            exclude_larger_than: Some(1000),
+            ..Default::default()
+        };
+        let mut rec = Record::default();
+        walk(std::slice::from_ref(&root), &opts, &mut rec);
+        let seen = |p: &str| {
+            rec.0
+                .iter()
+                .any(|l| l.ends_with(&format!("{r}/{p}")) || l.contains(&format!("{r}/{p} ")))
+        };
+        assert!(seen("cache/CACHEDIR.TAG") && !seen("cache/data") && !seen("cache/sub"));
+        assert!(seen("fake-cache/CACHEDIR.TAG"));
+        assert!(seen("marked/.nobackup") && !seen("marked/data"));
+        assert!(!seen("huge") && seen("a"));
     }
 }

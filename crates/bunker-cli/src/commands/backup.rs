@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use bunker_engine::backup::{backup, backup_stdin, BackupOptions, BackupOutcome, StdinSource};
-use bunker_engine::source::PatternSet;
+use bunker_engine::find::{find_snapshot, SnapshotFilter};
+use bunker_engine::format::snapshot::BackupMode;
+use bunker_engine::source::{PatternSet, WalkOptions};
 use serde_json::json;
 
 use crate::context::{GlobalArgs, Target};
@@ -33,6 +35,15 @@ pub struct Args {
     /// Do not cross into other file systems
     #[arg(long, short = 'x')]
     one_file_system: bool,
+    /// Keep only NAME in directories that contain a file NAME (NAME:HEADER: only if it starts with HEADER)
+    #[arg(long, value_name = "NAME[:HEADER]")]
+    exclude_if_present: Vec<String>,
+    /// Keep only the tag file in cache directories marked by a valid CACHEDIR.TAG
+    #[arg(long)]
+    exclude_caches: bool,
+    /// Leave out files larger than SIZE (e.g. 500M, 2G)
+    #[arg(long, value_name = "SIZE", value_parser = crate::format::parse_size)]
+    exclude_larger_than: Option<u64>,
     /// Do everything except write to the repository
     #[arg(long, short = 'n')]
     dry_run: bool,
@@ -42,9 +53,34 @@ pub struct Args {
     /// Name of the file that holds standard input in the snapshot
     #[arg(long, default_value = "stdin", value_name = "NAME")]
     stdin_filename: String,
+    /// full: read everything; incremental: compare with the newest snapshot of the
+    /// same host and paths; differential: compare with the newest full one
+    #[arg(long, value_enum, default_value_t = Mode::Incremental)]
+    mode: Mode,
+    /// Compare with this snapshot (id, prefix or "latest") instead of the chosen parent
+    #[arg(long, value_name = "SNAPSHOT", conflicts_with = "stdin")]
+    parent: Option<String>,
     /// Snapshot time instead of now (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local)
     #[arg(long, value_name = "TIME")]
     time: Option<String>,
+}
+
+/// The backup strategies.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Mode {
+    Full,
+    Incremental,
+    Differential,
+}
+
+impl From<Mode> for BackupMode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Full => BackupMode::Full,
+            Mode::Incremental => BackupMode::Incremental,
+            Mode::Differential => BackupMode::Differential,
+        }
+    }
 }
 
 /// Backs up, creating the default repository on first use.
@@ -74,11 +110,26 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     }
     let excludes = PatternSet::new(patterns)?;
     let repo = std::sync::Arc::new(target.open_or_create_default(global)?.load_index()?);
+    let parent = match &args.parent {
+        Some(name) => Some(find_snapshot(
+            &repo.snapshots()?,
+            name,
+            &SnapshotFilter::default(),
+        )?),
+        None => None,
+    };
     let reporter = progress::for_operation(global, "backup");
     let options = BackupOptions {
+        mode: args.mode.into(),
+        parent,
         paths,
-        excludes,
-        one_file_system: args.one_file_system,
+        selection: WalkOptions {
+            excludes,
+            one_file_system: args.one_file_system,
+            exclude_if_present: args.exclude_if_present,
+            exclude_caches: args.exclude_caches,
+            exclude_larger_than: args.exclude_larger_than,
+        },
         tags: args.tags,
         host: args.host,
         time_ns,
@@ -125,6 +176,8 @@ fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry
                 "message_type": "summary",
                 "dry_run": dry_run,
                 "snapshot_id": outcome.id.map(|i| i.to_hex()),
+                "mode": s.mode.name(),
+                "parent": s.parent.map(|p| p.to_hex()),
                 "files_new": m.files_new,
                 "files_changed": m.files_changed,
                 "files_unmodified": m.files_unmodified,
@@ -136,13 +189,22 @@ fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry
                 "bytes_stored": m.bytes_stored,
                 "seconds": seconds,
                 "skipped": s.skipped,
+                "warnings": s.warnings,
             })
         );
         return;
     }
+    if let Some(note) = &outcome.note {
+        eprintln!("bunker: {note}");
+    }
     if global.quiet {
         return;
     }
+    let against = match s.parent {
+        Some(p) => format!(" against parent {}", p.short()),
+        None => String::new(),
+    };
+    crate::outln!("{} backup{against}", s.mode.name());
     crate::outln!(
         "files: {} new, {} changed, {} unmodified; {} directories",
         m.files_new,

@@ -31,6 +31,7 @@ pub fn snapshot_json(e: &SnapshotEntry) -> Value {
         "tree": s.tree.to_hex(),
         "incomplete": s.is_incomplete(),
         "skipped": s.skipped,
+        "warnings": s.warnings,
         "excludes": s.excludes,
         "program_version": s.program_version,
         "summary": {
@@ -54,7 +55,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         super::print_json(&Value::Array(entries.iter().map(snapshot_json).collect()));
         return Ok(exit::OK);
     }
-    let rows: Vec<[String; 6]> = entries
+    let rows: Vec<[String; 7]> = entries
         .iter()
         .map(|e| {
             let s = &e.snapshot;
@@ -63,6 +64,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
                 format::time(s.time_ns),
                 s.hostname.clone(),
                 s.tags.join(","),
+                s.parent.map(|p| p.short()).unwrap_or_default(),
                 format!(
                     "{}{}",
                     s.mode.name(),
@@ -76,14 +78,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             ]
         })
         .collect();
-    let header = ["ID", "Time", "Host", "Tags", "Mode", "Paths"].map(String::from);
+    let header = ["ID", "Time", "Host", "Tags", "Parent", "Mode", "Paths"].map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |r: &[String; 6]| {
+    let line = |r: &[String; 7]| {
         let cells: Vec<String> = r
             .iter()
             .zip(widths)

@@ -12,6 +12,7 @@
 //! written before everything it references is indexed.
 
 mod pack_sink;
+mod parent;
 mod pipeline;
 mod tree_builder;
 
@@ -21,23 +22,22 @@ use std::sync::Arc;
 
 use bunker_format::id::SnapshotId;
 use bunker_format::snapshot::{BackupMode, Snapshot, SnapshotSummary};
-use bunker_source::{PatternSet, WalkOptions};
+use bunker_source::WalkOptions;
 
 pub use pack_sink::{PackSink, SinkStats};
+pub use parent::{select_parent, ParentChoice};
 
 use crate::identity::{hostname, now_ns, username};
 use crate::progress::Progress;
-use crate::repository::{Indexed, Repository};
+use crate::repository::{Indexed, Repository, SnapshotEntry};
 use crate::{EngineError, Result};
 
 /// What to back up, and how.
 pub struct BackupOptions {
     /// Absolute source paths.
     pub paths: Vec<PathBuf>,
-    /// Exclude patterns.
-    pub excludes: PatternSet,
-    /// Stay on each source's file system.
-    pub one_file_system: bool,
+    /// What to leave out: patterns, other file systems, tagged directories, large files.
+    pub selection: WalkOptions,
     /// Tags to record.
     pub tags: Vec<String>,
     /// Host name to record (default: this machine's).
@@ -48,6 +48,10 @@ pub struct BackupOptions {
     pub dry_run: bool,
     /// Scan the sources first so progress can show totals.
     pub scan_totals: bool,
+    /// Full, incremental or differential.
+    pub mode: BackupMode,
+    /// `--parent`: compare against this snapshot instead of the chosen one.
+    pub parent: Option<SnapshotEntry>,
 }
 
 /// A stream to back up as a single file.
@@ -64,6 +68,8 @@ pub struct BackupOutcome {
     pub id: Option<SnapshotId>,
     /// The snapshot as written (or as it would have been).
     pub snapshot: Snapshot,
+    /// What the user should know about how the parent was chosen.
+    pub note: Option<String>,
 }
 
 /// Backs up files and directories.
@@ -78,10 +84,20 @@ pub fn backup(
         ));
     }
     let started = now_ns();
-    let walk_options = WalkOptions {
-        excludes: options.excludes.clone(),
-        one_file_system: options.one_file_system,
-    };
+    let paths: Vec<String> = options
+        .paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    let host = options.host.clone().unwrap_or_else(hostname);
+    let choice = select_parent(
+        &repo.snapshots()?,
+        options.mode,
+        &host,
+        &paths,
+        options.parent.clone(),
+    );
+    let walk_options = options.selection.clone();
     if options.scan_totals {
         pipeline::spawn_scanner(
             options.paths.clone(),
@@ -89,12 +105,14 @@ pub fn backup(
             progress.clone(),
         );
     }
+    let parent_tree = choice.parent.as_ref().map(|p| p.snapshot.tree);
     let run = pipeline::run_walk(
         repo.clone(),
         &options.paths,
         &walk_options,
         progress,
         options.dry_run,
+        parent_tree,
     )?;
     if run.counts.files + run.counts.dirs + run.counts.specials == 0 {
         return Err(EngineError::Invalid(format!(
@@ -102,19 +120,8 @@ pub fn backup(
             run.skipped.join("; ")
         )));
     }
-    let paths = options
-        .paths
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect();
-    finish(
-        repo,
-        run,
-        paths,
-        options.excludes.patterns().to_vec(),
-        &options,
-        started,
-    )
+    let excludes = options.selection.excludes.patterns().to_vec();
+    finish(repo, run, paths, excludes, &options, choice, started)
 }
 
 /// Backs up one stream as a file named `source.filename` at the snapshot's root.
@@ -132,12 +139,19 @@ pub fn backup_stdin(
     }
     let started = now_ns();
     let run = pipeline::run_stream(repo.clone(), source, progress, options.dry_run)?;
+    // A stream has no metadata to compare: it is always read whole.
+    let choice = ParentChoice {
+        parent: None,
+        mode: BackupMode::Full,
+        note: None,
+    };
     finish(
         repo,
         run,
         vec![format!("/{name}")],
         Vec::new(),
         &options,
+        choice,
         started,
     )
 }
@@ -148,12 +162,13 @@ fn finish(
     paths: Vec<String>,
     excludes: Vec<String>,
     options: &BackupOptions,
+    choice: ParentChoice,
     started: i64,
 ) -> Result<BackupOutcome> {
     let summary = SnapshotSummary {
-        files_new: run.counts.files,
-        files_changed: 0,
-        files_unmodified: 0,
+        files_new: run.counts.new,
+        files_changed: run.counts.changed,
+        files_unmodified: run.counts.unmodified,
         dirs: run.counts.dirs,
         bytes_read: run.counts.bytes_read,
         total_bytes: run.counts.total_bytes,
@@ -169,20 +184,23 @@ fn finish(
         username: username(),
         paths,
         tags: options.tags.clone(),
-        // Change detection against a parent comes with the backup strategies;
-        // until then every backup reads every byte, which is a full backup.
-        mode: BackupMode::Full,
-        parent: None,
+        mode: choice.mode,
+        parent: choice.parent.map(|p| p.id),
         tree: run.root,
         summary,
         program_version: format!("bunker {}", env!("CARGO_PKG_VERSION")),
         excludes,
         skipped: run.skipped,
+        warnings: run.warnings,
     };
     let id = if options.dry_run {
         None
     } else {
         Some(repo.write_snapshot(&snapshot)?)
     };
-    Ok(BackupOutcome { id, snapshot })
+    Ok(BackupOutcome {
+        id,
+        snapshot,
+        note: choice.note,
+    })
 }

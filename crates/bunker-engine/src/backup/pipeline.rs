@@ -12,7 +12,7 @@ use bunker_format::blob::{encode_blob, BlobType};
 use bunker_format::chunker::Chunker;
 use bunker_format::crypto::RepoKeys;
 use bunker_format::id::BlobId;
-use bunker_format::tree::{Node, NodeKind};
+use bunker_format::tree::{Node, NodeKind, Tree};
 use bunker_source::{walk, Visitor, WalkOptions};
 use crossbeam_channel::{bounded, Sender};
 
@@ -113,6 +113,12 @@ fn open_for_backup(path: &Path) -> std::io::Result<File> {
 #[derive(Default, Clone, Copy)]
 pub(super) struct Counts {
     pub files: u64,
+    /// Files not in the parent.
+    pub new: u64,
+    /// Files in the parent whose metadata changed: read again.
+    pub changed: u64,
+    /// Files whose content was taken from the parent without reading.
+    pub unmodified: u64,
     pub dirs: u64,
     pub specials: u64,
     pub bytes_read: u64,
@@ -125,6 +131,7 @@ pub(super) struct RunResult {
     pub counts: Counts,
     pub stats: SinkStats,
     pub skipped: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 struct Sealers {
@@ -209,6 +216,7 @@ pub(super) fn run_walk(
     options: &WalkOptions,
     progress: Arc<dyn Progress>,
     dry_run: bool,
+    parent: Option<BlobId>,
 ) -> Result<RunResult> {
     let (stage, sealers) = start(&repo, progress, dry_run);
     let (job_tx, job_rx) = bounded::<FileJob>(FILE_QUEUE);
@@ -242,7 +250,11 @@ pub(super) fn run_walk(
         skipped: Vec::new(),
         stopped: false,
         progress: stage.progress.clone(),
+        parents: Vec::new(),
+        repo: repo.clone(),
     };
+    let root = parent.and_then(|id| feeder.load_parent_tree(&id, Path::new("/")));
+    feeder.parents.push(root);
     walk(paths, options, &mut feeder);
     let Feeder {
         jobs,
@@ -265,6 +277,7 @@ pub(super) fn run_walk(
         counts,
         stats,
         skipped,
+        warnings: built.warnings,
     })
 }
 
@@ -300,6 +313,7 @@ pub(super) fn run_stream(
     let ((root, size), stats, bytes_read) = complete(stage, sealers, outcome)?;
     let counts = Counts {
         files: 1,
+        new: 1,
         bytes_read,
         total_bytes: size,
         ..Default::default()
@@ -309,6 +323,7 @@ pub(super) fn run_stream(
         counts,
         stats,
         skipped: Vec::new(),
+        warnings: Vec::new(),
     })
 }
 
@@ -321,9 +336,48 @@ struct Feeder {
     /// Set once a downstream stage has gone away: the walk's findings are dropped.
     stopped: bool,
     progress: Arc<dyn Progress>,
+    /// The parent snapshot's tree for each directory on the current path
+    /// (`None` where the parent has no such directory).
+    parents: Vec<Option<Tree>>,
+    repo: Arc<Repository<Indexed>>,
+}
+
+/// True if a file's metadata says its content cannot have changed since `old`.
+fn unchanged(old: &Node, new: &Node) -> bool {
+    old.kind == NodeKind::File
+        && old.size == new.size
+        && (old.mtime_sec, old.mtime_nsec) == (new.mtime_sec, new.mtime_nsec)
+        && (old.ctime_sec, old.ctime_nsec) == (new.ctime_sec, new.ctime_nsec)
+        && old.inode == new.inode
 }
 
 impl Feeder {
+    /// Loads a tree of the parent snapshot; on damage, warns and compares against nothing.
+    fn load_parent_tree(&self, id: &BlobId, path: &Path) -> Option<Tree> {
+        match self.repo.load_tree(id) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.progress.warning(&format!(
+                    "{}: cannot read the parent snapshot's tree, reading everything: {e}",
+                    path.display()
+                ));
+                None
+            }
+        }
+    }
+
+    /// The parent snapshot's entry with this name in the current directory.
+    fn parent_entry(&self, name: &[u8]) -> Option<&Node> {
+        self.parents.last()?.as_ref()?.find(name)
+    }
+
+    /// The parent's content for a file whose metadata is unchanged, if every blob is still stored.
+    fn reusable_content(&self, node: &Node) -> Option<Vec<BlobId>> {
+        let old = self.parent_entry(&node.name)?;
+        (unchanged(old, node) && old.content.iter().all(|id| self.repo.index().contains(id)))
+            .then(|| old.content.clone())
+    }
+
     fn event(&mut self, e: TreeEvent) {
         if !self.stopped && self.events.send(e).is_err() {
             self.stopped = true;
@@ -332,12 +386,19 @@ impl Feeder {
 }
 
 impl Visitor for Feeder {
-    fn enter_dir(&mut self, _path: &Path, node: Node) {
+    fn enter_dir(&mut self, path: &Path, node: Node) {
         self.counts.dirs += 1;
+        let subtree = self
+            .parent_entry(&node.name)
+            .filter(|n| n.kind == NodeKind::Dir)
+            .and_then(|n| n.subtree);
+        let parent = subtree.and_then(|id| self.load_parent_tree(&id, path));
+        self.parents.push(parent);
         self.event(TreeEvent::EnterDir(node));
     }
 
     fn leave_dir(&mut self, _path: &Path) {
+        self.parents.pop();
         self.event(TreeEvent::LeaveDir);
     }
 
@@ -345,7 +406,28 @@ impl Visitor for Feeder {
         if self.stopped {
             return;
         }
+        self.counts.files += 1;
+        self.counts.total_bytes += node.size;
         let (tx, rx) = bounded(1);
+        if let Some(ids) = self.reusable_content(&node) {
+            self.counts.unmodified += 1;
+            self.progress.advance(1, node.size);
+            let _ = tx.send(Ok(FileContent {
+                ids,
+                size: node.size,
+                changed: false,
+            }));
+            return self.event(TreeEvent::File {
+                node,
+                path: path.to_path_buf(),
+                content: rx,
+            });
+        }
+        if self.parent_entry(&node.name).is_some() {
+            self.counts.changed += 1;
+        } else {
+            self.counts.new += 1;
+        }
         if self
             .jobs
             .send(FileJob {
@@ -357,8 +439,6 @@ impl Visitor for Feeder {
             self.stopped = true;
             return;
         }
-        self.counts.files += 1;
-        self.counts.total_bytes += node.size;
         self.event(TreeEvent::File {
             node,
             path: path.to_path_buf(),

@@ -30,12 +30,14 @@ pub(super) enum TreeEvent {
 pub(super) struct Built {
     pub root: BlobId,
     pub skipped: Vec<String>,
+    pub warnings: Vec<String>,
 }
 
 /// Consumes events until the channel closes; returns the root tree id.
 pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<Built> {
     let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
     let mut skipped = Vec::new();
+    let mut warnings = Vec::new();
     for event in events {
         match event {
             TreeEvent::EnterDir(node) => stack.push((Some(node), Vec::new())),
@@ -53,10 +55,9 @@ pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<
             } => match content.recv() {
                 Ok(Ok(c)) => {
                     if c.changed {
-                        stage.progress.warning(&format!(
-                            "{}: file changed while it was read",
-                            path.display()
-                        ));
+                        let message = format!("{}: file changed while it was read", path.display());
+                        stage.progress.warning(&message);
+                        warnings.push(message);
                     }
                     node.content = c.ids;
                     node.size = c.size;
@@ -75,6 +76,7 @@ pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<
     Ok(Built {
         root: store_tree(stage, children)?,
         skipped,
+        warnings,
     })
 }
 

@@ -1,0 +1,189 @@
+//! Backup strategies: which parent each mode compares against, what it reads,
+//! and that every snapshot restores on its own.
+
+mod common;
+
+use std::fs;
+use std::time::{Duration, SystemTime};
+
+use common::*;
+
+fn write(env: &TestEnv, rel: &str, data: &[u8]) {
+    write_file(&env.path(rel), data);
+}
+
+fn id(v: &serde_json::Value) -> String {
+    v["snapshot_id"].as_str().expect("snapshot id").to_string()
+}
+
+fn source(env: &TestEnv) -> String {
+    env.path("src").display().to_string()
+}
+
+fn make_tree(env: &TestEnv) {
+    let mut rng = Rng::new(3);
+    for i in 0..20 {
+        write_random(
+            &env.path(&format!("src/d{}/f{i}", i % 3)),
+            1000 + i * 5000,
+            &mut rng,
+        );
+    }
+    write_random(&env.path("src/big"), 6 << 20, &mut rng);
+}
+
+#[test]
+fn each_mode_picks_its_parent_and_reads_only_what_changed() {
+    let env = TestEnv::new();
+    env.init();
+    make_tree(&env);
+    let src = source(&env);
+    let total: u64 = files_below(&env.path("src")).iter().map(|(_, n)| n).sum();
+
+    let full = env.backup(&["--mode", "full", &src]);
+    assert_eq!(full["mode"], "full");
+    assert!(full["parent"].is_null());
+    assert_eq!(full["files_new"], 21);
+    assert_eq!(full["bytes_read"].as_u64(), Some(total));
+
+    // No change: an incremental reads nothing and reuses every file.
+    let inc = env.backup(&[&src]);
+    assert_eq!(inc["mode"], "incremental");
+    assert_eq!(inc["parent"].as_str(), Some(id(&full).as_str()));
+    assert_eq!(
+        (
+            inc["files_unmodified"].as_u64(),
+            inc["files_new"].as_u64(),
+            inc["files_changed"].as_u64()
+        ),
+        (Some(21), Some(0), Some(0))
+    );
+    assert_eq!(inc["bytes_read"], 0);
+    assert_eq!(inc["bytes_added"], 0, "an unchanged tree adds nothing");
+
+    // One file changes: the next incremental reads only that one, against the previous incremental.
+    write(&env, "src/d0/f0", b"changed content");
+    write(&env, "src/new-file", b"new");
+    let inc2 = env.backup(&[&src]);
+    assert_eq!(inc2["parent"].as_str(), Some(id(&inc).as_str()));
+    assert_eq!(
+        (
+            inc2["files_changed"].as_u64(),
+            inc2["files_new"].as_u64(),
+            inc2["files_unmodified"].as_u64()
+        ),
+        (Some(1), Some(1), Some(20))
+    );
+    assert_eq!(inc2["bytes_read"].as_u64(), Some(15 + 3));
+
+    // A differential compares with the full snapshot, not the newest one.
+    let diff = env.backup(&["--mode", "differential", &src]);
+    assert_eq!(diff["mode"], "differential");
+    assert_eq!(diff["parent"].as_str(), Some(id(&full).as_str()));
+    assert_eq!(
+        (diff["files_changed"].as_u64(), diff["files_new"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // The listing carries mode and parent.
+    let list = env.snapshots(&[]);
+    let modes: Vec<&str> = list.iter().map(|s| s["mode"].as_str().unwrap()).collect();
+    assert_eq!(
+        modes,
+        ["full", "incremental", "incremental", "differential"]
+    );
+    assert_eq!(list[3]["parent"].as_str(), Some(id(&full).as_str()));
+
+    // Another host has no parent; --parent overrides the choice.
+    let other = env.backup(&["--host", "elsewhere", &src]);
+    assert!(other["parent"].is_null());
+    let forced = env.backup(&["--parent", &id(&full)[..10], &src]);
+    assert_eq!(forced["parent"].as_str(), Some(id(&full).as_str()));
+}
+
+#[test]
+fn differential_without_a_full_runs_full_and_says_so() {
+    let env = TestEnv::new();
+    env.init();
+    make_tree(&env);
+    let src = source(&env);
+    env.backup(&[&src]); // an incremental with no parent is not a full snapshot
+    let out = run(env.cmd().args(["backup", "--mode", "differential", &src]));
+    expect_code(&out, 0, "differential backup");
+    assert!(
+        stderr(&out).contains("running a full backup"),
+        "{}",
+        stderr(&out)
+    );
+    let list = env.snapshots(&[]);
+    assert_eq!(list.last().unwrap()["mode"], "full");
+    assert!(list.last().unwrap()["parent"].is_null());
+}
+
+#[test]
+fn full_backup_notices_content_changed_behind_same_size_and_mtime() {
+    let env = TestEnv::new();
+    env.init();
+    let path = env.path("src/file");
+    write(&env, "src/file", b"original content, 32 bytes long.");
+    let mtime = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let src = source(&env);
+    env.backup(&["--mode", "full", &src]);
+
+    // Same size, same mtime, different bytes.
+    write(&env, "src/file", b"ORIGINAL CONTENT, 32 BYTES LONG.");
+    fs::File::options()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let full = env.backup(&["--mode", "full", &src]);
+    assert_eq!(full["bytes_read"], 32);
+
+    let out = run(env.cmd().args(["dump", &id(&full), &format!("{src}/file")]));
+    expect_code(&out, 0, "dump");
+    assert_eq!(out.stdout, b"ORIGINAL CONTENT, 32 BYTES LONG.");
+}
+
+#[test]
+fn incremental_restores_on_its_own_when_its_parent_snapshot_is_gone() {
+    let env = TestEnv::new();
+    env.init();
+    make_tree(&env);
+    let src = source(&env);
+    let full = env.backup(&["--mode", "full", &src]);
+    write(&env, "src/d1/extra", b"added after the full backup");
+    let inc = env.backup(&[&src]);
+    assert_eq!(inc["parent"].as_str(), Some(id(&full).as_str()));
+
+    // Remove the parent snapshot: the incremental must not need it.
+    fs::remove_file(env.repo.join("snapshots").join(id(&full))).unwrap();
+    let target = env.path("out");
+    let spec = format!("{}:{src}", id(&inc));
+    let out = run(env.cmd().args([
+        "restore",
+        &spec,
+        "--verify",
+        "--target",
+        target.to_str().unwrap(),
+    ]));
+    expect_code(&out, 0, "restore incremental");
+    let files = files_below(&env.path("src"));
+    assert_eq!(files.len(), 22);
+    for (path, _) in files {
+        let rel = path.strip_prefix(env.path("src")).unwrap();
+        assert_eq!(
+            fs::read(target.join(rel)).unwrap(),
+            fs::read(&path).unwrap(),
+            "{}",
+            rel.display()
+        );
+    }
+}
