@@ -12,7 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bunker_backend::{Backend, ErrorKind, Location, OpenDalBackend};
 use bunker_engine::format::keyfile::KdfParams;
-use bunker_engine::{EngineError, Indexed, Open, Repository};
+use bunker_engine::{EngineError, Indexed, InitOptions, Open, Repository};
 
 use crate::password::{self, Secret};
 
@@ -164,7 +164,10 @@ impl Target {
 
     /// Creates a repository. For the default one, the key is random and
     /// written (0600) to the key file first, unless a password is configured.
-    pub fn init(&self, global: &GlobalArgs) -> Result<Repository<Open>> {
+    pub fn init(&self, global: &GlobalArgs, mut options: InitOptions) -> Result<Repository<Open>> {
+        // Refuse bad settings before anything (key file, directory) is created.
+        options.kdf = kdf_params()?;
+        options.config()?;
         let password = match &self.default {
             Some(d) => match password::configured(global.password_file.as_deref())? {
                 Some(p) => p,
@@ -173,7 +176,7 @@ impl Target {
             None => password::obtain_new(None, global.password_file.as_deref())?,
         };
         let backend = self.backend(true)?;
-        Ok(Repository::init(backend, &password, kdf_params()?)?)
+        Ok(Repository::init(backend, &password, options)?)
     }
 
     /// Opens the repository; for the default one, creates it first if missing
@@ -181,7 +184,7 @@ impl Target {
     pub fn open_or_create_default(&self, global: &GlobalArgs) -> Result<Repository<Open>> {
         if let Some(d) = &self.default {
             if !d.repository.join("config").exists() {
-                let repo = self.init(global)?;
+                let repo = self.init(global, InitOptions::default())?;
                 eprintln!(
                     "bunker: created the default repository at {}",
                     d.repository.display()

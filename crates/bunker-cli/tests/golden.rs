@@ -8,6 +8,15 @@ use std::process::Output;
 
 use assert_cmd::Command;
 
+/// The regular files of the golden source tree.
+const FILES: [&str; 5] = [
+    "hello.txt",
+    "pattern.bin",
+    "empty",
+    "dir/deeper/nested.txt",
+    "dir/hello-copy.txt",
+];
+
 /// 2024-02-29 12:34:56.123456789 UTC, the mtime of every source entry.
 const MTIME: (i64, i64) = (1_709_210_096, 123_456_789);
 
@@ -93,13 +102,7 @@ fn golden_repository_opens_lists_and_restores_exactly() {
     assert!(out.status.success(), "{}", stderr(&out));
 
     let source = fixtures().join("golden-v1-source");
-    for rel in [
-        "hello.txt",
-        "pattern.bin",
-        "empty",
-        "dir/deeper/nested.txt",
-        "dir/hello-copy.txt",
-    ] {
+    for rel in FILES {
         assert_eq!(
             std::fs::read(target.join(rel)).unwrap(),
             std::fs::read(source.join(rel)).unwrap(),
@@ -175,13 +178,7 @@ fn golden_flipped_pack_is_detected_and_never_restored_wrong() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let source = fixtures().join("golden-v1-source");
-    for rel in [
-        "hello.txt",
-        "pattern.bin",
-        "empty",
-        "dir/deeper/nested.txt",
-        "dir/hello-copy.txt",
-    ] {
+    for rel in FILES {
         if let Ok(restored) = std::fs::read(target.join(rel)) {
             assert_eq!(
                 restored,

@@ -42,6 +42,30 @@ pub struct Repository<S = Open> {
     state: S,
 }
 
+/// Settings for a new repository; `None` takes the format's default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InitOptions {
+    /// Cost of the first key's password derivation.
+    pub kdf: KdfParams,
+    /// Pack target size in bytes (1 MiB..1 GiB).
+    pub pack_size: Option<u32>,
+    /// zstd level for new data (-7..22).
+    pub compression_level: Option<i32>,
+}
+
+impl InitOptions {
+    /// The config these options give (with a zero id), or why they are invalid.
+    pub fn config(&self) -> Result<RepoConfig> {
+        let mut config = RepoConfig::new([0u8; 32], chrono::Utc::now().timestamp());
+        config.pack_size = self.pack_size.unwrap_or(config.pack_size);
+        config.compression_level = self.compression_level.unwrap_or(config.compression_level);
+        config
+            .validate()
+            .map_err(|e| EngineError::Invalid(format!("cannot create the repository: {e}")))?;
+        Ok(config)
+    }
+}
+
 /// A snapshot with its id.
 #[derive(Clone, Debug)]
 pub struct SnapshotEntry {
@@ -61,16 +85,15 @@ fn not_found(backend: &dyn Backend, detail: &str) -> EngineError {
 impl Repository<Open> {
     /// Creates a repository: directories, first key, then config (written
     /// last, so a repository exists only once it is complete).
-    pub fn init(backend: Arc<dyn Backend>, password: &[u8], kdf: KdfParams) -> Result<Self> {
+    pub fn init(backend: Arc<dyn Backend>, password: &[u8], options: InitOptions) -> Result<Self> {
+        let mut config = options.config()?;
         if backend.exists(FileKind::Config, "")? || !backend.list(FileKind::Key)?.is_empty() {
             return Err(EngineError::RepositoryExists(backend.location()));
         }
         backend.create()?;
         let master = MasterKey::generate();
-        let key_name = write_key(&*backend, &master, password, kdf)?;
-        let mut id = [0u8; 32];
-        fill_random(&mut id);
-        let config = RepoConfig::new(id, chrono::Utc::now().timestamp());
+        let key_name = write_key(&*backend, &master, password, options.kdf)?;
+        fill_random(&mut config.id);
         let keys = master.derive();
         let stored = seal_object(
             &keys,
@@ -164,6 +187,18 @@ impl Repository<Open> {
                 Err(e) => errors.push(e),
             }
         }
+        Ok((
+            self.with_state(Indexed {
+                index: Arc::new(index),
+            }),
+            errors,
+        ))
+    }
+}
+
+impl<S> Repository<S> {
+    /// The same repository in another state.
+    fn with_state<T>(self, state: T) -> Repository<T> {
         let Repository {
             backend,
             keys,
@@ -173,22 +208,17 @@ impl Repository<Open> {
             key_name,
             ..
         } = self;
-        let repo = Repository {
+        Repository {
             backend,
             keys,
             master,
             config,
             chunker,
             key_name,
-            state: Indexed {
-                index: Arc::new(index),
-            },
-        };
-        Ok((repo, errors))
+            state,
+        }
     }
-}
 
-impl<S> Repository<S> {
     /// The storage.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend

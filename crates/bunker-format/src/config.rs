@@ -52,6 +52,13 @@ impl RepoConfig {
     /// Decodes and validates.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         let c: RepoConfig = minicbor::decode(bytes)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Checks every parameter against what the format allows.
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let c = self;
         if c.version != 1 {
             return Err(FormatError::UnsupportedVersion {
                 kind: "repository",
@@ -66,7 +73,7 @@ impl RepoConfig {
         if !(-7..=22).contains(&c.compression_level) {
             return Err(FormatError::Malformed("compression level outside -7..22"));
         }
-        Ok(c)
+        Ok(())
     }
 
     /// The id as hex.

@@ -1,6 +1,7 @@
 //! `bunker init`
 
 use anyhow::Result;
+use bunker_engine::InitOptions;
 use serde_json::json;
 
 use crate::context::{GlobalArgs, Target};
@@ -8,12 +9,30 @@ use crate::exit;
 
 /// Create a repository.
 #[derive(clap::Args, Debug)]
-pub struct Args {}
+pub struct Args {
+    /// Target size of pack files (default 16M; larger suits high-latency storage)
+    #[arg(long, value_name = "SIZE", value_parser = crate::format::parse_size)]
+    pack_size: Option<u64>,
+    /// zstd compression level for new data, -7 (fastest) to 22 (smallest); default 3
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+    compression: Option<i32>,
+}
 
 /// Creates the repository named by `-r`, or the default one.
-pub fn run(_args: Args, global: &GlobalArgs) -> Result<i32> {
+pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     let target = Target::select(global)?;
-    let repo = target.init(global)?;
+    let pack_size = match args.pack_size {
+        Some(n) => {
+            Some(u32::try_from(n).map_err(|_| anyhow::anyhow!("--pack-size must be at most 1G"))?)
+        }
+        None => None,
+    };
+    let options = InitOptions {
+        pack_size,
+        compression_level: args.compression,
+        ..Default::default()
+    };
+    let repo = target.init(global, options)?;
     if global.json {
         super::print_json(
             &json!({ "message_type": "initialized", "id": repo.config().id_hex(), "repository": target.location.to_string() }),
