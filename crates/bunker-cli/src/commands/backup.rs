@@ -200,9 +200,10 @@ fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry
     if global.quiet {
         return;
     }
-    let against = match s.parent {
-        Some(p) => format!(" against parent {}", p.short()),
-        None => String::new(),
+    let against = match (s.parent, s.mode) {
+        (Some(p), _) => format!(" against parent {}", p.short()),
+        (None, BackupMode::Full) => String::new(),
+        (None, _) => ": no earlier snapshot of these paths, every file was read".to_string(),
     };
     crate::outln!("{} backup{against}", s.mode.name());
     crate::outln!(
