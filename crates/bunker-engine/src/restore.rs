@@ -6,10 +6,12 @@
 //! content cannot be read intact is removed and named, never left with
 //! wrong bytes.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -63,6 +65,10 @@ struct FileTask {
 
 struct Plan {
     files: Vec<FileTask>,
+    /// Later members of hard-link groups: (first member's target, this target).
+    links: Vec<(PathBuf, PathBuf)>,
+    /// First restored target of each hard-link group, by (device, inode) at backup time.
+    link_groups: HashMap<(u64, u64), PathBuf>,
     /// Directories to give their metadata at the end, parents before children.
     dirs: Vec<(PathBuf, Node)>,
     summary: RestoreSummary,
@@ -79,6 +85,8 @@ pub fn restore(
     std::fs::create_dir_all(&options.target).map_err(|e| EngineError::io(&options.target, e))?;
     let mut plan = Plan {
         files: Vec::new(),
+        links: Vec::new(),
+        link_groups: HashMap::new(),
         dirs: Vec::new(),
         summary: RestoreSummary::default(),
     };
@@ -111,8 +119,10 @@ pub fn restore(
 
     let Plan {
         files,
+        links,
         dirs,
         mut summary,
+        ..
     } = plan;
     let errors = Mutex::new(Vec::new());
     let (restored, bytes, verified) = (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0));
@@ -152,6 +162,18 @@ pub fn restore(
         }
         drop(tx);
     });
+    // Hard links last among files: their first member has been written by now.
+    for (first, dest) in links {
+        match relink(&first, &dest) {
+            Ok(()) => {
+                restored.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => errors
+                .lock()
+                .expect("lock")
+                .push(format!("{}: {e}", dest.display())),
+        }
+    }
     for (path, node) in dirs.iter().rev() {
         if let Err(e) = apply_metadata(path, node) {
             errors
@@ -232,6 +254,20 @@ fn plan_node(
             }
         }
         _ if !included => {}
+        NodeKind::File if node.links > 1 => {
+            match plan.link_groups.entry((node.device, node.inode)) {
+                std::collections::hash_map::Entry::Occupied(first) => {
+                    plan.links.push((first.get().clone(), dest.to_path_buf()))
+                }
+                std::collections::hash_map::Entry::Vacant(slot) => {
+                    slot.insert(dest.to_path_buf());
+                    plan.files.push(FileTask {
+                        target: dest.to_path_buf(),
+                        node,
+                    });
+                }
+            }
+        }
         NodeKind::File => plan.files.push(FileTask {
             target: dest.to_path_buf(),
             node,
@@ -305,14 +341,39 @@ fn write_content(
     if std::fs::symlink_metadata(&task.target).is_ok_and(|m| !m.is_file()) {
         std::fs::remove_file(&task.target).map_err(|e| EngineError::io(&task.target, e))?;
     }
-    let mut file = File::create(&task.target).map_err(|e| EngineError::io(&task.target, e))?;
+    let file = File::create(&task.target).map_err(|e| EngineError::io(&task.target, e))?;
+    let io = |e| EngineError::io(&task.target, e);
+    // All-zero chunks are skipped, not written: holes in the source stay
+    // holes (and runs of zeros become holes), as restic and rsync -S do.
+    let mut offset = 0u64;
     for id in &task.node.content {
         let data = repo.read_blob(BlobType::Data, id)?;
-        file.write_all(&data)
-            .map_err(|e| EngineError::io(&task.target, e))?;
+        if !is_zero(&data) {
+            file.write_all_at(&data, offset).map_err(io)?;
+        }
+        offset += data.len() as u64;
         progress.advance(0, data.len() as u64);
     }
+    file.set_len(offset).map_err(io)?;
     Ok(())
+}
+
+/// True if every byte is zero (compared 16 bytes at a time).
+fn is_zero(data: &[u8]) -> bool {
+    let words = data.chunks_exact(16);
+    let tail = words.remainder();
+    words
+        .map(|w| u128::from_ne_bytes(w.try_into().expect("16 bytes")))
+        .all(|w| w == 0)
+        && tail.iter().all(|b| *b == 0)
+}
+
+/// Makes `dest` another name of `first`.
+fn relink(first: &Path, dest: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(dest).is_ok() {
+        std::fs::remove_file(dest)?;
+    }
+    std::fs::hard_link(first, dest)
 }
 
 /// Re-reads a restored file and checks each chunk against its blob id.
@@ -355,7 +416,32 @@ fn cstring(path: &Path) -> std::io::Result<std::ffi::CString> {
         .map_err(|_| std::io::Error::other("path contains a NUL byte"))
 }
 
-/// Applies owner (when root), permissions and modification time.
+/// Sets the node's extended attributes on `path`. `security.*` and
+/// `trusted.*` need root and are restored only as root; Linux allows no
+/// `user.*` attributes on symlinks.
+fn apply_xattrs(path: &Path, node: &Node) -> std::io::Result<()> {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    for x in &node.xattrs {
+        let privileged = x.name.starts_with(b"security.") || x.name.starts_with(b"trusted.");
+        if (privileged && !root) || (node.kind == NodeKind::Symlink && x.name.starts_with(b"user."))
+        {
+            continue;
+        }
+        xattr::set(path, OsStr::from_bytes(&x.name), &x.value).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!(
+                    "extended attribute {}: {e}",
+                    String::from_utf8_lossy(&x.name)
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// Applies owner (when root), extended attributes, permissions and modification time.
 fn apply_metadata(path: &Path, node: &Node) -> std::io::Result<()> {
     let c = cstring(path)?;
     // SAFETY: c is a valid NUL-terminated path for each call below.
@@ -363,6 +449,7 @@ fn apply_metadata(path: &Path, node: &Node) -> std::io::Result<()> {
         if libc::geteuid() == 0 && libc::lchown(c.as_ptr(), node.uid, node.gid) != 0 {
             return Err(std::io::Error::last_os_error());
         }
+        apply_xattrs(path, node)?;
         if node.kind != NodeKind::Symlink && libc::chmod(c.as_ptr(), node.mode as libc::mode_t) != 0
         {
             return Err(std::io::Error::last_os_error());

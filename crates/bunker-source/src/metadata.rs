@@ -5,7 +5,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use bunker_format::tree::{Node, NodeKind};
+use bunker_format::tree::{Node, NodeKind, Xattr};
 
 /// Builds the node for `path` from its `lstat` metadata. Symlink targets are
 /// read here; file content is left empty for the engine to fill in.
@@ -59,6 +59,27 @@ pub fn node_from_metadata(path: &Path, meta: &Metadata) -> std::io::Result<Node>
             0
         },
         link_target,
+        xattrs: read_xattrs(path),
         ..Default::default()
     })
+}
+
+/// The extended attributes of `path` itself (not a symlink's target), sorted
+/// by name. A file system without extended attributes gives none; an
+/// attribute that vanishes between listing and reading is left out.
+fn read_xattrs(path: &Path) -> Vec<Xattr> {
+    let Ok(names) = xattr::list(path) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Xattr> = names
+        .filter_map(|name| {
+            let value = xattr::get(path, &name).ok().flatten()?;
+            Some(Xattr {
+                name: name.as_bytes().to_vec(),
+                value,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }

@@ -1,0 +1,151 @@
+//! Restores bring back what the file system had: holes, hard links,
+//! extended attributes, special files and awkward names.
+
+mod common;
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+
+use common::*;
+
+/// Backs up `src` and restores it into `out`, returning the restore's output.
+fn round_trip(env: &TestEnv) -> std::path::PathBuf {
+    let src = env.path("src");
+    let summary = env.backup(&[src.to_str().unwrap()]);
+    let target = env.path("out");
+    let spec = format!(
+        "{}:{}",
+        summary["snapshot_id"].as_str().unwrap(),
+        src.display()
+    );
+    let out = run(env.cmd().args([
+        "restore",
+        &spec,
+        "--verify",
+        "--target",
+        target.to_str().unwrap(),
+    ]));
+    expect_code(&out, 0, "restore");
+    target
+}
+
+#[test]
+fn sparse_files_keep_their_holes() {
+    let env = TestEnv::new();
+    env.init();
+    let path = env.path("src/sparse.img");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let f = fs::File::create(&path).unwrap();
+    let mut rng = Rng::new(5);
+    let data = rng.bytes(1 << 20);
+    f.write_all_at(&data, 40 << 20).unwrap();
+    f.set_len(96 << 20).unwrap();
+    drop(f);
+
+    let target = round_trip(&env);
+    let restored = target.join("sparse.img");
+    assert_eq!(fs::read(&restored).unwrap(), fs::read(&path).unwrap());
+    let m = fs::metadata(&restored).unwrap();
+    assert_eq!(m.len(), 96 << 20);
+    let allocated = m.blocks() * 512;
+    assert!(
+        allocated < 16 << 20,
+        "96 MiB file with 1 MiB of data restored with {allocated} bytes allocated"
+    );
+}
+
+#[test]
+fn hard_links_are_restored_as_hard_links() {
+    let env = TestEnv::new();
+    env.init();
+    write_file(&env.path("src/a"), b"shared content");
+    fs::create_dir_all(env.path("src/sub")).unwrap();
+    fs::hard_link(env.path("src/a"), env.path("src/sub/b")).unwrap();
+    fs::hard_link(env.path("src/a"), env.path("src/c")).unwrap();
+    write_file(&env.path("src/single"), b"not linked");
+
+    let target = round_trip(&env);
+    let ino = |rel: &str| fs::metadata(target.join(rel)).unwrap().ino();
+    assert_eq!(ino("a"), ino("sub/b"));
+    assert_eq!(ino("a"), ino("c"));
+    assert_ne!(ino("a"), ino("single"));
+    assert_eq!(fs::metadata(target.join("a")).unwrap().nlink(), 3);
+    assert_eq!(fs::read(target.join("sub/b")).unwrap(), b"shared content");
+}
+
+#[test]
+fn extended_attributes_round_trip() {
+    let env = TestEnv::new();
+    env.init();
+    let file = env.path("src/tagged");
+    write_file(&file, b"x");
+    fs::create_dir_all(env.path("src/dir")).unwrap();
+    if let Err(e) = xattr_set(&file, "user.comment", b"hello \x00 binary") {
+        eprintln!("skipping: this file system has no user extended attributes ({e})");
+        return;
+    }
+    xattr_set(&env.path("src/dir"), "user.dir-note", b"on a directory").unwrap();
+
+    let target = round_trip(&env);
+    assert_eq!(
+        xattr_get(&target.join("tagged"), "user.comment").as_deref(),
+        Some(&b"hello \x00 binary"[..])
+    );
+    assert_eq!(
+        xattr_get(&target.join("dir"), "user.dir-note").as_deref(),
+        Some(&b"on a directory"[..])
+    );
+}
+
+#[test]
+fn awkward_names_and_special_files_round_trip() {
+    let env = TestEnv::new();
+    env.init();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let names: Vec<Vec<u8>> = vec![
+        b"not-utf8-\xff\xfe".to_vec(),
+        b"new\nline".to_vec(),
+        b"back\\slash".to_vec(),
+        b"-starts-with-dash".to_vec(),
+        vec![b'n'; 255],
+    ];
+    for n in &names {
+        fs::write(src.join(std::ffi::OsStr::from_bytes(n)), n).unwrap();
+    }
+    let fifo = src.join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o640) }, 0);
+    std::os::unix::fs::symlink("/nonexistent/target", src.join("dangling")).unwrap();
+    std::os::unix::fs::symlink("..", src.join("to-parent-dir")).unwrap();
+
+    let target = round_trip(&env);
+    for n in &names {
+        assert_eq!(
+            fs::read(target.join(std::ffi::OsStr::from_bytes(n))).unwrap(),
+            *n
+        );
+    }
+    let m = fs::symlink_metadata(target.join("fifo")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&m.file_type()));
+    assert_eq!(m.mode() & 0o777, 0o640);
+    assert_eq!(
+        fs::read_link(target.join("dangling")).unwrap(),
+        Path::new("/nonexistent/target")
+    );
+    assert_eq!(
+        fs::read_link(target.join("to-parent-dir")).unwrap(),
+        Path::new("..")
+    );
+}
+
+fn xattr_set(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
+    xattr::set(path, name, value)
+}
+
+fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
+    xattr::get(path, name).ok().flatten()
+}
