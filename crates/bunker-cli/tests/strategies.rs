@@ -225,3 +225,62 @@ fn init_settings_are_applied_and_bad_ones_refused_before_anything_is_created() {
         "a pack exceeds target + one maximum chunk"
     );
 }
+
+#[test]
+fn diff_names_added_removed_modified_and_metadata_only_changes() {
+    let env = TestEnv::new();
+    env.init();
+    write(&env, "src/same", b"unchanged");
+    write(&env, "src/edit", b"before");
+    write(&env, "src/chmod", b"mode changes");
+    write(&env, "src/gone/inner", b"removed with its directory");
+    let src = source(&env);
+    let first = env.backup(&[&src]);
+
+    write(&env, "src/edit", b"after!");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(env.path("src/chmod"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::remove_dir_all(env.path("src/gone")).unwrap();
+    write(&env, "src/new/file", b"added");
+    let second = env.backup(&[&src]);
+
+    let out = run(env
+        .cmd()
+        .args(["diff", &id(&first), &id(&second), "--json"]));
+    expect_code(&out, 0, "diff");
+    let v = parse_json(&out.stdout);
+    let mut got: Vec<(String, String)> = v["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        // Only paths below the source: ancestors such as /tmp change under parallel tests.
+        .filter_map(|c| {
+            let rel = c["path"].as_str().unwrap().strip_prefix(src.as_str())?;
+            rel.starts_with('/')
+                .then(|| (c["change"].as_str().unwrap().to_string(), rel.to_string()))
+        })
+        .collect();
+    got.sort();
+    let want: Vec<(String, String)> = [
+        ("added", "/new"),
+        ("added", "/new/file"),
+        ("metadata", "/chmod"),
+        ("modified", "/edit"),
+        ("removed", "/gone"),
+        ("removed", "/gone/inner"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    assert_eq!(v["added"], 2);
+
+    // The same snapshot twice: nothing differs.
+    let out = run(env
+        .cmd()
+        .args(["diff", &id(&second), &id(&second), "--json"]));
+    assert_eq!(
+        parse_json(&out.stdout)["changes"].as_array().unwrap().len(),
+        0
+    );
+}

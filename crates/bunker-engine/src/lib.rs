@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod check;
+pub mod diff;
 pub mod dump;
 mod error;
 pub mod find;

@@ -2,6 +2,7 @@
 
 mod backup;
 mod check;
+mod diff;
 mod dump;
 mod init;
 mod key;
@@ -30,6 +31,8 @@ pub enum Command {
     Restore(restore::Args),
     /// Write a file to stdout, or a directory as a tar stream
     Dump(dump::Args),
+    /// Show what changed between two snapshots
+    Diff(diff::Args),
     /// Verify the repository's structure and, optionally, every stored byte
     Check(check::Args),
     /// Manage the keys (passwords) that open the repository
@@ -48,6 +51,7 @@ pub fn run(command: Command, global: &GlobalArgs) -> Result<i32> {
         Command::Restore(a) => restore::run(a, global),
         Command::Dump(a) => dump::run(a, global),
         Command::Check(a) => check::run(a, global),
+        Command::Diff(a) => diff::run(a, global),
         Command::Key(a) => key::run(a, global),
         Command::Stats(a) => stats::run(a, global),
     }
