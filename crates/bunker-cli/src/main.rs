@@ -24,7 +24,28 @@ struct Cli {
     command: commands::Command,
 }
 
+/// SIGINT/SIGTERM: the first asks the running operation to stop cleanly
+/// (exit 130 once it has), a second one exits at once.
+extern "C" fn on_interrupt(_signal: libc::c_int) {
+    if bunker_engine::interrupt::requested() {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(exit::INTERRUPTED) };
+    }
+    bunker_engine::interrupt::request();
+}
+
 fn main() {
+    // SAFETY: the handler only touches an atomic and calls _exit.
+    unsafe {
+        libc::signal(
+            libc::SIGINT,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
+        libc::signal(
+            libc::SIGTERM,
+            on_interrupt as *const () as libc::sighandler_t,
+        );
+    }
     let cli = Cli::parse();
     let code = match commands::run(cli.command, &cli.global) {
         Ok(code) => code,

@@ -63,7 +63,7 @@ pub enum EngineError {
     #[error("aborted after an earlier failure")]
     Aborted,
     /// The user interrupted the operation.
-    #[error("interrupted")]
+    #[error("interrupted; what was already stored is kept")]
     Interrupted,
 }
 

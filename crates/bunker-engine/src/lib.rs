@@ -12,6 +12,7 @@ mod error;
 pub mod find;
 pub mod identity;
 pub mod index;
+pub mod interrupt;
 pub mod progress;
 pub mod repository;
 pub mod restore;

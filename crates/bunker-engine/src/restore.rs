@@ -137,6 +137,9 @@ pub fn restore(
             let (restored, bytes, verified) = (&restored, &bytes, &verified);
             scope.spawn(move || {
                 for task in rx {
+                    if crate::interrupt::requested() {
+                        break;
+                    }
                     match restore_file(repo, &task, options.verify, &**progress) {
                         Ok(()) => {
                             restored.fetch_add(1, Ordering::Relaxed);
@@ -163,6 +166,9 @@ pub fn restore(
         drop(tx);
     });
     // Hard links last among files: their first member has been written by now.
+    if crate::interrupt::requested() {
+        return Err(EngineError::Interrupted);
+    }
     for (first, dest) in links {
         match relink(&first, &dest) {
             Ok(()) => {

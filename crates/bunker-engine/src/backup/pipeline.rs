@@ -71,6 +71,9 @@ impl Stage {
         let mut ids = Vec::new();
         let mut size = 0u64;
         for chunk in self.chunker.stream(reader) {
+            if crate::interrupt::requested() {
+                return Err(ReadError::Aborted);
+            }
             let chunk = chunk.map_err(ReadError::Source)?;
             let id = self.keys.blob_id(&chunk);
             let len = chunk.len() as u64;
@@ -197,10 +200,16 @@ fn complete<T>(
     for h in sealers.handles {
         let _ = h.join();
     }
+    // The sink is finished in every case: packs already sealed are written and
+    // indexed, so an interrupted or failed backup leaves them for the next one.
     let sink_result = sink.finish();
     match (outcome, sink_result) {
+        (_, Err(e)) => Err(e),
+        // An interrupted walk ends early without an error of its own: never
+        // let its partial tree become a snapshot.
+        _ if crate::interrupt::requested() => Err(EngineError::Interrupted),
         (Ok(v), Ok(stats)) => Ok((v, stats, bytes_read.into_inner())),
-        (_, Err(e)) | (Err(e), Ok(_)) => Err(e),
+        (Err(e), Ok(_)) => Err(e),
     }
 }
 
@@ -458,7 +467,7 @@ impl Visitor for Feeder {
     }
 
     fn stop(&self) -> bool {
-        self.stopped
+        self.stopped || crate::interrupt::requested()
     }
 }
 
