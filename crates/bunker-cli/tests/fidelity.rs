@@ -149,3 +149,46 @@ fn xattr_set(path: &Path, name: &str, value: &[u8]) -> std::io::Result<()> {
 fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
     xattr::get(path, name).ok().flatten()
 }
+
+#[test]
+fn dumped_tar_keeps_hard_links_modes_and_times() {
+    let env = TestEnv::new();
+    env.init();
+    write_file(&env.path("src/a"), b"linked");
+    fs::hard_link(env.path("src/a"), env.path("src/b")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(env.path("src/a"), fs::Permissions::from_mode(0o604)).unwrap();
+    let mtime = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_500_000_000);
+    fs::File::options()
+        .write(true)
+        .open(env.path("src/a"))
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let src = env.path("src");
+    env.backup(&[src.to_str().unwrap()]);
+
+    let out = run(env.cmd().args(["dump", "latest", src.to_str().unwrap()]));
+    expect_code(&out, 0, "dump");
+    let x = env.path("x");
+    fs::create_dir(&x).unwrap();
+    let mut tar = std::process::Command::new("tar")
+        .arg("-xpf")
+        .arg("-")
+        .arg("-C")
+        .arg(&x)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(tar.stdin.as_mut().unwrap(), &out.stdout).unwrap();
+    drop(tar.stdin.take());
+    assert!(tar.wait().unwrap().success());
+    let (a, b) = (
+        fs::metadata(x.join("a")).unwrap(),
+        fs::metadata(x.join("b")).unwrap(),
+    );
+    assert_eq!(a.ino(), b.ino(), "hard link lost in the tar stream");
+    assert_eq!(a.mode() & 0o7777, 0o604);
+    assert_eq!(a.mtime(), 1_500_000_000);
+    assert_eq!(fs::read(x.join("b")).unwrap(), b"linked");
+}

@@ -1,5 +1,7 @@
 //! Dump: a file's content, or a directory as a tar stream, to a writer.
 
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::io::{Read, Write};
 
 use bunker_format::blob::BlobType;
@@ -40,6 +42,8 @@ fn dump_tar(repo: &Repository<Indexed>, dir: &Node, out: &mut dyn Write) -> Resu
     let mut tar = tar::Builder::new(out);
     let subtree = dir.subtree.expect("decoded directories have a subtree");
     let out_err = |e: std::io::Error| EngineError::io("tar output", e);
+    // First member of each hard-link group, by (device, inode) at backup time.
+    let mut link_groups: HashMap<(u64, u64), String> = HashMap::new();
     visit_tree(repo, &subtree, ".", &mut |path, node| {
         let mut header = tar::Header::new_gnu();
         header.set_mode(node.mode);
@@ -47,7 +51,25 @@ fn dump_tar(repo: &Repository<Indexed>, dir: &Node, out: &mut dyn Write) -> Resu
         header.set_gid(node.gid as u64);
         header.set_mtime(node.mtime_sec.max(0) as u64);
         let name = path.trim_start_matches("./");
+        let first_link = match node.kind {
+            NodeKind::File if node.links > 1 => {
+                match link_groups.entry((node.device, node.inode)) {
+                    Entry::Occupied(first) => Some(first.get().clone()),
+                    Entry::Vacant(slot) => {
+                        slot.insert(name.to_string());
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
         match node.kind {
+            NodeKind::File if first_link.is_some() => {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_size(0);
+                tar.append_link(&mut header, name, first_link.expect("checked"))
+                    .map_err(out_err)
+            }
             NodeKind::File => {
                 header.set_entry_type(tar::EntryType::Regular);
                 header.set_size(node.size);
