@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use bunker_engine::find::find_snapshot;
-use bunker_engine::restore::{restore, RestoreOptions};
+use bunker_engine::restore::{restore, Overwrite, RestoreOptions};
 use bunker_engine::source::PatternSet;
 use serde_json::json;
 
@@ -30,8 +30,36 @@ pub struct Args {
     /// Re-read every restored file and check it against the snapshot
     #[arg(long)]
     verify: bool,
+    /// Which existing files to replace: always, if-changed (content differs), if-newer, never
+    #[arg(long, value_enum, default_value_t = OverwriteArg::IfChanged)]
+    overwrite: OverwriteArg,
+    /// Remove files and directories in the target that the snapshot does not have
+    #[arg(long)]
+    delete: bool,
+    /// Show what would change, change nothing
+    #[arg(long, short = 'n')]
+    dry_run: bool,
     #[command(flatten)]
     filter: FilterArgs,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum OverwriteArg {
+    Always,
+    IfChanged,
+    IfNewer,
+    Never,
+}
+
+impl From<OverwriteArg> for Overwrite {
+    fn from(o: OverwriteArg) -> Self {
+        match o {
+            OverwriteArg::Always => Overwrite::Always,
+            OverwriteArg::IfChanged => Overwrite::IfChanged,
+            OverwriteArg::IfNewer => Overwrite::IfNewer,
+            OverwriteArg::Never => Overwrite::Never,
+        }
+    }
 }
 
 /// Restores; exits non-zero if any file could not be restored intact.
@@ -48,6 +76,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         includes: PatternSet::new(args.includes)?,
         excludes: PatternSet::new(args.excludes)?,
         verify: args.verify,
+        overwrite: args.overwrite.into(),
+        delete: args.delete,
+        dry_run: args.dry_run,
     };
     let reporter = progress::for_operation(global, "restore");
     let started = Instant::now();
@@ -56,14 +87,25 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     let summary = result?;
     let seconds = started.elapsed().as_secs_f64();
     if global.json {
+        let changes: Vec<_> = summary
+            .changes
+            .iter()
+            .map(|(mark, path)| json!({ "change": mark.to_string(), "path": path }))
+            .collect();
         super::print_json(&json!({
             "message_type": "summary",
+            "dry_run": args.dry_run,
             "snapshot_id": entry.id.to_hex(),
             "files": summary.files,
+            "unchanged": summary.unchanged,
+            "kept": summary.kept,
             "dirs": summary.dirs,
             "specials": summary.specials,
+            "deleted": summary.deleted,
             "bytes": summary.bytes,
+            "reused_bytes": summary.reused_bytes,
             "verified": summary.verified,
+            "changes": changes,
             "errors": summary.errors,
             "seconds": seconds,
         }));
@@ -71,17 +113,34 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         for e in &summary.errors {
             eprintln!("bunker: error: {e}");
         }
+        for (mark, path) in &summary.changes {
+            crate::outln!("{mark}    {path}");
+        }
         if !global.quiet {
+            let verb = if args.dry_run {
+                "would restore"
+            } else {
+                "restored"
+            };
             crate::outln!(
-                "restored snapshot {} into {}: {} files, {} directories, {} in {}",
+                "{verb} snapshot {} into {}: {} files written, {} unchanged, {} kept, {} directories, {} removed; {} in {}",
                 entry.id.short(),
                 args.target.display(),
                 summary.files,
+                summary.unchanged,
+                summary.kept,
                 summary.dirs,
+                summary.deleted,
                 format::bytes(summary.bytes),
                 format::duration(seconds)
             );
-            if args.verify {
+            if summary.reused_bytes > 0 {
+                crate::outln!(
+                    "{} of rewritten files came from the existing copies",
+                    format::bytes(summary.reused_bytes)
+                );
+            }
+            if args.verify && !args.dry_run {
                 crate::outln!("verified {} files against the snapshot", summary.verified);
             }
         }

@@ -1,0 +1,461 @@
+//! Restore: write a snapshot (or part of it) back to the file system, into a
+//! new directory or in place over an existing one.
+//!
+//! Directories and special files are created while walking the trees; file
+//! contents are written by worker threads; hard links, deletions and
+//! directory metadata come last, deepest directory first, so that writing
+//! children does not disturb them. A file is rebuilt beside its target and
+//! renamed over it, so no file is ever left holding wrong or partial bytes;
+//! files already identical are not touched.
+
+mod file;
+mod metadata;
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bunker_format::id::BlobId;
+use bunker_format::tree::{Node, NodeKind};
+use bunker_source::PatternSet;
+use crossbeam_channel::bounded;
+
+pub use file::verify_file;
+use file::FileOutcome;
+
+use crate::progress::Progress;
+use crate::repository::{Indexed, Repository};
+use crate::walk_tree::find_node;
+use crate::{EngineError, Result};
+
+/// When an existing file may be replaced by the snapshot's version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Always write the snapshot's version.
+    Always,
+    /// Only when the content differs (the default): identical files are left untouched.
+    #[default]
+    IfChanged,
+    /// Only when the snapshot's file is newer than the existing one.
+    IfNewer,
+    /// Never replace an existing file.
+    Never,
+}
+
+/// What to restore, and where.
+pub struct RestoreOptions {
+    /// Directory to restore into (created if missing).
+    pub target: PathBuf,
+    /// Path inside the snapshot whose content is restored (`/` for all).
+    pub subpath: String,
+    /// If not empty, restore only paths matching these (and their contents).
+    pub includes: PatternSet,
+    /// Leave out paths matching these.
+    pub excludes: PatternSet,
+    /// Re-read every restored file and check it against the snapshot.
+    pub verify: bool,
+    /// Which existing files to replace.
+    pub overwrite: Overwrite,
+    /// Remove what the target has and the snapshot does not.
+    pub delete: bool,
+    /// Decide everything, change nothing; list the changes.
+    pub dry_run: bool,
+}
+
+/// What a restore did (or, in a dry run, would do).
+#[derive(Debug, Default)]
+pub struct RestoreSummary {
+    /// Regular files written (created or rewritten).
+    pub files: u64,
+    /// Existing files already identical, left untouched.
+    pub unchanged: u64,
+    /// Existing files kept because of `--overwrite`.
+    pub kept: u64,
+    /// Directories created.
+    pub dirs: u64,
+    /// Symlinks and other special files created.
+    pub specials: u64,
+    /// Entries removed by `delete`.
+    pub deleted: u64,
+    /// Bytes of file content written.
+    pub bytes: u64,
+    /// Bytes of rewritten files taken from the old local copy instead of the repository.
+    pub reused_bytes: u64,
+    /// Files checked against the snapshot (with `verify`).
+    pub verified: u64,
+    /// In a dry run: each change, marked `+` new, `M` rewritten, `-` removed.
+    pub changes: Vec<(char, String)>,
+    /// Problems, one line each, naming the path.
+    pub errors: Vec<String>,
+}
+
+struct FileTask {
+    target: PathBuf,
+    node: Node,
+}
+
+#[derive(Default)]
+struct Plan {
+    files: Vec<FileTask>,
+    /// Later members of hard-link groups: (first member's target, this target).
+    links: Vec<(PathBuf, PathBuf)>,
+    /// First restored target of each hard-link group, by (device, inode) at backup time.
+    link_groups: HashMap<(u64, u64), PathBuf>,
+    /// Directories to give their metadata at the end, parents before children.
+    dirs: Vec<(PathBuf, Node)>,
+    /// Entries of the target that the snapshot does not have.
+    deletions: Vec<PathBuf>,
+    summary: RestoreSummary,
+}
+
+/// Restores according to `options`.
+pub fn restore(
+    repo: Arc<Repository<Indexed>>,
+    root: &BlobId,
+    options: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreSummary> {
+    if options.delete && !options.includes.patterns().is_empty() {
+        return Err(EngineError::Invalid(
+            "--delete cannot be combined with --include".into(),
+        ));
+    }
+    let start = find_node(&repo, root, &options.subpath)?;
+    if !options.dry_run {
+        std::fs::create_dir_all(&options.target)
+            .map_err(|e| EngineError::io(&options.target, e))?;
+    }
+    let mut plan = Plan::default();
+    let base = options.subpath.trim_end_matches('/').to_string();
+    match (start.kind, start.subtree) {
+        (NodeKind::Dir, Some(subtree)) => {
+            let included = options.includes.patterns().is_empty();
+            plan_tree(
+                &repo,
+                &subtree,
+                &base,
+                &options.target,
+                included,
+                options,
+                &mut plan,
+            )?;
+        }
+        _ => plan_node(
+            &repo,
+            start,
+            &base,
+            &options.target,
+            true,
+            options,
+            &mut plan,
+        )?,
+    }
+    let total: u64 = plan.files.iter().map(|f| f.node.size).sum();
+    progress.set_total(plan.files.len() as u64, total);
+
+    let Plan {
+        files,
+        links,
+        dirs,
+        deletions,
+        mut summary,
+        ..
+    } = plan;
+    let shared = Mutex::new(summary);
+    run_workers(&repo, files, options, &*progress, &shared);
+    summary = shared.into_inner().expect("lock");
+    if crate::interrupt::requested() {
+        return Err(EngineError::Interrupted);
+    }
+    for (first, dest) in links {
+        let exists = std::fs::symlink_metadata(&dest).is_ok();
+        if options.dry_run {
+            if !exists {
+                summary.changes.push(('+', dest.display().to_string()));
+            }
+            continue;
+        }
+        match relink(&first, &dest) {
+            Ok(()) => summary.files += 1,
+            Err(e) => summary.errors.push(format!("{}: {e}", dest.display())),
+        }
+    }
+    for path in deletions {
+        summary.deleted += 1;
+        if options.dry_run {
+            summary.changes.push(('-', path.display().to_string()));
+            continue;
+        }
+        let removed = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
+            Ok(_) => std::fs::remove_file(&path),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = removed {
+            summary
+                .errors
+                .push(format!("{}: cannot remove: {e}", path.display()));
+        }
+    }
+    if !options.dry_run {
+        for (path, node) in dirs.iter().rev() {
+            if let Err(e) = metadata::apply(path, node) {
+                summary.errors.push(format!("{}: {e}", path.display()));
+            }
+        }
+    }
+    summary.changes.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(summary)
+}
+
+/// Restores file contents on all cores.
+fn run_workers(
+    repo: &Repository<Indexed>,
+    files: Vec<FileTask>,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+    summary: &Mutex<RestoreSummary>,
+) {
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .max(2);
+    let (tx, rx) = bounded::<FileTask>(workers * 4);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let rx = rx.clone();
+            scope.spawn(move || {
+                for task in rx {
+                    if crate::interrupt::requested() {
+                        break;
+                    }
+                    let result = restore_file(repo, &task, options, progress);
+                    let mut s = summary.lock().expect("lock");
+                    let path = task.target.display().to_string();
+                    match result {
+                        Ok(outcome) => {
+                            match outcome {
+                                FileOutcome::Created | FileOutcome::Rewritten { .. } => {
+                                    s.files += 1;
+                                    s.bytes += task.node.size;
+                                }
+                                FileOutcome::Unchanged => s.unchanged += 1,
+                                FileOutcome::Kept => s.kept += 1,
+                            }
+                            match outcome {
+                                FileOutcome::Created if options.dry_run => {
+                                    s.changes.push(('+', path))
+                                }
+                                FileOutcome::Rewritten { .. } if options.dry_run => {
+                                    s.changes.push(('M', path))
+                                }
+                                _ => {}
+                            }
+                            if let FileOutcome::Rewritten { reused } = outcome {
+                                s.reused_bytes += reused;
+                            }
+                            if options.verify && !options.dry_run && outcome != FileOutcome::Kept {
+                                s.verified += 1;
+                            }
+                        }
+                        Err(e) => {
+                            let message = format!("{path}: {e}");
+                            progress.warning(&message);
+                            s.errors.push(message);
+                        }
+                    }
+                    drop(s);
+                    progress.advance(1, 0);
+                }
+            });
+        }
+        for task in files {
+            if tx.send(task).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+    });
+}
+
+fn restore_file(
+    repo: &Repository<Indexed>,
+    task: &FileTask,
+    options: &RestoreOptions,
+    progress: &dyn Progress,
+) -> Result<FileOutcome> {
+    let outcome = file::restore_content(
+        repo,
+        &task.target,
+        &task.node,
+        options.overwrite,
+        options.dry_run,
+        progress,
+    )?;
+    if options.dry_run || outcome == FileOutcome::Kept {
+        return Ok(outcome);
+    }
+    if options.verify && outcome != FileOutcome::Unchanged {
+        if let Err(e) = verify_file(repo, &task.target, &task.node.content) {
+            // Never leave a file that looks restored but holds wrong bytes.
+            let _ = std::fs::remove_file(&task.target);
+            return Err(e);
+        }
+    }
+    if outcome != FileOutcome::Unchanged || !metadata::matches(&task.target, &task.node) {
+        metadata::apply(&task.target, &task.node).map_err(|e| EngineError::io(&task.target, e))?;
+    }
+    Ok(outcome)
+}
+
+fn plan_tree(
+    repo: &Repository<Indexed>,
+    tree: &BlobId,
+    prefix: &str,
+    target: &Path,
+    included: bool,
+    options: &RestoreOptions,
+    plan: &mut Plan,
+) -> Result<()> {
+    let tree = repo.load_tree(tree)?;
+    let mut names: HashSet<Vec<u8>> = HashSet::new();
+    for node in tree.nodes {
+        let path = format!("{prefix}/{}", node.name_lossy());
+        let dest = target.join(OsStr::from_bytes(&node.name));
+        names.insert(node.name.clone());
+        plan_node(repo, node, &path, &dest, included, options, plan)?;
+    }
+    if options.delete && included {
+        plan_deletions(target, prefix, &names, options, plan);
+    }
+    Ok(())
+}
+
+/// Entries of the target directory that the snapshot's directory lacks;
+/// excluded paths are left alone.
+fn plan_deletions(
+    target: &Path,
+    prefix: &str,
+    names: &HashSet<Vec<u8>>,
+    options: &RestoreOptions,
+    plan: &mut Plan,
+) {
+    let Ok(entries) = std::fs::read_dir(target) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if names.contains(name.as_bytes()) || name.as_bytes().starts_with(b".bunker-restore-") {
+            continue;
+        }
+        let path = format!("{prefix}/{}", name.to_string_lossy());
+        if !options.excludes.matches(Path::new(&path)) {
+            plan.deletions.push(entry.path());
+        }
+    }
+}
+
+fn plan_node(
+    repo: &Repository<Indexed>,
+    node: Node,
+    path: &str,
+    dest: &Path,
+    included: bool,
+    options: &RestoreOptions,
+    plan: &mut Plan,
+) -> Result<()> {
+    if options.excludes.matches(Path::new(path)) {
+        return Ok(());
+    }
+    let parent_included = included;
+    let included = included || options.includes.matches(Path::new(path));
+    // Directories are created top-down as the walk enters them; only where an
+    // include pattern first matches below unselected directories do the
+    // parents need creating here.
+    if included && !parent_included && !options.dry_run {
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| EngineError::io(parent, e))?;
+        }
+    }
+    match node.kind {
+        NodeKind::Dir => {
+            if included {
+                plan_dir(dest, options, plan)?;
+            }
+            let subtree = node
+                .subtree
+                .expect("decoded trees have a subtree on every directory");
+            plan_tree(repo, &subtree, path, dest, included, options, plan)?;
+            if included {
+                plan.dirs.push((dest.to_path_buf(), node));
+            }
+        }
+        _ if !included => {}
+        NodeKind::File if node.links > 1 => match plan.link_groups.entry((node.device, node.inode))
+        {
+            Entry::Occupied(first) => plan.links.push((first.get().clone(), dest.to_path_buf())),
+            Entry::Vacant(slot) => {
+                slot.insert(dest.to_path_buf());
+                plan.files.push(FileTask {
+                    target: dest.to_path_buf(),
+                    node,
+                });
+            }
+        },
+        NodeKind::File => plan.files.push(FileTask {
+            target: dest.to_path_buf(),
+            node,
+        }),
+        NodeKind::Socket => {}
+        _ => plan_special(dest, &node, options, plan),
+    }
+    Ok(())
+}
+
+/// Makes sure a directory exists at `dest`, replacing a non-directory there.
+fn plan_dir(dest: &Path, options: &RestoreOptions, plan: &mut Plan) -> Result<()> {
+    match std::fs::symlink_metadata(dest) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(_) if !options.dry_run => {
+            std::fs::remove_file(dest).map_err(|e| EngineError::io(dest, e))?
+        }
+        _ => {}
+    }
+    plan.summary.dirs += 1;
+    if options.dry_run {
+        plan.summary
+            .changes
+            .push(('+', format!("{}/", dest.display())));
+        return Ok(());
+    }
+    std::fs::create_dir(dest).map_err(|e| EngineError::io(dest, e))
+}
+
+fn plan_special(dest: &Path, node: &Node, options: &RestoreOptions, plan: &mut Plan) {
+    let same = node.kind == NodeKind::Symlink
+        && std::fs::read_link(dest)
+            .is_ok_and(|t| t.as_os_str().as_bytes() == node.link_target.as_slice())
+        && metadata::matches(dest, node);
+    if same {
+        return;
+    }
+    plan.summary.specials += 1;
+    if options.dry_run {
+        plan.summary.changes.push(('+', dest.display().to_string()));
+        return;
+    }
+    if let Err(e) = metadata::create_special(dest, node).and_then(|()| metadata::apply(dest, node))
+    {
+        plan.summary.errors.push(format!("{}: {e}", dest.display()));
+    }
+}
+
+/// Makes `dest` another name of `first`.
+fn relink(first: &Path, dest: &Path) -> std::io::Result<()> {
+    if std::fs::symlink_metadata(dest).is_ok() {
+        std::fs::remove_file(dest)?;
+    }
+    std::fs::hard_link(first, dest)
+}
