@@ -133,6 +133,11 @@ pub fn restore(
     match (start.kind, start.subtree) {
         (NodeKind::Dir, Some(subtree)) => {
             let included = options.includes.patterns().is_empty();
+            // The target stands for the restored directory and gets its
+            // metadata, unless that is the snapshot's root, which has none.
+            if included && !base.is_empty() {
+                plan.dirs.push((options.target.clone(), start.clone()));
+            }
             plan_tree(
                 &repo,
                 &subtree,
