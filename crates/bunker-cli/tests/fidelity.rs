@@ -228,6 +228,28 @@ fn rsync_finds_no_difference_between_source_and_restore() {
     // SAFETY: c is a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
     let _ = xattr::set(src.join("empty"), "user.note", b"kept");
+    // A POSIX ACL (user 1234 may read), in the kernel's xattr encoding:
+    // version 2, then (tag, perm, id) entries: owner rw, user:1234 r, group r, mask r, other -.
+    let acl: Vec<u8> = [
+        (0x01u16, 6u16, u32::MAX),
+        (0x02, 4, 1234),
+        (0x04, 4, u32::MAX),
+        (0x10, 4, u32::MAX),
+        (0x20, 0, u32::MAX),
+    ]
+    .iter()
+    .fold(2u32.to_le_bytes().to_vec(), |mut v, (tag, perm, id)| {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+        v
+    });
+    let acl_set = xattr::set(
+        src.join("deep/er/still/file.txt"),
+        "system.posix_acl_access",
+        &acl,
+    )
+    .is_ok();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(src.join("deep/er"), fs::Permissions::from_mode(0o1777)).unwrap();
     // SAFETY: geteuid cannot fail.
@@ -282,4 +304,14 @@ fn rsync_finds_no_difference_between_source_and_restore() {
         fs::metadata(target.join("sparse")).unwrap().blocks() * 512 < 1 << 20,
         "holes filled"
     );
+    if acl_set {
+        let restored = xattr::get(
+            target.join("deep/er/still/file.txt"),
+            "system.posix_acl_access",
+        )
+        .unwrap();
+        assert_eq!(restored.as_deref(), Some(&acl[..]), "POSIX ACL lost");
+    } else {
+        eprintln!("note: this file system refused a POSIX ACL; that case was not checked");
+    }
 }
