@@ -6,8 +6,10 @@
 
 mod metadata;
 mod pattern;
+mod reach;
 mod walk;
 
 pub use metadata::node_from_metadata;
 pub use pattern::{PatternError, PatternSet};
+pub use reach::ReachablePath;
 pub use walk::{walk, Visitor, WalkOptions};

@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use bunker_format::tree::{Node, NodeKind};
 
-use crate::{node_from_metadata, PatternSet};
+use crate::{node_from_metadata, PatternSet, ReachablePath};
 
 /// What to select.
 #[derive(Clone, Debug, Default)]
@@ -32,7 +32,7 @@ const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55"
 /// True if `path` is a file whose content starts with `header` (any content if empty).
 fn tag_file_matches(path: &Path, header: &[u8]) -> bool {
     use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(path) else {
+    let Ok(mut f) = ReachablePath::new(path).and_then(|r| std::fs::File::open(r.path())) else {
         return false;
     };
     let mut buf = vec![0u8; header.len()];
@@ -143,11 +143,15 @@ impl Walker<'_> {
         if self.visitor.stop() || self.options.excludes.matches(path) {
             return;
         }
-        let meta = match std::fs::symlink_metadata(path) {
+        let reach = match ReachablePath::new(path) {
+            Ok(r) => r,
+            Err(e) => return self.visitor.error(path, e),
+        };
+        let meta = match std::fs::symlink_metadata(reach.path()) {
             Ok(m) => m,
             Err(e) => return self.visitor.error(path, e),
         };
-        let node = match node_from_metadata(path, &meta) {
+        let node = match node_from_metadata(reach.path(), &meta) {
             Ok(n) => n,
             Err(e) => return self.visitor.error(path, e),
         };
@@ -195,7 +199,7 @@ impl Walker<'_> {
     }
 
     fn children_of(&mut self, dir: &Path, dev: Option<u64>) {
-        let read = match std::fs::read_dir(dir) {
+        let read = match ReachablePath::new(dir).and_then(|r| std::fs::read_dir(r.path())) {
             Ok(r) => r,
             Err(e) => return self.visitor.error(dir, e),
         };

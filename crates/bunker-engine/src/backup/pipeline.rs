@@ -13,7 +13,7 @@ use bunker_format::chunker::Chunker;
 use bunker_format::crypto::RepoKeys;
 use bunker_format::id::BlobId;
 use bunker_format::tree::{Node, NodeKind, Tree};
-use bunker_source::{walk, Visitor, WalkOptions};
+use bunker_source::{walk, ReachablePath, Visitor, WalkOptions};
 use crossbeam_channel::{bounded, Sender};
 
 use super::pack_sink::{PackSink, SinkStats};
@@ -102,6 +102,8 @@ impl Stage {
 
 /// Opens without updating the access time when the OS allows it.
 fn open_for_backup(path: &Path) -> std::io::Result<File> {
+    let reach = ReachablePath::new(path)?;
+    let path = reach.path();
     match std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOATIME)

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use bunker_format::blob::BlobType;
 use bunker_format::id::BlobId;
 use bunker_format::tree::Node;
+use bunker_source::ReachablePath;
 
 use super::Overwrite;
 use crate::progress::Progress;
@@ -59,7 +60,8 @@ pub(super) fn restore_content(
     progress: &dyn Progress,
 ) -> Result<FileOutcome> {
     let io = |e| EngineError::io(target, e);
-    let existing = match std::fs::symlink_metadata(target) {
+    let reach = ReachablePath::new(target).map_err(io)?;
+    let existing = match std::fs::symlink_metadata(reach.path()) {
         Ok(m) => Some(m),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(e)),
@@ -78,7 +80,7 @@ pub(super) fn restore_content(
             )));
         }
         if !dry_run {
-            std::fs::remove_file(target).map_err(io)?;
+            std::fs::remove_file(reach.path()).map_err(io)?;
             write_fresh(repo, target, node, None, progress)?;
         }
         return Ok(FileOutcome::Created);
@@ -87,7 +89,7 @@ pub(super) fn restore_content(
     if overwrite == Overwrite::Never || (overwrite == Overwrite::IfNewer && newer_here) {
         return Ok(FileOutcome::Kept);
     }
-    let local = local_chunks(repo, target).map_err(io)?;
+    let local = local_chunks(repo, reach.path()).map_err(io)?;
     if local.ids == node.content && overwrite != Overwrite::Always {
         progress.advance(0, node.size);
         return Ok(FileOutcome::Unchanged);
@@ -114,11 +116,13 @@ fn write_fresh(
     local: Option<&LocalChunks>,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let temp = temp_path(target);
-    let result = write_into(repo, &temp, node, local, progress)
-        .and_then(|()| std::fs::rename(&temp, target).map_err(|e| EngineError::io(target, e)));
+    let io = |e| EngineError::io(target, e);
+    let reach = ReachablePath::new(target).map_err(io)?;
+    let temp = ReachablePath::new(&temp_path(target)).map_err(io)?;
+    let result = write_into(repo, temp.path(), target, node, local, progress)
+        .and_then(|()| std::fs::rename(temp.path(), reach.path()).map_err(io));
     if result.is_err() {
-        let _ = std::fs::remove_file(&temp);
+        let _ = std::fs::remove_file(temp.path());
     }
     result
 }
@@ -131,14 +135,16 @@ fn temp_path(target: &Path) -> PathBuf {
     target.with_file_name(format!(".bunker-restore-{}-{n}", std::process::id()))
 }
 
+/// Writes the content to `path` (reachable); errors name `shown`.
 fn write_into(
     repo: &Repository<Indexed>,
     path: &Path,
+    shown: &Path,
     node: &Node,
     local: Option<&LocalChunks>,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let io = |e| EngineError::io(path, e);
+    let io = |e| EngineError::io(shown, e);
     let file = File::create(path).map_err(io)?;
     // All-zero chunks are skipped, not written: holes in the source stay
     // holes (and runs of zeros become holes), as restic and rsync -S do.
@@ -181,7 +187,9 @@ fn is_zero(data: &[u8]) -> bool {
 
 /// Re-reads a restored file and checks each chunk against its blob id.
 pub fn verify_file(repo: &Repository<Indexed>, path: &Path, content: &[BlobId]) -> Result<()> {
-    let mut file = File::open(path).map_err(|e| EngineError::io(path, e))?;
+    let mut file = ReachablePath::new(path)
+        .and_then(|r| File::open(r.path()))
+        .map_err(|e| EngineError::io(path, e))?;
     let mut buf = Vec::new();
     for id in content {
         let loc = repo

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use bunker_format::id::BlobId;
 use bunker_format::tree::{Node, NodeKind};
-use bunker_source::PatternSet;
+use bunker_source::{PatternSet, ReachablePath};
 use crossbeam_channel::bounded;
 
 pub use file::verify_file;
@@ -176,7 +176,8 @@ pub fn restore(
         return Err(EngineError::Interrupted);
     }
     for (first, dest) in links {
-        let exists = std::fs::symlink_metadata(&dest).is_ok();
+        let exists =
+            ReachablePath::new(&dest).is_ok_and(|r| std::fs::symlink_metadata(r.path()).is_ok());
         if options.dry_run {
             if !exists {
                 summary.changes.push(('+', dest.display().to_string()));
@@ -194,11 +195,12 @@ pub fn restore(
             summary.changes.push(('-', path.display().to_string()));
             continue;
         }
-        let removed = match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
-            Ok(_) => std::fs::remove_file(&path),
-            Err(e) => Err(e),
-        };
+        let removed =
+            ReachablePath::new(&path).and_then(|r| match std::fs::symlink_metadata(r.path()) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(r.path()),
+                Ok(_) => std::fs::remove_file(r.path()),
+                Err(e) => Err(e),
+            });
         if let Err(e) = removed {
             summary
                 .errors
@@ -207,7 +209,7 @@ pub fn restore(
     }
     if !options.dry_run {
         for (path, node) in dirs.iter().rev() {
-            if let Err(e) = metadata::apply(path, node) {
+            if let Err(e) = ReachablePath::new(path).and_then(|r| metadata::apply(r.path(), node)) {
                 summary.errors.push(format!("{}: {e}", path.display()));
             }
         }
@@ -302,15 +304,16 @@ fn restore_file(
     if options.dry_run || outcome == FileOutcome::Kept {
         return Ok(outcome);
     }
+    let reach = ReachablePath::new(&task.target).map_err(|e| EngineError::io(&task.target, e))?;
     if options.verify && outcome != FileOutcome::Unchanged {
         if let Err(e) = verify_file(repo, &task.target, &task.node.content) {
             // Never leave a file that looks restored but holds wrong bytes.
-            let _ = std::fs::remove_file(&task.target);
+            let _ = std::fs::remove_file(reach.path());
             return Err(e);
         }
     }
-    if outcome != FileOutcome::Unchanged || !metadata::matches(&task.target, &task.node) {
-        metadata::apply(&task.target, &task.node).map_err(|e| EngineError::io(&task.target, e))?;
+    if outcome != FileOutcome::Unchanged || !metadata::matches(reach.path(), &task.node) {
+        metadata::apply(reach.path(), &task.node).map_err(|e| EngineError::io(&task.target, e))?;
     }
     Ok(outcome)
 }
@@ -347,7 +350,7 @@ fn plan_deletions(
     options: &RestoreOptions,
     plan: &mut Plan,
 ) {
-    let Ok(entries) = std::fs::read_dir(target) else {
+    let Ok(entries) = ReachablePath::new(target).and_then(|r| std::fs::read_dir(r.path())) else {
         return;
     };
     for entry in entries.flatten() {
@@ -357,7 +360,7 @@ fn plan_deletions(
         }
         let path = format!("{prefix}/{}", name.to_string_lossy());
         if !options.excludes.matches(Path::new(&path)) {
-            plan.deletions.push(entry.path());
+            plan.deletions.push(target.join(&name));
         }
     }
 }
@@ -420,11 +423,13 @@ fn plan_node(
 }
 
 /// Makes sure a directory exists at `dest`, replacing a non-directory there.
-fn plan_dir(dest: &Path, options: &RestoreOptions, plan: &mut Plan) -> Result<()> {
+fn plan_dir(real: &Path, options: &RestoreOptions, plan: &mut Plan) -> Result<()> {
+    let reach = ReachablePath::new(real).map_err(|e| EngineError::io(real, e))?;
+    let dest = reach.path();
     match std::fs::symlink_metadata(dest) {
         Ok(m) if m.is_dir() => return Ok(()),
         Ok(_) if !options.dry_run => {
-            std::fs::remove_file(dest).map_err(|e| EngineError::io(dest, e))?
+            std::fs::remove_file(dest).map_err(|e| EngineError::io(real, e))?
         }
         _ => {}
     }
@@ -432,13 +437,18 @@ fn plan_dir(dest: &Path, options: &RestoreOptions, plan: &mut Plan) -> Result<()
     if options.dry_run {
         plan.summary
             .changes
-            .push(('+', format!("{}/", dest.display())));
+            .push(('+', format!("{}/", real.display())));
         return Ok(());
     }
-    std::fs::create_dir(dest).map_err(|e| EngineError::io(dest, e))
+    std::fs::create_dir(dest).map_err(|e| EngineError::io(real, e))
 }
 
-fn plan_special(dest: &Path, node: &Node, options: &RestoreOptions, plan: &mut Plan) {
+fn plan_special(real: &Path, node: &Node, options: &RestoreOptions, plan: &mut Plan) {
+    let reach = match ReachablePath::new(real) {
+        Ok(r) => r,
+        Err(e) => return plan.summary.errors.push(format!("{}: {e}", real.display())),
+    };
+    let dest = reach.path();
     let same = node.kind == NodeKind::Symlink
         && std::fs::read_link(dest)
             .is_ok_and(|t| t.as_os_str().as_bytes() == node.link_target.as_slice())
@@ -448,17 +458,19 @@ fn plan_special(dest: &Path, node: &Node, options: &RestoreOptions, plan: &mut P
     }
     plan.summary.specials += 1;
     if options.dry_run {
-        plan.summary.changes.push(('+', dest.display().to_string()));
+        plan.summary.changes.push(('+', real.display().to_string()));
         return;
     }
     if let Err(e) = metadata::create_special(dest, node).and_then(|()| metadata::apply(dest, node))
     {
-        plan.summary.errors.push(format!("{}: {e}", dest.display()));
+        plan.summary.errors.push(format!("{}: {e}", real.display()));
     }
 }
 
 /// Makes `dest` another name of `first`.
 fn relink(first: &Path, dest: &Path) -> std::io::Result<()> {
+    let (first, dest) = (ReachablePath::new(first)?, ReachablePath::new(dest)?);
+    let (first, dest) = (first.path(), dest.path());
     if std::fs::symlink_metadata(dest).is_ok() {
         std::fs::remove_file(dest)?;
     }
