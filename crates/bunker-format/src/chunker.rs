@@ -119,10 +119,18 @@ impl Chunker {
 
     /// Splits a stream into chunks. Memory: a buffer of twice the maximum chunk size.
     pub fn stream<R: Read>(&self, reader: R) -> ChunkStream<R> {
+        self.stream_with_buffer(reader, Vec::new())
+    }
+
+    /// Like [`Chunker::stream`], reusing `buffer` (get it back with
+    /// [`ChunkStream::into_buffer`]): allocating and zeroing a fresh 8 MiB
+    /// buffer per file dominated backups of many small files.
+    pub fn stream_with_buffer<R: Read>(&self, reader: R, mut buffer: Vec<u8>) -> ChunkStream<R> {
+        buffer.resize(2 * self.params.max_size as usize, 0);
         ChunkStream {
             chunker: self.clone(),
             reader,
-            buf: vec![0u8; 2 * self.params.max_size as usize],
+            buf: buffer,
             start: 0,
             end: 0,
             eof: false,
@@ -141,6 +149,11 @@ pub struct ChunkStream<R> {
 }
 
 impl<R: Read> ChunkStream<R> {
+    /// The buffer, for the next [`Chunker::stream_with_buffer`].
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.buf
+    }
+
     fn fill(&mut self) -> io::Result<()> {
         let max = self.chunker.params.max_size as usize;
         if self.eof || self.end - self.start >= max {
@@ -243,6 +256,21 @@ mod tests {
             "only {shared} of {} chunks survived an insert",
             after.len()
         );
+    }
+
+    #[test]
+    fn reused_buffer_gives_the_same_chunks() {
+        let a = pseudo_random(300_000, 3);
+        let b = pseudo_random(200_000, 4);
+        let c = Chunker::new(small(), &[7u8; 32]);
+        let fresh: Vec<Vec<u8>> = c.stream(&b[..]).map(|x| x.unwrap()).collect();
+        let mut first = c.stream_with_buffer(&a[..], Vec::new());
+        while first.next().is_some() {}
+        let reused: Vec<Vec<u8>> = c
+            .stream_with_buffer(&b[..], first.into_buffer())
+            .map(|x| x.unwrap())
+            .collect();
+        assert_eq!(fresh, reused);
     }
 
     #[test]

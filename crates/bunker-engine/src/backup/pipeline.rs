@@ -68,9 +68,23 @@ impl Stage {
 
     /// Chunks a stream and submits its chunks; returns the blob list and length.
     fn store_stream(&self, reader: impl Read) -> Result<(Vec<BlobId>, u64), ReadError> {
+        thread_local! {
+            /// Each reader thread's chunking buffer, reused from file to file.
+            static BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+        }
+        let mut stream = self.chunker.stream_with_buffer(reader, BUFFER.take());
+        let result = self.store_chunks(&mut stream);
+        BUFFER.set(stream.into_buffer());
+        result
+    }
+
+    fn store_chunks(
+        &self,
+        chunks: &mut impl Iterator<Item = std::io::Result<Vec<u8>>>,
+    ) -> Result<(Vec<BlobId>, u64), ReadError> {
         let mut ids = Vec::new();
         let mut size = 0u64;
-        for chunk in self.chunker.stream(reader) {
+        for chunk in chunks {
             if crate::interrupt::requested() {
                 return Err(ReadError::Aborted);
             }
