@@ -20,14 +20,7 @@ fn round_trip(env: &TestEnv) -> std::path::PathBuf {
         summary["snapshot_id"].as_str().unwrap(),
         src.display()
     );
-    let out = run(env.cmd().args([
-        "restore",
-        &spec,
-        "--verify",
-        "--target",
-        target.to_str().unwrap(),
-    ]));
-    expect_code(&out, 0, "restore");
+    env.restore_verified(&spec, &target);
     target
 }
 

@@ -51,14 +51,7 @@ fn paths_longer_than_path_max_round_trip() {
 
     let target = env.path("out");
     let spec = format!("latest:{}", src.display());
-    let out = run(env.cmd().args([
-        "restore",
-        &spec,
-        "--verify",
-        "--target",
-        target.to_str().unwrap(),
-    ]));
-    expect_code(&out, 0, "restore of a deep tree");
+    env.restore_verified(&spec, &target);
     let read = py(
         &target,
         &format!("{down}print(open('leaf.txt').read(), os.readlink('link'), end='')"),

@@ -172,14 +172,7 @@ fn incremental_restores_on_its_own_when_its_parent_snapshot_is_gone() {
     fs::remove_file(env.repo.join("snapshots").join(id(&full))).unwrap();
     let target = env.path("out");
     let spec = format!("{}:{src}", id(&inc));
-    let out = run(env.cmd().args([
-        "restore",
-        &spec,
-        "--verify",
-        "--target",
-        target.to_str().unwrap(),
-    ]));
-    expect_code(&out, 0, "restore incremental");
+    env.restore_verified(&spec, &target);
     let files = files_below(&env.path("src"));
     assert_eq!(files.len(), 22);
     for (path, _) in files {

@@ -103,6 +103,16 @@ impl TestEnv {
         backup_summary(&out)
     }
 
+    /// `restore SPEC --verify --target TARGET`, expecting exit 0.
+    pub fn restore_verified(&self, spec: &str, target: &Path) -> Output {
+        let out = run(self
+            .cmd()
+            .args(["restore", spec, "--verify", "--target"])
+            .arg(target));
+        expect_code(&out, 0, &format!("restore {spec}"));
+        out
+    }
+
     /// `snapshots --json ARGS` on the explicit repository.
     pub fn snapshots(&self, args: &[&str]) -> Vec<Value> {
         let out = run(self.cmd().arg("snapshots").arg("--json").args(args));
