@@ -164,19 +164,28 @@ impl Target {
 
     /// Creates a repository. For the default one, the key is random and
     /// written (0600) to the key file first, unless a password is configured.
-    pub fn init(&self, global: &GlobalArgs, mut options: InitOptions) -> Result<Repository<Open>> {
+    /// Returns the repository and, when its password is the random key of
+    /// the default repository, the file holding that key.
+    pub fn init(
+        &self,
+        global: &GlobalArgs,
+        mut options: InitOptions,
+    ) -> Result<(Repository<Open>, Option<PathBuf>)> {
         // Refuse bad settings before anything (key file, directory) is created.
         options.kdf = kdf_params()?;
         options.config()?;
-        let password = match &self.default {
+        let (password, key_file) = match &self.default {
             Some(d) => match password::configured(global.password_file.as_deref())? {
-                Some(p) => p,
-                None => ensure_key_file(&d.key_file)?,
+                Some(p) => (p, None),
+                None => (ensure_key_file(&d.key_file)?, Some(d.key_file.clone())),
             },
-            None => password::obtain_new(None, global.password_file.as_deref())?,
+            None => (
+                password::obtain_new(None, global.password_file.as_deref())?,
+                None,
+            ),
         };
         let backend = self.backend(true)?;
-        Ok(Repository::init(backend, &password, options)?)
+        Ok((Repository::init(backend, &password, options)?, key_file))
     }
 
     /// Opens the repository; for the default one, creates it first if missing
@@ -184,15 +193,15 @@ impl Target {
     pub fn open_or_create_default(&self, global: &GlobalArgs) -> Result<Repository<Open>> {
         if let Some(d) = &self.default {
             if !d.repository.join("config").exists() {
-                let repo = self.init(global, InitOptions::default())?;
+                let (repo, key_file) = self.init(global, InitOptions::default())?;
                 eprintln!(
                     "bunker: created the default repository at {}",
                     d.repository.display()
                 );
-                if password::configured(global.password_file.as_deref())?.is_none() {
+                if let Some(key_file) = key_file {
                     eprintln!(
                         "bunker: its key is in {} (readable only by you).",
-                        d.key_file.display()
+                        key_file.display()
                     );
                     eprintln!("bunker: keep a copy of that key somewhere else too: without it these backups cannot be restored.");
                 }

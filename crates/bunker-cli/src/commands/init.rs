@@ -32,7 +32,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         compression_level: args.compression,
         ..Default::default()
     };
-    let repo = target.init(global, options)?;
+    let (repo, key_file) = target.init(global, options)?;
     if global.json {
         super::print_json(
             &json!({ "message_type": "initialized", "id": repo.config().id_hex(), "repository": target.location.to_string() }),
@@ -43,11 +43,12 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             &repo.config().id_hex()[..10],
             target.location
         );
-        match &target.default {
-            Some(d) if std::fs::metadata(&d.key_file).is_ok() => {
-                crate::outln!("its key is in {}; keep a copy of it somewhere else too: without it the backups cannot be restored", d.key_file.display())
-            }
-            _ => crate::outln!("keep the password safe: without it the backups cannot be restored"),
+        match key_file {
+            Some(f) => crate::outln!(
+                "its key is in {}; keep a copy of it somewhere else too: without it the backups cannot be restored",
+                f.display()
+            ),
+            None => crate::outln!("keep the password safe: without it the backups cannot be restored"),
         }
     }
     Ok(exit::OK)
