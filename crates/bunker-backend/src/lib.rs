@@ -28,6 +28,8 @@ pub enum FileKind {
     Snapshot,
     /// `locks/<id>`: lock files.
     Lock,
+    /// `condemned/<id>`: prune's condemnation records.
+    Condemned,
 }
 
 impl FileKind {
@@ -40,6 +42,7 @@ impl FileKind {
             FileKind::Index => "index",
             FileKind::Snapshot => "snapshots",
             FileKind::Lock => "locks",
+            FileKind::Condemned => "condemned",
         }
     }
 
@@ -70,7 +73,7 @@ pub struct FileInfo {
 ///   A reader never sees a partial file under its final name, whatever happens
 ///   during the write: a crash leaves either the whole file or no file.
 /// - **Immutability.** Files are named by the hash of their content (except
-///   `config` and locks), so rewriting a name writes the same bytes again.
+///   `config`, locks and condemnation records), so rewriting a name writes the same bytes again.
 /// - **Listing** returns every file whose `write` returned before the listing
 ///   started. Object stores that list eventually are wrapped to meet this.
 /// - **Errors** say whether retrying can help: [`ErrorKind::Transient`] errors

@@ -127,10 +127,18 @@ impl Backend for OpenDalBackend {
     }
 
     fn create(&self) -> Result<(), BackendError> {
-        let mut dirs: Vec<String> = ["keys", "index", "snapshots", "locks", "data", TMP_DIR]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut dirs: Vec<String> = [
+            "keys",
+            "index",
+            "snapshots",
+            "locks",
+            "condemned",
+            "data",
+            TMP_DIR,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         dirs.extend((0..=255u8).map(|b| format!("data/{b:02x}")));
         for d in &dirs {
             self.block_on(self.op.create_dir(&format!("{d}/")))

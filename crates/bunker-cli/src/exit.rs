@@ -11,7 +11,6 @@ pub const PARTIAL: i32 = 3;
 /// The repository does not exist.
 pub const NO_REPOSITORY: i32 = 10;
 /// The repository is locked or busy.
-#[allow(dead_code)]
 pub const LOCKED: i32 = 11;
 /// Wrong password.
 pub const WRONG_PASSWORD: i32 = 12;
@@ -33,6 +32,7 @@ pub fn report(error: &anyhow::Error) -> i32 {
         Some(EngineError::RepositoryNotFound { .. }) => NO_REPOSITORY,
         Some(EngineError::WrongPassword(_)) => WRONG_PASSWORD,
         Some(EngineError::Interrupted) => INTERRUPTED,
+        Some(EngineError::Locked(_)) => LOCKED,
         _ => FAILURE,
     }
 }

@@ -84,10 +84,19 @@ fn check_packs_exist(repo: &Repository<Indexed>, report: &mut CheckReport) -> Re
         }
         indexed_names.insert(name);
     }
+    let condemned: HashSet<String> = repo
+        .condemnations()?
+        .into_iter()
+        .flat_map(|(_, r)| r.packs)
+        .map(|p| p.to_hex())
+        .collect();
     for name in stored.keys().filter(|n| !indexed_names.contains(*n)) {
-        report.warnings.push(format!(
-            "pack {name}: not in any index (left by an interrupted backup; harmless)"
-        ));
+        report.warnings.push(match condemned.contains(name) {
+            true => format!("pack {name}: condemned by prune, to be deleted by the next prune"),
+            false => format!(
+                "pack {name}: not in any index (left by an interrupted or running backup; harmless)"
+            ),
+        });
     }
     Ok(())
 }

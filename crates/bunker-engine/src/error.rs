@@ -62,6 +62,12 @@ pub enum EngineError {
     /// A pipeline stage stopped because another failed; the first failure is reported instead.
     #[error("aborted after an earlier failure")]
     Aborted,
+    /// Another process holds the lock this operation needs.
+    #[error("the repository is busy: locked by {0}; try again when it finishes")]
+    Locked(String),
+    /// A prune judged this process dead and stopped waiting for it.
+    #[error("this process's lock {0} was removed by another bunker that judged it dead; nothing was committed, and what was stored will be reused: run the command again")]
+    LockLost(String),
     /// The user interrupted the operation.
     #[error("interrupted; what was already stored is kept")]
     Interrupted,

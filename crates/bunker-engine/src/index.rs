@@ -1,6 +1,6 @@
 //! The in-memory index: where each blob is stored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use bunker_format::blob::BlobType;
 use bunker_format::id::{BlobId, PackId};
@@ -32,7 +32,12 @@ pub struct MasterIndex {
 impl MasterIndex {
     /// Adds the content of one index file. A blob stored twice keeps its first location.
     pub fn add(&mut self, file: &IndexFile) {
-        for p in &file.packs {
+        self.add_except(file, &HashSet::new());
+    }
+
+    /// Adds the content of one index file but for the packs in `excluded`.
+    pub fn add_except(&mut self, file: &IndexFile, excluded: &HashSet<PackId>) {
+        for p in file.packs.iter().filter(|p| !excluded.contains(&p.id)) {
             let pos = *self.pack_positions.entry(p.id).or_insert_with(|| {
                 self.packs.push((p.id, p.length));
                 (self.packs.len() - 1) as u32

@@ -4,14 +4,18 @@
 //! [`Repository<Indexed>`], which has loaded every index file, can be asked
 //! for blobs. The states are types so the compiler enforces the order.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bunker_backend::{Backend, ErrorKind, FileKind};
 use bunker_format::blob::{decode_blob, BlobType};
 use bunker_format::chunker::Chunker;
+use bunker_format::condemnation::Condemnation;
 use bunker_format::config::RepoConfig;
 use bunker_format::crypto::{fill_random, MasterKey, RepoKeys};
-use bunker_format::id::{storage_hash, storage_name, BlobId, IndexId, SnapshotId};
+use bunker_format::id::{
+    storage_hash, storage_name, BlobId, IndexId, PackId, RecordId, SnapshotId,
+};
 use bunker_format::index::IndexFile;
 use bunker_format::keyfile::{KdfParams, KeyFile};
 use bunker_format::object::{open_object, seal_object, ObjectKind};
@@ -179,11 +183,35 @@ impl Repository<Open> {
 
     /// Loads every readable index file and returns the errors of the others.
     pub fn load_index_lenient(self) -> Result<(Repository<Indexed>, Vec<EngineError>)> {
+        self.load_index_without(&HashSet::new())
+    }
+
+    /// Loads the index a writer may deduplicate against: every index file,
+    /// without the packs that a prune has condemned. A backup that started
+    /// after a condemnation never references those packs, which is what
+    /// lets prune delete them once the sessions that started earlier end.
+    pub fn load_index_for_writing(self) -> Result<Repository<Indexed>> {
+        let condemned: HashSet<PackId> = self
+            .condemnations()?
+            .into_iter()
+            .flat_map(|(_, r)| r.packs)
+            .collect();
+        let (repo, mut errors) = self.load_index_without(&condemned)?;
+        match errors.is_empty() {
+            true => Ok(repo),
+            false => Err(errors.swap_remove(0)),
+        }
+    }
+
+    fn load_index_without(
+        self,
+        excluded: &HashSet<PackId>,
+    ) -> Result<(Repository<Indexed>, Vec<EngineError>)> {
         let mut index = MasterIndex::default();
         let mut errors = Vec::new();
         for file in self.read_index_files()? {
             match file {
-                Ok((_, f)) => index.add(&f),
+                Ok((_, f)) => index.add_except(&f, excluded),
                 Err(e) => errors.push(e),
             }
         }
@@ -244,7 +272,7 @@ impl<S> Repository<S> {
         &self.key_name
     }
 
-    /// Reads and decrypts one whole-file object.
+    /// Reads and decrypts one whole-file object named by the hash of its bytes.
     fn read_object(&self, kind: FileKind, object: ObjectKind, name: &str) -> Result<Vec<u8>> {
         let stored = self.backend.read(kind, name)?;
         let label = format!("{}/{}", kind.dir(), name);
@@ -255,6 +283,33 @@ impl<S> Repository<S> {
             ));
         }
         open_object(&self.keys, object, &stored).map_err(|e| EngineError::corrupt(label, e))
+    }
+
+    /// Reads and decrypts an object stored under a random name (a lock or a
+    /// condemnation record), which is rewritten in place and so cannot be
+    /// named by its hash.
+    pub(crate) fn read_named(
+        &self,
+        kind: FileKind,
+        object: ObjectKind,
+        name: &str,
+    ) -> Result<Vec<u8>> {
+        let stored = self.backend.read(kind, name)?;
+        open_object(&self.keys, object, &stored)
+            .map_err(|e| EngineError::corrupt(format!("{}/{}", kind.dir(), name), e))
+    }
+
+    /// Encrypts and stores (or replaces) an object under a random name.
+    pub(crate) fn write_named(
+        &self,
+        kind: FileKind,
+        object: ObjectKind,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<()> {
+        let stored = seal_object(&self.keys, object, payload, self.config.compression_level);
+        self.backend.write(kind, name, stored)?;
+        Ok(())
     }
 
     /// Encrypts and stores an object under the hash of its bytes.
@@ -329,6 +384,35 @@ impl<S> Repository<S> {
         Ok(out)
     }
 
+    /// Every condemnation record (prune's pending deletions). An unreadable
+    /// record is an error: guessing what it condemned could lose data.
+    pub fn condemnations(&self) -> Result<Vec<(RecordId, Condemnation)>> {
+        let mut out = Vec::new();
+        for f in self.backend.list(FileKind::Condemned)? {
+            let label = format!("condemned/{}", f.name);
+            let id: RecordId = f
+                .name
+                .parse()
+                .map_err(|e| EngineError::corrupt(&label, e))?;
+            let plain = self.read_named(FileKind::Condemned, ObjectKind::Condemnation, &f.name)?;
+            let record =
+                Condemnation::decode(&plain).map_err(|e| EngineError::corrupt(label, e))?;
+            out.push((id, record));
+        }
+        out.sort_by_key(|(_, r)| r.generation);
+        Ok(out)
+    }
+
+    /// Writes (or rewrites) a condemnation record.
+    pub fn write_condemnation(&self, id: &RecordId, record: &Condemnation) -> Result<()> {
+        self.write_named(
+            FileKind::Condemned,
+            ObjectKind::Condemnation,
+            &id.to_hex(),
+            &record.encode(),
+        )
+    }
+
     /// Key files with their names.
     pub fn key_files(&self) -> Result<Vec<(String, KeyFile)>> {
         let mut out = Vec::new();
@@ -368,6 +452,21 @@ impl<S> Repository<S> {
 }
 
 impl Repository<Indexed> {
+    /// The same repository with every index file read again (after this
+    /// process or another changed them).
+    pub fn reload_index(&self) -> Result<Repository<Indexed>> {
+        Repository {
+            backend: self.backend.clone(),
+            keys: self.keys.clone(),
+            master: self.master.clone(),
+            config: self.config.clone(),
+            chunker: self.chunker.clone(),
+            key_name: self.key_name.clone(),
+            state: Open,
+        }
+        .load_index()
+    }
+
     /// The loaded index.
     pub fn index(&self) -> &Arc<MasterIndex> {
         &self.state.index

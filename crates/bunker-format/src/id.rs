@@ -107,6 +107,15 @@ typed_id!(
     /// Id of a key file: BLAKE3 of the stored file's bytes.
     KeyId
 );
+typed_id!(
+    /// Id of a lock file: random, since a lock is rewritten when refreshed.
+    LockId
+);
+typed_id!(
+    /// Id of a condemnation record: random, since the record is rewritten
+    /// once the sessions it waits for are known.
+    RecordId
+);
 
 /// The hash naming a stored file: BLAKE3 of its bytes, so that a reader can
 /// check a file's integrity without any key, and an unchanged file is never rewritten.

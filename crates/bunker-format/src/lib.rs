@@ -7,12 +7,14 @@
 pub mod blob;
 pub mod chunker;
 pub mod compression;
+pub mod condemnation;
 pub mod config;
 pub mod crypto;
 mod error;
 pub mod id;
 pub mod index;
 pub mod keyfile;
+pub mod lock;
 pub mod object;
 pub mod pack;
 pub mod snapshot;

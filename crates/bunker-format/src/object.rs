@@ -29,6 +29,10 @@ pub enum ObjectKind {
     Index = b'I' as isize,
     /// A snapshot.
     Snapshot = b'S' as isize,
+    /// A lock.
+    Lock = b'L' as isize,
+    /// A condemnation record written by prune.
+    Condemnation = b'D' as isize,
 }
 
 impl ObjectKind {
@@ -37,6 +41,8 @@ impl ObjectKind {
             ObjectKind::Config => "config",
             ObjectKind::Index => "index",
             ObjectKind::Snapshot => "snapshot",
+            ObjectKind::Lock => "lock",
+            ObjectKind::Condemnation => "condemnation record",
         }
     }
 
@@ -66,6 +72,8 @@ pub fn check_prefix(kind: ObjectKind, stored: &[u8]) -> Result<(), FormatError> 
             ObjectKind::Config => "not a bunker config file",
             ObjectKind::Index => "not a bunker index file",
             ObjectKind::Snapshot => "not a bunker snapshot file",
+            ObjectKind::Lock => "not a bunker lock file",
+            ObjectKind::Condemnation => "not a bunker condemnation record",
         }));
     }
     if stored[5] != FORMAT_VERSION {

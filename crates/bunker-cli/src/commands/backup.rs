@@ -8,6 +8,7 @@ use anyhow::{bail, Context, Result};
 use bunker_engine::backup::{backup, backup_stdin, BackupOptions, BackupOutcome, StdinSource};
 use bunker_engine::find::{find_snapshot, SnapshotFilter};
 use bunker_engine::format::snapshot::BackupMode;
+use bunker_engine::lock;
 use bunker_engine::source::{PatternSet, WalkOptions};
 use serde_json::json;
 
@@ -109,7 +110,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         patterns.push(p);
     }
     let excludes = PatternSet::new(patterns)?;
-    let repo = std::sync::Arc::new(target.open_or_create_default(global)?.load_index()?);
+    let repo = target.open_or_create_default(global)?;
+    // The session lock goes first: a prune that condemns packs after this
+    // point waits for us; one that did before is excluded from our index.
+    let session = match args.dry_run {
+        true => None,
+        false => Some(lock::session(&repo, "backup")?),
+    };
+    let repo = std::sync::Arc::new(repo.load_index_for_writing()?);
     let parent = match &args.parent {
         Some(name) => Some(find_snapshot(
             &repo.snapshots()?,
@@ -135,6 +143,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         time_ns,
         dry_run: args.dry_run,
         scan_totals: !global.quiet && !global.json,
+        session,
     };
     let started = Instant::now();
     let outcome = if args.stdin {

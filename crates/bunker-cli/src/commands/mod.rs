@@ -4,9 +4,11 @@ mod backup;
 mod check;
 mod diff;
 mod dump;
+mod forget;
 mod init;
 mod key;
 mod ls;
+mod prune;
 mod restore;
 mod snapshots;
 mod stats;
@@ -33,6 +35,10 @@ pub enum Command {
     Dump(dump::Args),
     /// Show what changed between two snapshots
     Diff(diff::Args),
+    /// Remove snapshots by a retention policy or by id
+    Forget(forget::Args),
+    /// Delete data no snapshot references (safe while backups run)
+    Prune(prune::Args),
     /// Verify the repository's structure and, optionally, every stored byte
     Check(check::Args),
     /// Manage the keys (passwords) that open the repository
@@ -51,6 +57,8 @@ pub fn run(command: Command, global: &GlobalArgs) -> Result<i32> {
         Command::Restore(a) => restore::run(a, global),
         Command::Dump(a) => dump::run(a, global),
         Command::Check(a) => check::run(a, global),
+        Command::Forget(a) => forget::run(a, global),
+        Command::Prune(a) => prune::run(a, global),
         Command::Diff(a) => diff::run(a, global),
         Command::Key(a) => key::run(a, global),
         Command::Stats(a) => stats::run(a, global),

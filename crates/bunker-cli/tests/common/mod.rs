@@ -87,6 +87,24 @@ impl TestEnv {
         c
     }
 
+    /// `bunker -r REPO --password-file FILE` as a std `Command`, for tests
+    /// that spawn, signal or race processes (assert_cmd's cannot be spawned).
+    pub fn spawnable(&self) -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_bunker"));
+        c.env("HOME", &self.home)
+            .env("BUNKER_KDF_PARAMS", "m=1024,t=1,p=1")
+            .env_remove("RUST_BACKTRACE")
+            .current_dir(&self.root)
+            .arg("-r")
+            .arg(&self.repo)
+            .arg("--password-file")
+            .arg(&self.password_file);
+        for v in SCRUBBED_VARS {
+            c.env_remove(v);
+        }
+        c
+    }
+
     /// Creates the explicit repository.
     pub fn init(&self) {
         let out = run(self.cmd().arg("init"));
@@ -408,4 +426,25 @@ pub fn set_mtime(path: &Path, secs: u64, nanos: u32) {
     let f = fs::File::open(path).unwrap();
     f.set_times(fs::FileTimes::new().set_modified(t).set_accessed(t))
         .unwrap();
+}
+
+/// Reads the child's stderr until `bunker: test pause at NAME` (see the
+/// engine's failpoints), so the test acts while the child is paused there.
+/// Returns what was read, for messages.
+pub fn wait_for_pause(child: &mut std::process::Child, name: &str) -> String {
+    use std::io::BufRead;
+    let stderr = child.stderr.as_mut().expect("stderr piped");
+    let mut reader = std::io::BufReader::new(stderr);
+    let mut seen = String::new();
+    let wanted = format!("bunker: test pause at {name}");
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).expect("read stderr") == 0 {
+            panic!("child ended before pausing at {name}; stderr:\n{seen}");
+        }
+        seen.push_str(&line);
+        if line.trim_end() == wanted {
+            return seen;
+        }
+    }
 }

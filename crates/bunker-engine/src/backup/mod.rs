@@ -27,7 +27,9 @@ use bunker_source::WalkOptions;
 pub use pack_sink::{PackSink, SinkStats};
 pub use parent::{select_parent, ParentChoice};
 
+use crate::failpoint;
 use crate::identity::{hostname, now_ns, username};
+use crate::lock::LockGuard;
 use crate::progress::Progress;
 use crate::repository::{Indexed, Repository, SnapshotEntry};
 use crate::{EngineError, Result};
@@ -52,6 +54,10 @@ pub struct BackupOptions {
     pub mode: BackupMode,
     /// `--parent`: compare against this snapshot instead of the chosen one.
     pub parent: Option<SnapshotEntry>,
+    /// The session lock this backup holds (taken before its index was
+    /// loaded); checked just before the snapshot is written, and released
+    /// when the options are dropped.
+    pub session: Option<LockGuard>,
 }
 
 /// A stream to back up as a single file.
@@ -196,6 +202,10 @@ fn finish(
     let id = if options.dry_run {
         None
     } else {
+        failpoint::pause("backup-before-snapshot");
+        if let Some(session) = &options.session {
+            session.confirm()?;
+        }
         Some(repo.write_snapshot(&snapshot)?)
     };
     Ok(BackupOutcome {

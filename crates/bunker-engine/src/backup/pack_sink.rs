@@ -61,6 +61,7 @@ impl Shared {
         };
         if !self.dry_run {
             self.repo.write_index(&file)?;
+            crate::failpoint::pause("backup-after-index");
         }
         Ok(())
     }

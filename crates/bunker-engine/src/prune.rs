@@ -1,0 +1,477 @@
+//! Prune: reclaim the space of data no snapshot references, safely while
+//! backups run.
+//!
+//! Deletion takes two phases (specified in `docs/FORMAT.md`, "Prune"):
+//!
+//! 1. **Condemn.** Copy the live blobs of mostly-unused packs into new packs,
+//!    write an index of every pack that stays, then write a condemnation
+//!    record naming the packs and index files to delete, and finally list into
+//!    it the backup sessions alive at that moment.
+//! 2. **Delete**, once every listed session has ended (this run if none was
+//!    alive, else a later prune): re-read every snapshot, rescue any condemned
+//!    pack that a snapshot written meanwhile needs, delete the rest.
+//!
+//! A backup registers its session before it loads the index and leaves
+//! condemned packs out of that index, so it either was listed (and is waited
+//! for) or never saw the condemned packs. No clock margin is involved.
+
+use std::collections::{HashMap, HashSet};
+
+use bunker_backend::FileKind;
+use bunker_format::blob::{decode_blob, EncodedBlob};
+use bunker_format::condemnation::Condemnation;
+use bunker_format::crypto::fill_random;
+use bunker_format::id::{BlobId, IndexId, LockId, PackId, RecordId};
+use bunker_format::index::{IndexFile, IndexedPack};
+use bunker_format::pack::PackEntry;
+use bunker_format::tree::NodeKind;
+
+use crate::backup::PackSink;
+use crate::failpoint;
+use crate::identity::now_ns;
+use crate::lock::{self, LockStore};
+use crate::repository::{Indexed, Open, Repository};
+use crate::{EngineError, Result};
+
+/// How to prune.
+#[derive(Clone, Copy, Debug)]
+pub struct PruneOptions {
+    /// Repack a pack when at least this fraction of its bytes is unused (0..=1).
+    pub repack_threshold: f64,
+    /// Report what would be done; change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        PruneOptions {
+            repack_threshold: 0.25,
+            dry_run: false,
+        }
+    }
+}
+
+/// What prune did (or, in a dry run, would do).
+#[derive(Debug, Default, Clone)]
+pub struct PruneReport {
+    /// Snapshots whose data was kept.
+    pub snapshots: usize,
+    /// Packs deleted (or to delete), and their bytes.
+    pub packs_deleted: u64,
+    /// Bytes freed by deleting packs.
+    pub bytes_deleted: u64,
+    /// Index files deleted (their live content was rewritten first).
+    pub indexes_deleted: u64,
+    /// Packs whose live blobs were copied into new packs.
+    pub packs_repacked: u64,
+    /// Blobs copied by repacking.
+    pub blobs_repacked: u64,
+    /// Bytes copied by repacking.
+    pub bytes_repacked: u64,
+    /// Condemned packs a snapshot written meanwhile needed, kept.
+    pub packs_rescued: u64,
+    /// Packs condemned but not yet deleted: backups that started earlier still run.
+    pub packs_waiting: u64,
+    /// Bytes of those packs.
+    pub bytes_waiting: u64,
+    /// Backup sessions prune is waiting for.
+    pub sessions_waiting: usize,
+    /// Generation of the record written by this run, if any.
+    pub generation: Option<u64>,
+    /// Problems that did not stop the prune.
+    pub warnings: Vec<String>,
+    /// True for a dry run.
+    pub dry_run: bool,
+}
+
+/// Prunes the repository; see the module docs.
+pub fn prune(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneReport> {
+    if !(0.0..=1.0).contains(&options.repack_threshold) {
+        return Err(EngineError::Invalid(
+            "the repack threshold must be between 0 and 100 %".into(),
+        ));
+    }
+    let _lock = match options.dry_run {
+        true => None,
+        false => Some(lock::exclusive(&repo, "prune")?),
+    };
+    let mut report = PruneReport {
+        dry_run: options.dry_run,
+        ..Default::default()
+    };
+    failpoint::pause("prune-locked");
+    let sessions = LockStore::new(&repo);
+    let mut repo = repo.load_index()?;
+
+    // Phase 2 of earlier prunes.
+    let live: HashSet<LockId> = sessions
+        .live_sessions(!options.dry_run)?
+        .into_iter()
+        .collect();
+    let mut waiting = HashSet::new();
+    for (id, mut record) in repo.condemnations()? {
+        let listed = record
+            .sessions
+            .get_or_insert_with(|| live.iter().copied().collect());
+        let alive: Vec<LockId> = listed
+            .iter()
+            .filter(|s| live.contains(*s))
+            .copied()
+            .collect();
+        if !options.dry_run {
+            repo.write_condemnation(&id, &record)?;
+        }
+        if alive.is_empty() {
+            delete_condemned(&repo, &id, &record, &mut report)?;
+        } else {
+            waiting.extend(alive);
+            report.packs_waiting += record.packs.len() as u64;
+            report.bytes_waiting += pack_sizes(&repo, &record.packs)?;
+        }
+    }
+    report.sessions_waiting = waiting.len();
+    if !waiting.is_empty() {
+        // Condemning more before the earlier record is settled would let
+        // the two records' index rewrites overlap; one step at a time.
+        return Ok(report);
+    }
+    if report.packs_deleted + report.indexes_deleted > 0 && !options.dry_run {
+        repo = repo.reload_index()?;
+    }
+
+    // Phase 1.
+    let plan = plan(&repo, options.repack_threshold)?;
+    report.snapshots = plan.snapshots;
+    report.packs_repacked = plan.repack.len() as u64;
+    report.blobs_repacked = plan.repack.iter().map(|p| p.live.len() as u64).sum();
+    report.bytes_repacked = plan
+        .repack
+        .iter()
+        .flat_map(|p| &p.live)
+        .map(|e| e.length as u64)
+        .sum();
+    let condemned: Vec<PackId> = plan
+        .unused
+        .iter()
+        .chain(plan.repack.iter().map(|p| &p.pack))
+        .map(|p| p.id)
+        .collect();
+    if condemned.is_empty() && plan.index_files.len() <= 1 && plan.dropped == 0 {
+        return Ok(report);
+    }
+    if options.dry_run {
+        report.packs_deleted += condemned.len() as u64;
+        report.bytes_deleted += plan
+            .unused
+            .iter()
+            .chain(plan.repack.iter().map(|p| &p.pack))
+            .map(|p| p.length)
+            .sum::<u64>();
+        report.indexes_deleted += plan.index_files.len() as u64;
+        return Ok(report);
+    }
+    repack(&repo, &plan.repack)?;
+    let mut kept = IndexFile {
+        supersedes: plan.index_files.clone(),
+        packs: plan.keep,
+    };
+    // Keep each rewritten index file a modest size.
+    while !kept.packs.is_empty() {
+        let rest = kept.packs.split_off(kept.packs.len().min(INDEX_PACKS));
+        repo.write_index(&kept)?;
+        kept = IndexFile {
+            supersedes: Vec::new(),
+            packs: rest,
+        };
+    }
+    let generation = repo
+        .condemnations()?
+        .iter()
+        .map(|(_, r)| r.generation)
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let mut raw = [0u8; 32];
+    fill_random(&mut raw);
+    let id = RecordId(raw);
+    let mut record = Condemnation {
+        generation,
+        created_ns: now_ns(),
+        packs: condemned,
+        indexes: plan.index_files,
+        sessions: None,
+    };
+    repo.write_condemnation(&id, &record)?;
+    report.generation = Some(generation);
+    failpoint::pause("prune-after-condemn");
+    // Listed only now that the record is visible: a session that starts
+    // later reads the record and leaves the condemned packs alone.
+    let alive = sessions.live_sessions(true)?;
+    record.sessions = Some(alive.clone());
+    repo.write_condemnation(&id, &record)?;
+    if alive.is_empty() {
+        let repo = repo.reload_index()?;
+        delete_condemned(&repo, &id, &record, &mut report)?;
+    } else {
+        report.sessions_waiting = alive.len();
+        report.packs_waiting += record.packs.len() as u64;
+        report.bytes_waiting += pack_sizes(&repo, &record.packs)?;
+    }
+    Ok(report)
+}
+
+/// Packs per rewritten index file.
+const INDEX_PACKS: usize = 4096;
+
+/// A pack as the index describes it.
+struct PackUse {
+    pack: IndexedPack,
+    /// Its blobs that a snapshot references (each blob counted in one pack only).
+    live: Vec<PackEntry>,
+}
+
+struct Plan {
+    snapshots: usize,
+    index_files: Vec<IndexId>,
+    keep: Vec<IndexedPack>,
+    unused: Vec<IndexedPack>,
+    repack: Vec<PackUse>,
+    dropped: usize,
+}
+
+fn plan(repo: &Repository<Indexed>, threshold: f64) -> Result<Plan> {
+    let files = read_index_files(repo)?;
+    let stored: HashMap<PackId, u64> = stored_packs(repo)?;
+    let (used, snapshots) = referenced_blobs(repo)?;
+    let mut counted: HashSet<BlobId> = HashSet::with_capacity(used.len());
+    let mut seen: HashSet<PackId> = HashSet::new();
+    let mut plan = Plan {
+        snapshots,
+        index_files: files.iter().map(|(id, _)| *id).collect(),
+        keep: Vec::new(),
+        unused: Vec::new(),
+        repack: Vec::new(),
+        dropped: 0,
+    };
+    for (_, file) in files {
+        for pack in file.packs {
+            if !seen.insert(pack.id) {
+                continue;
+            }
+            let live: Vec<PackEntry> = pack
+                .blobs
+                .iter()
+                .filter(|b| used.contains(&b.id) && counted.insert(b.id))
+                .copied()
+                .collect();
+            if !stored.contains_key(&pack.id) {
+                if let Some(b) = live.first() {
+                    return Err(EngineError::Invalid(format!(
+                        "refusing to prune: pack {} holding blob {} that snapshots need is missing from storage (run `bunker check`)",
+                        pack.id.short(),
+                        b.id.short()
+                    )));
+                }
+                plan.dropped += 1;
+                continue;
+            }
+            let total: u64 = pack.blobs.iter().map(|b| b.length as u64).sum();
+            let live_bytes: u64 = live.iter().map(|b| b.length as u64).sum();
+            if live.is_empty() {
+                plan.unused.push(pack);
+            } else if total > 0 && (total - live_bytes) as f64 >= threshold * total as f64 {
+                plan.repack.push(PackUse { pack, live });
+            } else {
+                plan.keep.push(pack);
+            }
+        }
+    }
+    if let Some(missing) = used.iter().find(|b| !counted.contains(*b)) {
+        return Err(EngineError::Invalid(format!(
+            "refusing to prune: blob {} that snapshots need is in no index (run `bunker check`)",
+            missing.short()
+        )));
+    }
+    // Packs no index names: left by interrupted backups, or being written by
+    // running ones (which phase 2 waits for, and rescues if they commit).
+    for (id, length) in stored {
+        if !seen.contains(&id) {
+            plan.unused.push(IndexedPack {
+                id,
+                length,
+                blobs: Vec::new(),
+            });
+        }
+    }
+    Ok(plan)
+}
+
+/// Copies the live blobs of `packs` into new packs, verifying each one first,
+/// and indexes the new packs.
+fn repack(repo: &Repository<Indexed>, packs: &[PackUse]) -> Result<()> {
+    if packs.is_empty() {
+        return Ok(());
+    }
+    let repo = std::sync::Arc::new(repo.reload_index()?);
+    let sink = PackSink::new(repo.clone(), false);
+    for p in packs {
+        let bytes = repo.backend().read(FileKind::Pack, &p.pack.id.to_hex())?;
+        for e in &p.live {
+            let stored = bytes
+                .get(e.offset as usize..(e.offset as usize + e.length as usize))
+                .ok_or_else(|| truncated(&p.pack.id))?;
+            decode_blob(repo.keys(), e.kind, &e.id, e.raw_length, stored).map_err(|err| {
+                EngineError::corrupt(
+                    format!("blob {} in pack {}", e.id.short(), p.pack.id.short()),
+                    err,
+                )
+            })?;
+            sink.add(EncodedBlob {
+                id: e.id,
+                kind: e.kind,
+                raw_length: e.raw_length,
+                bytes: stored.to_vec(),
+            })?;
+        }
+    }
+    sink.finish()?;
+    Ok(())
+}
+
+fn truncated(pack: &PackId) -> EngineError {
+    EngineError::Invalid(format!(
+        "refusing to prune: pack {} is shorter than its index says (run `bunker check`)",
+        pack.short()
+    ))
+}
+
+/// Phase 2: deletes what a record condemned, but for packs that a snapshot
+/// written since needs. `repo` must have every index file loaded.
+fn delete_condemned(
+    repo: &Repository<Indexed>,
+    id: &RecordId,
+    record: &Condemnation,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let condemned: HashSet<PackId> = record.packs.iter().copied().collect();
+    let doomed: HashSet<IndexId> = record.indexes.iter().copied().collect();
+    let files = read_index_files(repo)?;
+    let (used, _) = referenced_blobs(repo)?;
+    let available: HashSet<BlobId> = files
+        .iter()
+        .flat_map(|(_, f)| &f.packs)
+        .filter(|p| !condemned.contains(&p.id))
+        .flat_map(|p| p.blobs.iter().map(|b| b.id))
+        .collect();
+    let rescued: HashSet<PackId> = files
+        .iter()
+        .flat_map(|(_, f)| &f.packs)
+        .filter(|p| condemned.contains(&p.id))
+        .filter(|p| {
+            p.blobs
+                .iter()
+                .any(|b| used.contains(&b.id) && !available.contains(&b.id))
+        })
+        .map(|p| p.id)
+        .collect();
+    // A rescued pack still named by a surviving index file stays indexed;
+    // one named only by doomed files gets a new entry.
+    let surviving: HashSet<PackId> = files
+        .iter()
+        .filter(|(f, _)| !doomed.contains(f))
+        .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
+        .collect();
+    let rewrite: Vec<IndexedPack> = files
+        .iter()
+        .flat_map(|(_, f)| &f.packs)
+        .filter(|p| rescued.contains(&p.id) && !surviving.contains(&p.id))
+        .map(|p| (p.id, p.clone()))
+        .collect::<HashMap<PackId, IndexedPack>>()
+        .into_values()
+        .collect();
+    report.packs_rescued += rescued.len() as u64;
+    if report.dry_run {
+        report.packs_deleted += (condemned.len() - rescued.len()) as u64;
+        report.indexes_deleted += doomed.len() as u64;
+        return Ok(());
+    }
+    if !rewrite.is_empty() {
+        repo.write_index(&IndexFile {
+            supersedes: Vec::new(),
+            packs: rewrite,
+        })?;
+    }
+    // Index files first: a crash midway then leaves unindexed packs (which
+    // the record still condemns), never an index naming a deleted pack.
+    for index in &record.indexes {
+        repo.backend().remove(FileKind::Index, &index.to_hex())?;
+        report.indexes_deleted += 1;
+    }
+    let sizes = stored_packs(repo)?;
+    for pack in record.packs.iter().filter(|p| !rescued.contains(*p)) {
+        if let Some(size) = sizes.get(pack) {
+            repo.backend().remove(FileKind::Pack, &pack.to_hex())?;
+            report.packs_deleted += 1;
+            report.bytes_deleted += size;
+        }
+    }
+    repo.backend().remove(FileKind::Condemned, &id.to_hex())?;
+    Ok(())
+}
+
+/// Every index file; an unreadable one stops the prune, since what it
+/// described would look unused.
+fn read_index_files(repo: &Repository<Indexed>) -> Result<Vec<(IndexId, IndexFile)>> {
+    repo.read_index_files()?
+        .into_iter()
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| {
+            EngineError::Invalid(format!(
+                "refusing to prune: {e} (run `bunker repair index` first)"
+            ))
+        })
+}
+
+fn stored_packs(repo: &Repository<Indexed>) -> Result<HashMap<PackId, u64>> {
+    Ok(repo
+        .backend()
+        .list(FileKind::Pack)?
+        .into_iter()
+        .filter_map(|f| Some((f.name.parse().ok()?, f.size)))
+        .collect())
+}
+
+fn pack_sizes(repo: &Repository<Indexed>, packs: &[PackId]) -> Result<u64> {
+    let sizes = stored_packs(repo)?;
+    Ok(packs.iter().filter_map(|p| sizes.get(p)).sum())
+}
+
+/// Every blob a snapshot references (trees and data), and the snapshot count.
+/// Any unreadable snapshot or tree stops the prune: its blobs would look unused.
+pub fn referenced_blobs(repo: &Repository<Indexed>) -> Result<(HashSet<BlobId>, usize)> {
+    let snapshots = repo.snapshots().map_err(|e| {
+        EngineError::Invalid(format!(
+            "refusing to prune: {e} (run `bunker check`, then `bunker forget` the damaged snapshot)"
+        ))
+    })?;
+    let mut used = HashSet::new();
+    let mut stack: Vec<BlobId> = snapshots.iter().map(|s| s.snapshot.tree).collect();
+    while let Some(tree_id) = stack.pop() {
+        if !used.insert(tree_id) {
+            continue;
+        }
+        let tree = repo.load_tree(&tree_id).map_err(|e| {
+            EngineError::Invalid(format!(
+                "refusing to prune: {e} (run `bunker check` to see which snapshots are damaged)"
+            ))
+        })?;
+        for node in &tree.nodes {
+            match node.kind {
+                NodeKind::Dir => stack.extend(node.subtree),
+                NodeKind::File => used.extend(node.content.iter().copied()),
+                _ => {}
+            }
+        }
+    }
+    Ok((used, snapshots.len()))
+}
