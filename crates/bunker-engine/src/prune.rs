@@ -156,7 +156,7 @@ pub fn prune(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRepo
         .chain(plan.repack.iter().map(|p| &p.pack))
         .map(|p| p.id)
         .collect();
-    if condemned.is_empty() && plan.index_files.len() <= 1 && plan.dropped == 0 {
+    if condemned.is_empty() && plan.index_files.is_empty() {
         return Ok(report);
     }
     if options.dry_run {
@@ -236,24 +236,27 @@ struct Plan {
     keep: Vec<IndexedPack>,
     unused: Vec<IndexedPack>,
     repack: Vec<PackUse>,
-    dropped: usize,
 }
 
 fn plan(repo: &Repository<Indexed>, threshold: f64) -> Result<Plan> {
+    // Snapshots before index files: a snapshot is written after its index,
+    // so every snapshot seen has its blobs in the files read next.
+    let (used, snapshots) = referenced_blobs(repo)?;
     let files = read_index_files(repo)?;
     let stored: HashMap<PackId, u64> = stored_packs(repo)?;
-    let (used, snapshots) = referenced_blobs(repo)?;
     let mut counted: HashSet<BlobId> = HashSet::with_capacity(used.len());
     let mut seen: HashSet<PackId> = HashSet::new();
     let mut plan = Plan {
         snapshots,
-        index_files: files.iter().map(|(id, _)| *id).collect(),
+        index_files: Vec::new(),
         keep: Vec::new(),
         unused: Vec::new(),
         repack: Vec::new(),
-        dropped: 0,
     };
-    for (_, file) in files {
+    let mut packs_by_file: Vec<(IndexId, Vec<PackId>)> = Vec::new();
+    let mut gone: HashSet<PackId> = HashSet::new();
+    for (file_id, file) in files {
+        packs_by_file.push((file_id, file.packs.iter().map(|p| p.id).collect()));
         for pack in file.packs {
             if !seen.insert(pack.id) {
                 continue;
@@ -272,20 +275,31 @@ fn plan(repo: &Repository<Indexed>, threshold: f64) -> Result<Plan> {
                         b.id.short()
                     )));
                 }
-                plan.dropped += 1;
+                gone.insert(pack.id);
                 continue;
             }
             let total: u64 = pack.blobs.iter().map(|b| b.length as u64).sum();
             let live_bytes: u64 = live.iter().map(|b| b.length as u64).sum();
             if live.is_empty() {
+                gone.insert(pack.id);
                 plan.unused.push(pack);
             } else if total > 0 && (total - live_bytes) as f64 >= threshold * total as f64 {
+                gone.insert(pack.id);
                 plan.repack.push(PackUse { pack, live });
             } else {
                 plan.keep.push(pack);
             }
         }
     }
+    // Only index files naming a pack that goes are rewritten (so a prune
+    // with nothing to do writes nothing, even on a full disk).
+    let affected: Vec<(IndexId, Vec<PackId>)> = packs_by_file
+        .into_iter()
+        .filter(|(_, packs)| packs.iter().any(|p| gone.contains(p)))
+        .collect();
+    let rewritten: HashSet<PackId> = affected.iter().flat_map(|(_, p)| p).copied().collect();
+    plan.keep.retain(|p| rewritten.contains(&p.id));
+    plan.index_files = affected.into_iter().map(|(id, _)| id).collect();
     if let Some(missing) = used.iter().find(|b| !counted.contains(*b)) {
         return Err(EngineError::Invalid(format!(
             "refusing to prune: blob {} that snapshots need is in no index (run `bunker check`)",
@@ -355,8 +369,8 @@ fn delete_condemned(
 ) -> Result<()> {
     let condemned: HashSet<PackId> = record.packs.iter().copied().collect();
     let doomed: HashSet<IndexId> = record.indexes.iter().copied().collect();
-    let files = read_index_files(repo)?;
     let (used, _) = referenced_blobs(repo)?;
+    let files = read_index_files(repo)?;
     let available: HashSet<BlobId> = files
         .iter()
         .flat_map(|(_, f)| &f.packs)
@@ -454,6 +468,9 @@ pub fn referenced_blobs(repo: &Repository<Indexed>) -> Result<(HashSet<BlobId>, 
             "refusing to prune: {e} (run `bunker check`, then `bunker forget` the damaged snapshot)"
         ))
     })?;
+    // Backups may have committed since `repo` loaded its index: load it
+    // again now that the snapshot list is fixed.
+    let repo = repo.reload_index()?;
     let mut used = HashSet::new();
     let mut stack: Vec<BlobId> = snapshots.iter().map(|s| s.snapshot.tree).collect();
     while let Some(tree_id) = stack.pop() {

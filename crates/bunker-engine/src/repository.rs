@@ -370,10 +370,13 @@ impl<S> Repository<S> {
                 .name
                 .parse()
                 .map_err(|e| EngineError::corrupt(format!("snapshots/{}", f.name), e))?;
-            out.push(SnapshotEntry {
-                id,
-                snapshot: self.read_snapshot(&id)?,
-            });
+            let snapshot = match self.read_snapshot(&id) {
+                Ok(s) => s,
+                // Forgotten since the listing (forget runs concurrently).
+                Err(EngineError::Backend(e)) if e.kind == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            out.push(SnapshotEntry { id, snapshot });
         }
         out.sort_by(|a, b| {
             a.snapshot

@@ -66,6 +66,22 @@ impl Shared {
         Ok(())
     }
 
+    /// After a storage failure: index the packs already written so the next
+    /// backup reuses them, or, when even that fails (a full disk), remove
+    /// them so they do not keep holding the space.
+    fn salvage(&self) {
+        let file = std::mem::take(&mut *self.pending.lock().expect("lock"));
+        if self.dry_run || file.packs.is_empty() || self.repo.write_index(&file).is_ok() {
+            return;
+        }
+        for pack in &file.packs {
+            let _ = self
+                .repo
+                .backend()
+                .remove(FileKind::Pack, &pack.id.to_hex());
+        }
+    }
+
     fn upload(&self, bytes: Vec<u8>, entries: Vec<PackEntry>) -> Result<()> {
         let name = storage_name(&bytes);
         let length = bytes.len() as u64;
@@ -196,10 +212,13 @@ impl PackSink {
 
     /// Flushes the open packs, waits for every upload, writes the last index.
     pub fn finish(&self) -> Result<SinkStats> {
+        let mut sent = Ok(());
         for slot in &self.open {
             let builder = std::mem::take(&mut *slot.lock().expect("lock"));
-            if !builder.is_empty() {
-                self.send(builder)?;
+            if !builder.is_empty() && sent.is_ok() {
+                // Fails only when the uploaders stopped on an error, which
+                // is reported below instead of this `Aborted`.
+                sent = self.send(builder);
             }
         }
         self.upload_tx.lock().expect("lock").take();
@@ -207,8 +226,10 @@ impl PackSink {
             let _ = handle.join();
         }
         if let Some(e) = self.shared.failure.lock().expect("lock").take() {
+            self.shared.salvage();
             return Err(e);
         }
+        sent?;
         self.shared.flush_index(true)?;
         Ok(SinkStats {
             blobs: self.blobs.load(Ordering::Relaxed),

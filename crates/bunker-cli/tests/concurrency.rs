@@ -1,0 +1,267 @@
+//! Many writers, no exclusive lock: concurrent backups, and prune racing
+//! backups without ever deleting what one of them references.
+
+mod common;
+
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn init_small_packs(env: &TestEnv) {
+    expect_code(
+        &run(env.cmd().args(["init", "--pack-size", "1M"])),
+        0,
+        "init",
+    );
+}
+
+fn spawn(env: &TestEnv, args: &[&str], pause: Option<&str>) -> Child {
+    let mut c = env.spawnable();
+    if let Some(p) = pause {
+        c.env("BUNKER_TEST_PAUSE", p);
+    }
+    c.args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn bunker")
+}
+
+fn finish(child: Child, what: &str) -> (i32, String, String) {
+    let out = child.wait_with_output().expect("wait");
+    assert_no_panic(&out);
+    let code = out.status.code().unwrap_or(-1);
+    (code, stdout(&out), format!("{what}: {}", stderr(&out)))
+}
+
+fn prune(env: &TestEnv) -> Value {
+    let out = run(env.cmd().args(["prune", "--json"]));
+    expect_code(&out, 0, "prune");
+    parse_json(&out.stdout)
+}
+
+fn check_read_data(env: &TestEnv) {
+    let out = run(env.cmd().args(["check", "--read-data"]));
+    expect_code(&out, 0, "check --read-data");
+}
+
+fn last_json(stdout: &str) -> Value {
+    parse_json(stdout.trim_end().lines().last().expect("output").as_bytes())
+}
+
+#[test]
+fn four_backups_at_once_all_succeed() {
+    let env = TestEnv::new();
+    init_small_packs(&env);
+    let mut rng = Rng::new(31);
+    let shared = rng.bytes(3 << 20);
+    for s in 0..4 {
+        write_file(&env.path(&format!("src{s}/shared")), &shared);
+        for i in 0..3 {
+            write_random(&env.path(&format!("src{s}/own{i}")), 1 << 20, &mut rng);
+        }
+    }
+    let children: Vec<Child> = (0..4)
+        .map(|s| {
+            let src = env.path(&format!("src{s}")).display().to_string();
+            let host = format!("host{s}");
+            spawn(&env, &["backup", "--json", "--host", &host, &src], None)
+        })
+        .collect();
+    for (s, c) in children.into_iter().enumerate() {
+        let (code, _, err) = finish(c, &format!("backup {s}"));
+        assert_eq!(code, 0, "{err}");
+    }
+    assert_eq!(env.snapshots(&[]).len(), 4);
+    check_read_data(&env);
+    for s in 0..4 {
+        let target = env.path(&format!("out{s}"));
+        let out = run(env
+            .cmd()
+            .args([
+                "restore",
+                "latest",
+                "--verify",
+                "--host",
+                &format!("host{s}"),
+                "--target",
+            ])
+            .arg(&target));
+        expect_code(&out, 0, "restore");
+        let src = env.path(&format!("src{s}"));
+        assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+    }
+}
+
+/// The race prune must win safely: a backup that loaded the index before a
+/// prune condemned the packs it deduplicates against.
+#[test]
+fn prune_waits_for_a_backup_that_started_before_it() {
+    let env = TestEnv::new();
+    init_small_packs(&env);
+    let mut rng = Rng::new(32);
+    for i in 0..6 {
+        write_random(&env.path(&format!("src/f{i}")), 1 << 20, &mut rng);
+    }
+    let src = env.path("src").display().to_string();
+    let first = env.backup(&[&src]);
+
+    // A full backup of the same data: every blob deduplicates against the
+    // first snapshot's packs. It pauses before writing its snapshot.
+    let mut late = spawn(
+        &env,
+        &["backup", "--json", "--mode", "full", &src],
+        Some("backup-before-snapshot:4000"),
+    );
+    wait_for_pause(&mut late, "backup-before-snapshot");
+    let out = run(env
+        .cmd()
+        .args(["forget", first["snapshot_id"].as_str().unwrap()]));
+    expect_code(&out, 0, "forget");
+    let waiting = prune(&env);
+    assert_eq!(waiting["sessions_waiting"], 1, "{waiting}");
+    assert_eq!(waiting["packs_deleted"], 0, "{waiting}");
+    assert!(waiting["packs_waiting"].as_u64().unwrap() >= 6, "{waiting}");
+
+    let (code, out, err) = finish(late, "late backup");
+    assert_eq!(code, 0, "{err}");
+    let late_id = last_json(&out)["snapshot_id"].as_str().unwrap().to_string();
+    check_read_data(&env);
+
+    // The backup has ended: the next prune rescues what it references.
+    let settled = prune(&env);
+    assert!(settled["packs_rescued"].as_u64().unwrap() >= 6, "{settled}");
+    assert_eq!(settled["sessions_waiting"], 0, "{settled}");
+    check_read_data(&env);
+    env.restore_verified(&late_id, &env.path("out"));
+    assert_same_tree(
+        &env.path("src"),
+        &env.path("out").join(src.trim_start_matches('/')),
+    );
+    assert!(env
+        .repo
+        .join("condemned")
+        .read_dir()
+        .unwrap()
+        .next()
+        .is_none());
+}
+
+/// A backup that starts after a prune condemned packs never references
+/// them, so the prune need not wait for it.
+#[test]
+fn a_backup_after_a_condemnation_stores_its_own_copy() {
+    let env = TestEnv::new();
+    init_small_packs(&env);
+    let mut rng = Rng::new(33);
+    for i in 0..4 {
+        write_random(&env.path(&format!("src/f{i}")), 1 << 20, &mut rng);
+    }
+    let src = env.path("src").display().to_string();
+    let first = env.backup(&[&src]);
+    let out = run(env
+        .cmd()
+        .args(["forget", first["snapshot_id"].as_str().unwrap()]));
+    expect_code(&out, 0, "forget");
+
+    let mut pruning = spawn(&env, &["prune", "--json"], Some("prune-after-condemn:3000"));
+    wait_for_pause(&mut pruning, "prune-after-condemn");
+    let again = env.backup(&["--mode", "full", &src]);
+    assert!(
+        again["bytes_added"].as_u64().unwrap() >= 4 << 20,
+        "the backup deduplicated against condemned packs: {again}"
+    );
+    let (code, _, err) = finish(pruning, "prune");
+    assert_eq!(code, 0, "{err}");
+    check_read_data(&env);
+    env.restore_verified("latest", &env.path("out"));
+    assert_same_tree(
+        &env.path("src"),
+        &env.path("out").join(src.trim_start_matches('/')),
+    );
+}
+
+#[test]
+fn backups_and_prunes_racing_never_lose_a_snapshot() {
+    let env = TestEnv::new();
+    init_small_packs(&env);
+    let mut rng = Rng::new(34);
+    for i in 0..8 {
+        write_random(&env.path(&format!("src/f{i}")), 512 << 10, &mut rng);
+    }
+    let src = env.path("src").display().to_string();
+    env.backup(&[&src]);
+    for round in 0..8 {
+        for _ in 0..3 {
+            let i = rng.below(8);
+            write_random(&env.path(&format!("src/f{i}")), 512 << 10, &mut rng);
+        }
+        let mode = if round % 3 == 0 {
+            "full"
+        } else {
+            "incremental"
+        };
+        let backup = spawn(&env, &["backup", "--json", "--mode", mode, &src], None);
+        std::thread::sleep(Duration::from_millis(rng.below(300)));
+        let out = run(env.cmd().args(["forget", "--keep-last", "2", "--prune"]));
+        expect_code(&out, 0, &format!("forget --prune, round {round}"));
+        let (code, _, err) = finish(backup, "backup");
+        assert_eq!(code, 0, "round {round}: {err}");
+        check_read_data(&env);
+    }
+    prune(&env);
+    check_read_data(&env);
+    for s in env.snapshots(&[]) {
+        let id = s["id"].as_str().unwrap();
+        env.restore_verified(id, &env.path(&format!("out-{}", &id[..8])));
+    }
+}
+
+#[test]
+fn a_second_prune_gets_exit_11_until_the_first_dies() {
+    let env = TestEnv::new();
+    init_small_packs(&env);
+    write_file(&env.path("src/f"), b"data");
+    env.backup(&[env.path("src").to_str().unwrap()]);
+
+    let mut first = spawn(&env, &["prune"], Some("prune-locked:30000"));
+    wait_for_pause(&mut first, "prune-locked");
+    let out = run(env.cmd().arg("prune"));
+    expect_code(&out, 11, "second prune");
+    let err = stderr(&out);
+    assert!(
+        err.contains("busy") && err.contains(&format!("prune (pid {}", first.id())),
+        "{err}"
+    );
+    // Backups never wait for prune's lock.
+    env.backup(&[env.path("src").to_str().unwrap()]);
+
+    // The holder dies: its lock expires at once on this host.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let out = run(env.cmd().arg("prune"));
+    expect_code(&out, 0, "prune after the holder died");
+}
+
+#[test]
+fn a_backup_whose_session_was_declared_dead_does_not_commit() {
+    let env = TestEnv::new();
+    init_small_packs(&env);
+    write_file(&env.path("src/f"), b"data");
+    let src = env.path("src").display().to_string();
+    let mut child = spawn(&env, &["backup", &src], Some("backup-before-snapshot:1500"));
+    wait_for_pause(&mut child, "backup-before-snapshot");
+    // What a prune does to the lock of a holder it judges dead.
+    for f in std::fs::read_dir(env.repo.join("locks")).unwrap() {
+        std::fs::remove_file(f.unwrap().path()).unwrap();
+    }
+    let (code, _, err) = finish(child, "backup");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("judged it dead"), "{err}");
+    assert!(env.snapshots(&[]).is_empty());
+    check_read_data(&env);
+    // Run again: the data it stored is reused.
+    env.backup(&[&src]);
+}

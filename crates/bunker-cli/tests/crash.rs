@@ -1,0 +1,182 @@
+//! Crashes and a full disk: the repository stays sound, completed snapshots
+//! survive, and the next backup reuses what a killed one stored.
+
+mod common;
+
+use std::process::{Command as StdCommand, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+fn init_small_packs(env: &TestEnv) {
+    expect_code(
+        &run(env.cmd().args(["init", "--pack-size", "1M"])),
+        0,
+        "init",
+    );
+}
+
+fn snapshot_ids(env: &TestEnv) -> Vec<String> {
+    env.snapshots(&[])
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn kill_9_at_random_instants_never_damages_the_repository() {
+    let env = TestEnv::new();
+    init_small_packs(&env);
+    let mut rng = Rng::new(41);
+    for i in 0..12 {
+        write_random(&env.path(&format!("src/f{i}")), 2 << 20, &mut rng);
+    }
+    let src = env.path("src").display().to_string();
+    let trials = 16;
+    let mut killed = 0;
+    for trial in 0..trials {
+        for _ in 0..2 {
+            let i = rng.below(12);
+            write_random(&env.path(&format!("src/f{i}")), 2 << 20, &mut rng);
+        }
+        let before = snapshot_ids(&env);
+        let mut child = env
+            .spawnable()
+            .args(["backup", "-q", &src])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(rng.below(700)));
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        let out = run(env.cmd().arg("check"));
+        expect_code(&out, 0, &format!("check after kill {trial}"));
+        let after = snapshot_ids(&env);
+        for id in &before {
+            assert!(after.contains(id), "trial {trial}: snapshot {id} was lost");
+        }
+    }
+    assert!(
+        killed >= trials / 2,
+        "only {killed} of {trials} backups were killed mid-way"
+    );
+    let out = run(env.cmd().args(["check", "--read-data"]));
+    expect_code(&out, 0, "check --read-data");
+    env.backup(&[&src]);
+    env.restore_verified("latest", &env.path("out"));
+    assert_same_tree(
+        &env.path("src"),
+        &env.path("out").join(src.trim_start_matches('/')),
+    );
+}
+
+#[test]
+fn the_backup_after_a_kill_reuses_indexed_packs() {
+    let env = TestEnv::new();
+    init_small_packs(&env);
+    let mut rng = Rng::new(42);
+    for i in 0..6 {
+        write_random(&env.path(&format!("src/f{i}")), 8 << 20, &mut rng);
+    }
+    let src = env.path("src").display().to_string();
+    // Killed right after its first index file (every 32 packs) is durable.
+    let mut child = env
+        .spawnable()
+        .env("BUNKER_TEST_PAUSE", "backup-after-index:30000")
+        .args(["backup", "-q", &src])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_pause(&mut child, "backup-after-index");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(snapshot_ids(&env).is_empty());
+    let out = run(env.cmd().arg("check"));
+    expect_code(&out, 0, "check after the kill");
+
+    let summary = env.backup(&[&src]);
+    let added = summary["bytes_added"].as_u64().unwrap();
+    assert!(
+        added <= (48 - 30) << 20,
+        "the next backup stored {added} bytes again; the killed one had indexed 32 MiB"
+    );
+    let out = run(env.cmd().args(["check", "--read-data"]));
+    expect_code(&out, 0, "check --read-data");
+    env.restore_verified("latest", &env.path("out"));
+    assert_same_tree(
+        &env.path("src"),
+        &env.path("out").join(src.trim_start_matches('/')),
+    );
+}
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Mount(std::path::PathBuf);
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = StdCommand::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_gives_one_clear_error_and_a_sound_repository() {
+    if !is_root() {
+        eprintln!("skipped: mounting a small file system needs root");
+        return;
+    }
+    let env = TestEnv::new();
+    let small = env.path("small");
+    std::fs::create_dir(&small).unwrap();
+    let status = StdCommand::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(&small)
+        .status()
+        .unwrap();
+    if !status.success() {
+        eprintln!("skipped: cannot mount tmpfs here");
+        return;
+    }
+    let _mount = Mount(small.clone());
+    let repo = small.join("repo");
+    let with_repo = |args: &[&str]| {
+        let mut c = bunker(&env);
+        c.arg("-r")
+            .arg(&repo)
+            .arg("--password-file")
+            .arg(&env.password_file)
+            .args(args);
+        run(&mut c)
+    };
+    expect_code(&with_repo(&["init", "--pack-size", "1M"]), 0, "init");
+    let mut rng = Rng::new(43);
+    write_random(&env.path("src/small"), 100_000, &mut rng);
+    let src = env.path("src").display().to_string();
+    expect_code(&with_repo(&["backup", "-q", &src]), 0, "first backup");
+
+    write_random(&env.path("src/big"), 12 << 20, &mut rng);
+    let out = with_repo(&["backup", "-q", &src]);
+    expect_code(&out, 1, "backup onto a full disk");
+    let err = stderr(&out);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.to_lowercase().contains("no space"), "{err}");
+
+    expect_code(
+        &with_repo(&["check", "--read-data"]),
+        0,
+        "check after ENOSPC",
+    );
+    // Space comes back: the repository works again.
+    std::fs::remove_file(env.path("src/big")).unwrap();
+    expect_code(&with_repo(&["prune"]), 0, "prune");
+    expect_code(
+        &with_repo(&["backup", "-q", &src]),
+        0,
+        "backup after ENOSPC",
+    );
+    expect_code(&with_repo(&["check", "--read-data"]), 0, "final check");
+}
