@@ -157,33 +157,63 @@ fn full_backup_notices_content_changed_behind_same_size_and_mtime() {
     assert_eq!(out.stdout, b"ORIGINAL CONTENT, 32 BYTES LONG.");
 }
 
-#[test]
-fn incremental_restores_on_its_own_when_its_parent_snapshot_is_gone() {
-    let env = TestEnv::new();
-    env.init();
-    make_tree(&env);
-    let src = source(&env);
-    let full = env.backup(&["--mode", "full", &src]);
-    write(&env, "src/d1/extra", b"added after the full backup");
-    let inc = env.backup(&[&src]);
-    assert_eq!(inc["parent"].as_str(), Some(id(&full).as_str()));
-
-    // Remove the parent snapshot: the incremental must not need it.
-    fs::remove_file(env.repo.join("snapshots").join(id(&full))).unwrap();
-    let target = env.path("out");
-    let spec = format!("{}:{src}", id(&inc));
-    env.restore_verified(&spec, &target);
-    let files = files_below(&env.path("src"));
-    assert_eq!(files.len(), 22);
-    for (path, _) in files {
-        let rel = path.strip_prefix(env.path("src")).unwrap();
+/// Same file contents (byte for byte) below two directories.
+fn assert_same_contents(expected: &std::path::Path, actual: &std::path::Path) {
+    let want = files_below(expected);
+    let got = files_below(actual);
+    assert_eq!(want.len(), got.len(), "file count");
+    for (path, _) in want {
+        let rel = path.strip_prefix(expected).unwrap();
         assert_eq!(
-            fs::read(target.join(rel)).unwrap(),
+            fs::read(actual.join(rel)).unwrap(),
             fs::read(&path).unwrap(),
             "{}",
             rel.display()
         );
     }
+}
+
+#[test]
+fn incremental_and_differential_restore_after_their_full_is_forgotten_and_pruned() {
+    let env = TestEnv::new();
+    expect_code(
+        &run(env.cmd().args(["init", "--pack-size", "1M"])),
+        0,
+        "init",
+    );
+    make_tree(&env);
+    let src = source(&env);
+    let full = env.backup(&["--mode", "full", &src]);
+
+    // Content only the full has: a rewritten big file, a deleted file.
+    let mut rng = Rng::new(99);
+    write_random(&env.path("src/big"), 6 << 20, &mut rng);
+    fs::remove_file(env.path("src/d2/f2")).unwrap();
+    write(&env, "src/d1/extra", b"added after the full backup");
+    let inc = env.backup(&[&src]);
+    assert_eq!(inc["parent"].as_str(), Some(id(&full).as_str()));
+    copy_dir(&env.path("src"), &env.path("state-inc"));
+
+    write_random(&env.path("src/d0/f0"), 300_000, &mut rng);
+    let diff = env.backup(&["--mode", "differential", &src]);
+    assert_eq!(diff["parent"].as_str(), Some(id(&full).as_str()));
+
+    let out = run(env.cmd().args(["forget", &id(&full), "--prune", "--json"]));
+    expect_code(&out, 0, "forget --prune");
+    let report = parse_json_stream(&out.stdout).pop().unwrap();
+    assert!(
+        report["bytes_deleted"].as_u64().unwrap() >= 5 << 20,
+        "the full's own data was not freed: {report}"
+    );
+    let out = run(env.cmd().args(["check", "--read-data"]));
+    expect_code(&out, 0, "check --read-data");
+
+    let target = env.path("out-inc");
+    env.restore_verified(&format!("{}:{src}", id(&inc)), &target);
+    assert_same_contents(&env.path("state-inc"), &target);
+    let target = env.path("out-diff");
+    env.restore_verified(&format!("{}:{src}", id(&diff)), &target);
+    assert_same_contents(&env.path("src"), &target);
 }
 
 #[test]
