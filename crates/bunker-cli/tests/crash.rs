@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::{Command as StdCommand, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -114,34 +114,14 @@ fn the_backup_after_a_kill_reuses_indexed_packs() {
     );
 }
 
-/// Unmounts on drop, so a failing test leaves no mount behind.
-struct Mount(std::path::PathBuf);
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = StdCommand::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_gives_one_clear_error_and_a_sound_repository() {
-    if !is_root() {
-        eprintln!("skipped: mounting a small file system needs root");
-        return;
-    }
     let env = TestEnv::new();
     let small = env.path("small");
     std::fs::create_dir(&small).unwrap();
-    let status = StdCommand::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
-        .arg(&small)
-        .status()
-        .unwrap();
-    if !status.success() {
-        eprintln!("skipped: cannot mount tmpfs here");
+    let Some(_mount) = mount_tmpfs(&small, "6m") else {
         return;
-    }
-    let _mount = Mount(small.clone());
+    };
     let repo = small.join("repo");
     let with_repo = |args: &[&str]| {
         let mut c = bunker(&env);

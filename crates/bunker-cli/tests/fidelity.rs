@@ -190,17 +190,86 @@ fn dumped_tar_keeps_hard_links_modes_and_times() {
 /// --itemize-changes` between source and restore must list nothing.
 #[test]
 fn rsync_finds_no_difference_between_source_and_restore() {
-    if std::process::Command::new("rsync")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipping: rsync is not installed");
+    if !rsync_installed() {
         return;
     }
     let env = TestEnv::new();
     env.init();
     let src = env.path("src");
+    let acl = build_tree(&src, is_root());
+    let target = round_trip(&env);
+    assert_rsync_same(&src, &target, &acl);
+}
+
+/// The same round trip by an ordinary user (run as root, the test drops to
+/// `nobody` for every bunker command).
+#[test]
+fn an_ordinary_user_gets_the_same_fidelity() {
+    if !is_root() || !rsync_installed() {
+        eprintln!("skipping: needs root to become another user (the test above ran unprivileged)");
+        return;
+    }
+    let env = TestEnv::new();
+    let src = env.path("src");
+    let acl = build_tree(&src, false);
+    let nobody = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&env.root)
+        .status()
+        .unwrap();
+    assert!(nobody.success());
+    let as_nobody = |args: &[&str]| {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_bunker"))
+            .arg("-r")
+            .arg(&env.repo)
+            .arg("--password-file")
+            .arg(&env.password_file)
+            .args(args)
+            .env("HOME", &env.home)
+            .env("BUNKER_KDF_PARAMS", "m=1024,t=1,p=1")
+            .current_dir(&env.root);
+        let out = c.output().unwrap();
+        assert_no_panic(&out);
+        expect_code(&out, 0, &format!("{args:?} as nobody"));
+        out
+    };
+    as_nobody(&["init"]);
+    as_nobody(&["backup", "-q", src.to_str().unwrap()]);
+    let target = env.path("out");
+    let spec = format!("latest:{}", src.display());
+    as_nobody(&[
+        "restore",
+        &spec,
+        "--verify",
+        "--target",
+        target.to_str().unwrap(),
+    ]);
+    assert_eq!(fs::metadata(&target).unwrap().uid(), 65534);
+    assert_rsync_same(&src, &target, &acl);
+}
+
+fn rsync_installed() -> bool {
+    let found = std::process::Command::new("rsync")
+        .arg("--version")
+        .output()
+        .is_ok();
+    if !found {
+        eprintln!("skipping: rsync is not installed");
+    }
+    found
+}
+
+/// A POSIX ACL (user 1234 may read), in the kernel's xattr encoding.
+struct AclCase {
+    set: bool,
+    value: Vec<u8>,
+}
+
+/// Builds every fidelity case below `src`; `privileged` adds those only
+/// root can create (foreign owners, setuid, device nodes, `security.*`).
+fn build_tree(src: &Path, privileged: bool) -> AclCase {
     let mut rng = Rng::new(8);
     write_random(&src.join("big.bin"), 5 << 20, &mut rng);
     write_file(&src.join("empty"), b"");
@@ -245,8 +314,7 @@ fn rsync_finds_no_difference_between_source_and_restore() {
     .is_ok();
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(src.join("deep/er"), fs::Permissions::from_mode(0o1777)).unwrap();
-    // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if privileged {
         write_file(&src.join("owned"), b"by someone else");
         std::os::unix::fs::chown(src.join("owned"), Some(1234), Some(5678)).unwrap();
         fs::set_permissions(src.join("owned"), fs::Permissions::from_mode(0o6750)).unwrap();
@@ -276,7 +344,14 @@ fn rsync_finds_no_difference_between_source_and_restore() {
         );
     }
 
-    let target = round_trip(&env);
+    AclCase {
+        set: acl_set,
+        value: acl,
+    }
+}
+
+/// rsync, which knows nothing of Bunker, must see no difference.
+fn assert_rsync_same(src: &Path, target: &Path, acl: &AclCase) {
     let out = std::process::Command::new("rsync")
         .args(["-aHAXn", "--itemize-changes", "--numeric-ids"])
         .arg(format!("{}/", src.display()))
@@ -297,13 +372,13 @@ fn rsync_finds_no_difference_between_source_and_restore() {
         fs::metadata(target.join("sparse")).unwrap().blocks() * 512 < 1 << 20,
         "holes filled"
     );
-    if acl_set {
+    if acl.set {
         let restored = xattr::get(
             target.join("deep/er/still/file.txt"),
             "system.posix_acl_access",
         )
         .unwrap();
-        assert_eq!(restored.as_deref(), Some(&acl[..]), "POSIX ACL lost");
+        assert_eq!(restored.as_deref(), Some(&acl.value[..]), "POSIX ACL lost");
     } else {
         eprintln!("note: this file system refused a POSIX ACL; that case was not checked");
     }

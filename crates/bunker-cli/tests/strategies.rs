@@ -307,3 +307,71 @@ fn diff_names_added_removed_modified_and_metadata_only_changes() {
         0
     );
 }
+
+#[test]
+fn a_file_changed_while_it_is_read_is_reported_and_recorded() {
+    let env = TestEnv::new();
+    env.init();
+    let mut rng = Rng::new(5);
+    write_random(&env.path("src/growing.log"), 200_000, &mut rng);
+    let src = source(&env);
+    // The backup pauses after reading the file; the file grows meanwhile.
+    let mut child = env
+        .spawnable()
+        .env("BUNKER_TEST_PAUSE", "backup-file-read:1500")
+        .args(["backup", "--json", &src])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_pause(&mut child, "backup-file-read");
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(env.path("src/growing.log"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"one more line\n").unwrap();
+    drop(f);
+    let out = child.wait_with_output().unwrap();
+    assert_no_panic(&out);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("growing.log") && err.contains("changed while"),
+        "not reported: {err}"
+    );
+    let snapshots = env.snapshots(&[]);
+    let warnings = snapshots[0]["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("growing.log")),
+        "not recorded: {warnings:?}"
+    );
+}
+
+#[test]
+fn one_file_system_stays_on_the_sources_file_system() {
+    let env = TestEnv::new();
+    env.init();
+    write(&env, "src/here", b"on the source's file system");
+    let mnt = env.path("src/mnt");
+    fs::create_dir(&mnt).unwrap();
+    let Some(_mount) = mount_tmpfs(&mnt, "1m") else {
+        return;
+    };
+    write(&env, "src/mnt/elsewhere", b"on another file system");
+    let src = source(&env);
+
+    let all = env.backup(&[&src]);
+    assert_eq!(all["files_new"], 2);
+    let one = env.backup(&["--one-file-system", "--mode", "full", &src]);
+    assert_eq!(one["files_new"], 1, "{one}");
+    let out = run(env.cmd().args(["ls", one["snapshot_id"].as_str().unwrap()]));
+    expect_code(&out, 0, "ls");
+    let listing = stdout(&out);
+    // The mount point itself is kept, empty, as restic and tar do.
+    assert!(
+        listing.contains("/mnt") && !listing.contains("elsewhere"),
+        "{listing}"
+    );
+}

@@ -448,3 +448,32 @@ pub fn wait_for_pause(child: &mut std::process::Child, name: &str) -> String {
         }
     }
 }
+
+/// A tmpfs mounted for a test, unmounted on drop so a failing test leaves no
+/// mount behind.
+pub struct Mount(PathBuf);
+
+/// Mounts a tmpfs of `size` (e.g. "6m") on the existing directory `dir`;
+/// `None` (after saying why) when not root or the mount is refused.
+pub fn mount_tmpfs(dir: &Path, size: &str) -> Option<Mount> {
+    if !is_root() {
+        eprintln!("skipped: mounting a file system needs root");
+        return None;
+    }
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+        .arg(dir)
+        .status()
+        .ok()?;
+    if !status.success() {
+        eprintln!("skipped: cannot mount tmpfs here");
+        return None;
+    }
+    Some(Mount(dir.to_path_buf()))
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}

@@ -104,6 +104,7 @@ impl Stage {
         let file = open_for_backup(path).map_err(ReadError::Source)?;
         let before = file.metadata().map_err(ReadError::Source)?;
         let (ids, size) = self.store_stream(&file)?;
+        crate::failpoint::pause("backup-file-read");
         let after = file.metadata().map_err(ReadError::Source)?;
         let changed = before.size() != after.size()
             || before.mtime() != after.mtime()
