@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use opendal::layers::RetryLayer;
 use opendal::Operator;
 
 use crate::{Backend, BackendError, ErrorKind, FileInfo, FileKind, Location};
@@ -57,7 +56,10 @@ impl OpenDalBackend {
                         .map_err(|e| map_err("open", &root.display().to_string(), e))?
                 };
                 Ok(OpenDalBackend {
-                    op: op.layer(RetryLayer::new().with_jitter()),
+                    // No retry layer: a local disk's errors (a full disk, a
+                    // failing drive) do not go away by waiting, and OpenDAL
+                    // marks every unclassified I/O error as temporary.
+                    op,
                     runtime: Arc::new(runtime),
                     location: root.display().to_string(),
                     local_root: Some(root),
