@@ -1,12 +1,12 @@
 //! Check: is the repository whole, and (optionally) is every stored byte intact?
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bunker_backend::FileKind;
 use bunker_format::blob::{decode_blob, BlobType};
-use bunker_format::id::{storage_name, BlobId, PackId};
+use bunker_format::id::{storage_name, BlobId, PackId, SnapshotId};
 use bunker_format::pack::{parse_header, parse_trailer, TRAILER_LEN};
 use bunker_format::tree::NodeKind;
 
@@ -40,6 +40,85 @@ pub struct CheckReport {
     pub packs_read: usize,
     /// Blobs decrypted and verified.
     pub blobs_read: u64,
+    /// Each damaged object with the snapshots and files it affects.
+    pub damage: Vec<Damage>,
+    /// For each source (host and paths) with a damaged snapshot: its newest intact one.
+    pub sources: Vec<SourceStatus>,
+}
+
+/// One damaged object and what it affects.
+#[derive(Debug, Clone)]
+pub struct Damage {
+    /// The object: `pack …`, `tree …`, `data blob …`.
+    pub object: String,
+    /// What is wrong with it.
+    pub problem: String,
+    /// Snapshots that need it, each with the files and directories lost.
+    pub affected: Vec<Affected>,
+}
+
+/// A snapshot hit by a damaged object.
+#[derive(Debug, Clone)]
+pub struct Affected {
+    /// The snapshot.
+    pub snapshot: SnapshotId,
+    /// Paths of the damaged files (and unreadable directories) in it.
+    pub paths: Vec<String>,
+}
+
+/// A source's state after damage.
+#[derive(Debug, Clone)]
+pub struct SourceStatus {
+    /// Host of the snapshots.
+    pub host: String,
+    /// Backed-up paths.
+    pub paths: Vec<String>,
+    /// Snapshots of this source that are damaged.
+    pub damaged: Vec<SnapshotId>,
+    /// The newest snapshot of this source that is whole, if any.
+    pub newest_intact: Option<SnapshotId>,
+}
+
+/// Collects damaged objects, and which blob belongs to which.
+#[derive(Default)]
+struct DamageMap {
+    damage: Vec<Damage>,
+    by_object: HashMap<String, usize>,
+    blobs: HashMap<BlobId, usize>,
+}
+
+impl DamageMap {
+    fn object(&mut self, object: String, problem: String) -> usize {
+        if let Some(&i) = self.by_object.get(&object) {
+            let d = &mut self.damage[i];
+            if !d.problem.contains(&problem) {
+                d.problem = format!("{}; {problem}", d.problem);
+            }
+            return i;
+        }
+        self.damage.push(Damage {
+            object: object.clone(),
+            problem,
+            affected: Vec::new(),
+        });
+        self.by_object.insert(object, self.damage.len() - 1);
+        self.damage.len() - 1
+    }
+
+    fn blob(&mut self, id: BlobId, object: usize) {
+        self.blobs.entry(id).or_insert(object);
+    }
+
+    fn hit(&mut self, object: usize, snapshot: SnapshotId, path: String) {
+        let affected = &mut self.damage[object].affected;
+        match affected.iter_mut().find(|a| a.snapshot == snapshot) {
+            Some(a) => a.paths.push(path),
+            None => affected.push(Affected {
+                snapshot,
+                paths: vec![path],
+            }),
+        }
+    }
 }
 
 /// Checks the repository; never stops at the first problem.
@@ -49,19 +128,37 @@ pub fn check(
     progress: Arc<dyn Progress>,
 ) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+    let mut damage = DamageMap::default();
     let (repo, index_errors) = repo.load_index_lenient()?;
     report
         .errors
         .extend(index_errors.iter().map(|e| e.to_string()));
-    check_packs_exist(&repo, &mut report)?;
-    check_snapshots(&repo, &mut report)?;
+    check_packs_exist(&repo, &mut report, &mut damage)?;
     if options.read_data || options.read_data_percent.is_some() {
-        read_packs(&repo, options.read_data_percent, &mut report, &*progress);
+        read_packs(
+            &repo,
+            options.read_data_percent,
+            &mut report,
+            &mut damage,
+            &*progress,
+        );
     }
+    check_snapshots(&repo, &mut report, &mut damage)?;
+    report.errors.extend(
+        damage
+            .damage
+            .iter()
+            .map(|d| format!("{}: {}", d.object, d.problem)),
+    );
+    report.damage = damage.damage;
     Ok(report)
 }
 
-fn check_packs_exist(repo: &Repository<Indexed>, report: &mut CheckReport) -> Result<()> {
+fn check_packs_exist(
+    repo: &Repository<Indexed>,
+    report: &mut CheckReport,
+    damage: &mut DamageMap,
+) -> Result<()> {
     let stored: HashMap<String, u64> = repo
         .backend()
         .list(FileKind::Pack)?
@@ -71,18 +168,27 @@ fn check_packs_exist(repo: &Repository<Indexed>, report: &mut CheckReport) -> Re
     let indexed = repo.index().packs();
     report.packs = indexed.len();
     let mut indexed_names = HashSet::new();
-    for (id, length) in indexed {
+    let mut bad_packs: HashMap<u32, usize> = HashMap::new();
+    for (pos, (id, length)) in indexed.iter().enumerate() {
         let name = id.to_hex();
-        match stored.get(&name) {
-            None => report.errors.push(format!(
-                "pack {name}: missing from storage but listed in the index"
+        let problem = match stored.get(&name) {
+            None => Some("missing from storage but listed in the index".to_string()),
+            Some(size) if size != length => Some(format!(
+                "size {size} on storage, {length} in the index (truncated or damaged)"
             )),
-            Some(size) if size != length => report.errors.push(format!(
-                "pack {name}: size {size} on storage, {length} in the index (truncated or damaged)"
-            )),
-            _ => {}
+            _ => None,
+        };
+        if let Some(problem) = problem {
+            bad_packs.insert(pos as u32, damage.object(format!("pack {name}"), problem));
         }
         indexed_names.insert(name);
+    }
+    if !bad_packs.is_empty() {
+        for (id, loc) in repo.index().blobs() {
+            if let Some(&object) = bad_packs.get(&loc.pack) {
+                damage.blob(*id, object);
+            }
+        }
     }
     let condemned: HashSet<String> = repo
         .condemnations()?
@@ -101,64 +207,145 @@ fn check_packs_exist(repo: &Repository<Indexed>, report: &mut CheckReport) -> Re
     Ok(())
 }
 
-fn check_snapshots(repo: &Repository<Indexed>, report: &mut CheckReport) -> Result<()> {
-    let mut seen_trees: HashSet<BlobId> = HashSet::new();
-    let mut missing_data: HashSet<BlobId> = HashSet::new();
+/// Walks every snapshot, attributing each damaged blob to the files that
+/// need it. Trees found whole are remembered, so each is read once unless
+/// it holds damage (then once per snapshot, to name paths in each).
+fn check_snapshots(
+    repo: &Repository<Indexed>,
+    report: &mut CheckReport,
+    damage: &mut DamageMap,
+) -> Result<()> {
+    let mut walker = SnapshotWalker {
+        repo,
+        damage,
+        clean: HashSet::new(),
+        decoded: HashSet::new(),
+    };
+    let mut sources: BTreeMap<(String, Vec<String>), SourceStatus> = BTreeMap::new();
+    let mut snapshots = Vec::new();
     for f in repo.backend().list(FileKind::Snapshot)? {
         report.snapshots += 1;
-        let snapshot = match f
+        match f
             .name
-            .parse()
+            .parse::<SnapshotId>()
             .map_err(|e| crate::EngineError::corrupt(&f.name, e))
-            .and_then(|id| repo.read_snapshot(&id))
+            .and_then(|id| Ok((id, repo.read_snapshot(&id)?)))
         {
-            Ok(s) => s,
+            Ok(s) => snapshots.push(s),
             Err(e) => {
-                report.errors.push(format!("snapshot {}: {e}", f.name));
-                continue;
-            }
-        };
-        let mut stack = vec![snapshot.tree];
-        while let Some(tree_id) = stack.pop() {
-            if !seen_trees.insert(tree_id) {
-                continue;
-            }
-            let tree = match repo.load_tree(&tree_id) {
-                Ok(t) => t,
-                Err(e) => {
-                    report
-                        .errors
-                        .push(format!("tree {tree_id} (snapshot {}): {e}", &f.name[..8]));
-                    continue;
-                }
-            };
-            report.trees += 1;
-            for node in &tree.nodes {
-                match node.kind {
-                    NodeKind::Dir => stack.extend(node.subtree),
-                    NodeKind::File => {
-                        for id in &node.content {
-                            if !repo.index().contains(id) && missing_data.insert(*id) {
-                                report.errors.push(format!(
-                                    "data blob {id} (file {:?}, snapshot {}): not in any index",
-                                    node.name_lossy(),
-                                    &f.name[..8]
-                                ));
-                            }
-                        }
-                    }
-                    _ => {}
-                }
+                let object = walker
+                    .damage
+                    .object(format!("snapshot {}", f.name), e.to_string());
+                walker.damage.damage[object].problem = format!(
+                    "{} (its source and time are unknown: they are in the damaged file)",
+                    e
+                );
             }
         }
     }
+    snapshots.sort_by_key(|(_, s)| s.time_ns);
+    for (id, snapshot) in &snapshots {
+        let damaged = walker.walk(id, &snapshot.tree, "");
+        let mut paths = snapshot.paths.clone();
+        paths.sort();
+        let status = sources
+            .entry((snapshot.hostname.clone(), paths.clone()))
+            .or_insert_with(|| SourceStatus {
+                host: snapshot.hostname.clone(),
+                paths,
+                damaged: Vec::new(),
+                newest_intact: None,
+            });
+        match damaged {
+            true => status.damaged.push(*id),
+            false => status.newest_intact = Some(*id),
+        }
+    }
+    report.trees = walker.decoded.len();
+    report.sources = sources
+        .into_values()
+        .filter(|s| !s.damaged.is_empty())
+        .collect();
     Ok(())
+}
+
+struct SnapshotWalker<'a> {
+    repo: &'a Repository<Indexed>,
+    damage: &'a mut DamageMap,
+    /// Trees with no damage anywhere below.
+    clean: HashSet<BlobId>,
+    /// Trees decoded at least once.
+    decoded: HashSet<BlobId>,
+}
+
+impl SnapshotWalker<'_> {
+    /// Returns true if anything below `tree` is damaged.
+    fn walk(&mut self, snapshot: &SnapshotId, tree: &BlobId, path: &str) -> bool {
+        if self.clean.contains(tree) {
+            return false;
+        }
+        let loaded = match self.damage.blobs.get(tree) {
+            Some(&object) => Err(object),
+            None => self.repo.load_tree(tree).map_err(|e| {
+                self.damage
+                    .object(format!("tree {tree}"), format!("unreadable: {e}"))
+            }),
+        };
+        let here = if path.is_empty() { "/" } else { path };
+        let tree_data = match loaded {
+            Ok(t) => t,
+            Err(object) => {
+                self.damage.blob(*tree, object);
+                self.damage
+                    .hit(object, *snapshot, format!("{here} (whole directory)"));
+                return true;
+            }
+        };
+        self.decoded.insert(*tree);
+        let mut damaged = false;
+        for node in &tree_data.nodes {
+            let child = format!("{path}/{}", node.name_lossy());
+            match node.kind {
+                NodeKind::Dir => {
+                    if let Some(sub) = node.subtree {
+                        damaged |= self.walk(snapshot, &sub, &child);
+                    }
+                }
+                NodeKind::File => {
+                    let mut hit = HashSet::new();
+                    for id in &node.content {
+                        let object = match self.damage.blobs.get(id) {
+                            Some(&o) => o,
+                            None if self.repo.index().contains(id) => continue,
+                            None => {
+                                let o = self
+                                    .damage
+                                    .object(format!("data blob {id}"), "not in any index".into());
+                                self.damage.blob(*id, o);
+                                o
+                            }
+                        };
+                        if hit.insert(object) {
+                            self.damage.hit(object, *snapshot, child.clone());
+                        }
+                    }
+                    damaged |= !hit.is_empty();
+                }
+                _ => {}
+            }
+        }
+        if !damaged {
+            self.clean.insert(*tree);
+        }
+        damaged
+    }
 }
 
 fn read_packs(
     repo: &Repository<Indexed>,
     percent: Option<f64>,
     report: &mut CheckReport,
+    damage: &mut DamageMap,
     progress: &dyn Progress,
 ) {
     let mut packs: Vec<(PackId, u64)> = repo.index().packs().to_vec();
@@ -202,7 +389,7 @@ fn read_packs(
                         Ok(n) => {
                             blobs.fetch_add(n, Ordering::Relaxed);
                         }
-                        Err(e) => errors.lock().expect("lock").extend(e),
+                        Err(e) => errors.lock().expect("lock").push((pack, e)),
                     }
                     read.fetch_add(1, Ordering::Relaxed);
                     progress.advance(1, length);
@@ -217,10 +404,21 @@ fn read_packs(
         drop(tx);
     });
     let mut errors = errors.into_inner().expect("lock");
-    errors.sort();
-    report.errors.extend(errors);
+    errors.sort_by_key(|(p, _)| *p);
+    for (pack, bad) in errors {
+        let object = damage.object(format!("pack {pack}"), bad.problems.join("; "));
+        for id in bad.blobs {
+            damage.blob(id, object);
+        }
+    }
     report.blobs_read += blobs.into_inner();
     report.packs_read += read.into_inner() as usize;
+}
+
+/// What is wrong with one pack, and which of its indexed blobs are lost.
+struct PackDamage {
+    problems: Vec<String>,
+    blobs: Vec<BlobId>,
 }
 
 /// Reads one pack whole and verifies its name, header and every blob.
@@ -228,16 +426,19 @@ fn verify_pack(
     repo: &Repository<Indexed>,
     name: &str,
     indexed: &[(BlobId, BlobType, u32)],
-) -> Result<u64, Vec<String>> {
+) -> Result<u64, PackDamage> {
+    let all_lost = |problem: String| PackDamage {
+        problems: vec![problem],
+        blobs: indexed.iter().map(|(id, _, _)| *id).collect(),
+    };
     let bytes = repo
         .backend()
         .read(FileKind::Pack, name)
-        .map_err(|e| vec![format!("pack {name}: {e}")])?;
+        .map_err(|e| all_lost(e.to_string()))?;
     let mut errors = Vec::new();
+    let mut lost = Vec::new();
     if storage_name(&bytes) != name {
-        errors.push(format!(
-            "pack {name}: content does not match its name (damaged)"
-        ));
+        errors.push("content does not match its name".to_string());
     }
     let header = (|| {
         if bytes.len() < TRAILER_LEN {
@@ -257,26 +458,30 @@ fn verify_pack(
     })();
     let mut count = 0;
     match header {
-        Err(e) => errors.push(format!("pack {name}: header: {e}")),
+        Err(e) => {
+            let mut d = all_lost(format!("header: {e}"));
+            d.problems.splice(0..0, errors);
+            return Err(d);
+        }
         Ok(entries) => {
             let in_header: HashSet<BlobId> = entries.iter().map(|e| e.id).collect();
             for (id, kind, _) in indexed {
                 if !in_header.contains(id) {
                     errors.push(format!(
-                        "pack {name}: {} blob {id} is indexed here but not in the pack header",
+                        "{} blob {id} is indexed here but not in the pack header",
                         kind.name()
                     ));
+                    lost.push(*id);
                 }
             }
             for e in entries {
                 let stored = &bytes[e.offset as usize..(e.offset + e.length) as usize];
                 match decode_blob(repo.keys(), e.kind, &e.id, e.raw_length, stored) {
                     Ok(_) => count += 1,
-                    Err(err) => errors.push(format!(
-                        "pack {name}: {} blob {}: {err}",
-                        e.kind.name(),
-                        e.id
-                    )),
+                    Err(err) => {
+                        errors.push(format!("{} blob {}: {err}", e.kind.name(), e.id.short()));
+                        lost.push(e.id);
+                    }
                 }
             }
         }
@@ -284,6 +489,9 @@ fn verify_pack(
     if errors.is_empty() {
         Ok(count)
     } else {
-        Err(errors)
+        Err(PackDamage {
+            problems: errors,
+            blobs: lost,
+        })
     }
 }

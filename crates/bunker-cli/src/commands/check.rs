@@ -57,13 +57,55 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             "packs": report.packs,
             "packs_read": report.packs_read,
             "blobs_read": report.blobs_read,
+            "damage": report.damage.iter().map(|d| json!({
+                "object": d.object,
+                "problem": d.problem,
+                "affected": d.affected.iter().map(|a| json!({
+                    "snapshot": a.snapshot.to_hex(),
+                    "paths": a.paths,
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+            "sources": report.sources.iter().map(|s| json!({
+                "host": s.host,
+                "paths": s.paths,
+                "damaged_snapshots": s.damaged.iter().map(|d| d.to_hex()).collect::<Vec<_>>(),
+                "newest_intact": s.newest_intact.map(|i| i.to_hex()),
+            })).collect::<Vec<_>>(),
         }));
     } else {
         for w in &report.warnings {
             eprintln!("bunker: warning: {w}");
         }
-        for e in &report.errors {
+        // Errors not tied to one object (unreadable index files) come first.
+        let general = report.errors.len() - report.damage.len();
+        for e in &report.errors[..general] {
             eprintln!("bunker: damaged: {e}");
+        }
+        for d in &report.damage {
+            eprintln!("bunker: damaged: {}: {}", d.object, d.problem);
+            for a in &d.affected {
+                const SHOWN: usize = 5;
+                let more = a.paths.len().saturating_sub(SHOWN);
+                eprintln!(
+                    "  affects snapshot {}: {}{}",
+                    a.snapshot.short(),
+                    a.paths[..a.paths.len().min(SHOWN)].join(", "),
+                    if more > 0 {
+                        format!(" and {more} more")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+        for s in &report.sources {
+            eprintln!(
+                "bunker: {} snapshot(s) of {} on {} damaged; newest intact: {}",
+                s.damaged.len(),
+                s.paths.join(" "),
+                s.host,
+                s.newest_intact.map_or("none".to_string(), |i| i.short())
+            );
         }
         if !global.quiet {
             crate::outln!(

@@ -327,7 +327,22 @@ fn plan_tree(
     options: &RestoreOptions,
     plan: &mut Plan,
 ) -> Result<()> {
-    let tree = repo.load_tree(tree)?;
+    let tree = match repo.load_tree(tree) {
+        Ok(t) => t,
+        // A damaged directory: restore everything else, and name it.
+        Err(
+            e @ (EngineError::Corrupt { .. }
+            | EngineError::BlobMissing { .. }
+            | EngineError::Backend(_)),
+        ) => {
+            plan.summary.errors.push(format!(
+                "{}: directory not restored, its listing is damaged in the repository: {e}",
+                target.display()
+            ));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
     let mut names: HashSet<Vec<u8>> = HashSet::new();
     for node in tree.nodes {
         let path = format!("{prefix}/{}", node.name_lossy());
