@@ -184,3 +184,74 @@ fn a_lost_tree_pack_is_reported_as_whole_directories() {
     assert!(paths.contains("whole directory"), "{entry}");
     assert_eq!(report["sources"][0]["newest_intact"], f.older.as_str());
 }
+
+#[test]
+fn repair_index_rebuilds_lost_index_files_from_the_packs() {
+    let f = fixture();
+    let index_dir = f.env.repo.join("index");
+    let names: Vec<PathBuf> = files_below(&index_dir)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    // One index file lost, another damaged.
+    fs::remove_file(&names[0]).unwrap();
+    flip_byte(&names[1], 20);
+    let out = run(f.env.cmd().arg("check"));
+    expect_code(&out, 1, "check with a lost index");
+    let out = run(f.env.cmd().args(["repair", "index", "--json"]));
+    expect_code(&out, 0, "repair index");
+    let r = parse_json(&out.stdout);
+    assert_eq!(
+        r["packs"].as_u64(),
+        Some(files_below(&f.env.repo.join("data")).len() as u64)
+    );
+    let out = run(f.env.cmd().args(["check", "--read-data"]));
+    expect_code(&out, 0, "check after repair index");
+    f.env.restore_verified(&f.newer, &f.env.path("out"));
+}
+
+#[test]
+fn repair_snapshots_leaves_out_damaged_files_and_keeps_the_original() {
+    let f = fixture();
+    fs::remove_file(&f.newer_packs[0]).unwrap();
+    // Drop the missing pack from the index, then rewrite what lost data.
+    expect_code(
+        &run(f.env.cmd().args(["repair", "index"])),
+        0,
+        "repair index",
+    );
+    let out = run(f
+        .env
+        .cmd()
+        .args(["repair", "snapshots", "--dry-run", "--json"]));
+    expect_code(&out, 0, "repair snapshots --dry-run");
+    let dry = parse_json(&out.stdout);
+    assert_eq!(dry[0]["removed"][0], format!("{}/new.bin", f.src));
+    assert!(dry[0]["repaired"].is_null());
+    assert_eq!(f.env.snapshots(&[]).len(), 2);
+
+    let out = run(f.env.cmd().args(["repair", "snapshots", "--json"]));
+    expect_code(&out, 0, "repair snapshots");
+    let done = parse_json(&out.stdout);
+    assert_eq!(done.as_array().unwrap().len(), 1, "{done}");
+    assert_eq!(done[0]["original"], f.newer.as_str());
+    let repaired = done[0]["repaired"].as_str().unwrap().to_string();
+    let snapshots = f.env.snapshots(&["--tag", "repaired"]);
+    assert_eq!(snapshots.len(), 1);
+    assert_eq!(f.env.snapshots(&[]).len(), 3, "the original is kept");
+
+    // The repaired snapshot restores whole, without the lost file.
+    let target = f.env.path("out");
+    f.env.restore_verified(&repaired, &target);
+    let restored = target.join(f.src.trim_start_matches('/'));
+    assert_eq!(
+        fs::read(restored.join("keep.txt")).unwrap(),
+        b"in both snapshots"
+    );
+    assert!(!restored.join("new.bin").exists());
+
+    // Forgetting the damaged original leaves a repository that checks clean.
+    expect_code(&run(f.env.cmd().args(["forget", &f.newer])), 0, "forget");
+    let out = run(f.env.cmd().args(["check", "--read-data"]));
+    expect_code(&out, 0, "check after the repair");
+}

@@ -44,6 +44,8 @@ pub struct CheckReport {
     pub damage: Vec<Damage>,
     /// For each source (host and paths) with a damaged snapshot: its newest intact one.
     pub sources: Vec<SourceStatus>,
+    /// Every blob found damaged or missing (what `repair snapshots` leaves out).
+    pub damaged_blobs: HashSet<BlobId>,
 }
 
 /// One damaged object and what it affects.
@@ -151,6 +153,7 @@ pub fn check(
             .map(|d| format!("{}: {}", d.object, d.problem)),
     );
     report.damage = damage.damage;
+    report.damaged_blobs = damage.blobs.into_keys().collect();
     Ok(report)
 }
 

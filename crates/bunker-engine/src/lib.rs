@@ -18,6 +18,7 @@ pub mod interrupt;
 pub mod lock;
 pub mod progress;
 pub mod prune;
+pub mod repair;
 pub mod repository;
 pub mod restore;
 pub mod stats;

@@ -247,6 +247,19 @@ impl<S> Repository<S> {
         }
     }
 
+    /// A second handle on the same repository, without its index.
+    pub fn reopened(&self) -> Repository<Open> {
+        Repository {
+            backend: self.backend.clone(),
+            keys: self.keys.clone(),
+            master: self.master.clone(),
+            config: self.config.clone(),
+            chunker: self.chunker.clone(),
+            key_name: self.key_name.clone(),
+            state: Open,
+        }
+    }
+
     /// The storage.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
@@ -458,16 +471,7 @@ impl Repository<Indexed> {
     /// The same repository with every index file read again (after this
     /// process or another changed them).
     pub fn reload_index(&self) -> Result<Repository<Indexed>> {
-        Repository {
-            backend: self.backend.clone(),
-            keys: self.keys.clone(),
-            master: self.master.clone(),
-            config: self.config.clone(),
-            chunker: self.chunker.clone(),
-            key_name: self.key_name.clone(),
-            state: Open,
-        }
-        .load_index()
+        self.reopened().load_index()
     }
 
     /// The loaded index.

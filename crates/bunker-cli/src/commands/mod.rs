@@ -9,6 +9,7 @@ mod init;
 mod key;
 mod ls;
 mod prune;
+mod repair;
 mod restore;
 mod snapshots;
 mod stats;
@@ -39,6 +40,8 @@ pub enum Command {
     Forget(forget::Args),
     /// Delete data no snapshot references (safe while backups run)
     Prune(prune::Args),
+    /// Rebuild the index from the packs, or rewrite damaged snapshots
+    Repair(repair::Args),
     /// Verify the repository's structure and, optionally, every stored byte
     Check(check::Args),
     /// Manage the keys (passwords) that open the repository
@@ -59,6 +62,7 @@ pub fn run(command: Command, global: &GlobalArgs) -> Result<i32> {
         Command::Check(a) => check::run(a, global),
         Command::Forget(a) => forget::run(a, global),
         Command::Prune(a) => prune::run(a, global),
+        Command::Repair(a) => repair::run(a, global),
         Command::Diff(a) => diff::run(a, global),
         Command::Key(a) => key::run(a, global),
         Command::Stats(a) => stats::run(a, global),

@@ -1,0 +1,285 @@
+//! Repair: rebuild the index from the packs themselves, and rewrite damaged
+//! snapshots without what they lost.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bunker_backend::FileKind;
+use bunker_format::blob::{encode_blob, BlobType};
+use bunker_format::id::{BlobId, PackId};
+use bunker_format::index::{IndexFile, IndexedPack};
+use bunker_format::pack::{parse_header, parse_trailer, TRAILER_LEN};
+use bunker_format::snapshot::Snapshot;
+use bunker_format::tree::{Node, NodeKind, Tree};
+
+use crate::backup::PackSink;
+use crate::check::{check, CheckOptions};
+use crate::lock;
+use crate::progress::NoProgress;
+use crate::repository::{Indexed, Open, Repository, SnapshotEntry};
+
+use crate::{EngineError, Result};
+
+/// What `repair index` did.
+#[derive(Debug, Default)]
+pub struct IndexRepair {
+    /// Packs whose headers were read and indexed.
+    pub packs: usize,
+    /// Blobs indexed.
+    pub blobs: usize,
+    /// Packs whose header could not be read: named, left alone.
+    pub unreadable: Vec<String>,
+    /// Old index files replaced.
+    pub replaced: usize,
+}
+
+/// Rebuilds the index from every pack's own header and replaces the index
+/// files that existed when it started. Packs a prune condemned are left out.
+pub fn repair_index(repo: Repository<Open>) -> Result<IndexRepair> {
+    let _lock = lock::exclusive(&repo, "repair index")?;
+    let old: Vec<String> = repo
+        .backend()
+        .list(FileKind::Index)?
+        .into_iter()
+        .map(|f| f.name)
+        .collect();
+    let condemned: HashSet<PackId> = repo
+        .condemnations()?
+        .into_iter()
+        .flat_map(|(_, r)| r.packs)
+        .collect();
+    let mut report = IndexRepair::default();
+    let mut file = IndexFile::default();
+    for info in repo.backend().list(FileKind::Pack)? {
+        let Ok(id) = info.name.parse::<PackId>() else {
+            continue;
+        };
+        if condemned.contains(&id) {
+            continue;
+        }
+        match read_header(&repo, &info.name, info.size) {
+            Ok(blobs) => {
+                report.packs += 1;
+                report.blobs += blobs.len();
+                file.packs.push(IndexedPack {
+                    id,
+                    length: info.size,
+                    blobs,
+                });
+            }
+            Err(e) => report.unreadable.push(format!("pack {}: {e}", info.name)),
+        }
+        if file.packs.len() >= 4096 {
+            repo.write_index(&std::mem::take(&mut file))?;
+        }
+    }
+    if !file.packs.is_empty() {
+        repo.write_index(&file)?;
+    }
+    // Only now that the new files are durable: remove the old ones.
+    for name in &old {
+        repo.backend().remove(FileKind::Index, name)?;
+        report.replaced += 1;
+    }
+    Ok(report)
+}
+
+fn read_header(
+    repo: &Repository<Open>,
+    name: &str,
+    size: u64,
+) -> Result<Vec<bunker_format::pack::PackEntry>> {
+    let corrupt = |e| EngineError::corrupt(format!("pack {name}"), e);
+    if size < TRAILER_LEN as u64 {
+        return Err(corrupt(bunker_format::FormatError::Malformed(
+            "shorter than a pack trailer",
+        )));
+    }
+    let trailer = repo.backend().read_range(
+        FileKind::Pack,
+        name,
+        size - TRAILER_LEN as u64,
+        TRAILER_LEN as u64,
+    )?;
+    let header_len = parse_trailer(&trailer).map_err(corrupt)? as u64;
+    let start = size
+        .checked_sub(TRAILER_LEN as u64 + header_len)
+        .ok_or_else(|| {
+            corrupt(bunker_format::FormatError::Malformed(
+                "header longer than the pack",
+            ))
+        })?;
+    let sealed = repo
+        .backend()
+        .read_range(FileKind::Pack, name, start, header_len)?;
+    parse_header(repo.keys(), &sealed, size).map_err(corrupt)
+}
+
+/// What `repair snapshots` did to one snapshot.
+#[derive(Debug)]
+pub struct SnapshotRepair {
+    /// The damaged snapshot.
+    pub original: SnapshotEntry,
+    /// Its repaired replacement (none in a dry run).
+    pub repaired: Option<bunker_format::id::SnapshotId>,
+    /// Paths left out: damaged files, and directories whose listing was lost.
+    pub removed: Vec<String>,
+}
+
+/// Finds damaged snapshots (by a structural check, or reading every pack
+/// with `read_data`) and writes for each a new snapshot without the damaged
+/// files; unreadable directories become empty. The originals are kept
+/// unless `forget` is set.
+pub fn repair_snapshots(
+    repo: Repository<Open>,
+    read_data: bool,
+    forget: bool,
+    dry_run: bool,
+) -> Result<Vec<SnapshotRepair>> {
+    let session = match dry_run {
+        true => None,
+        false => Some(lock::session(&repo, "repair snapshots")?),
+    };
+    let report = check(
+        repo.reopened(),
+        CheckOptions {
+            read_data,
+            read_data_percent: None,
+        },
+        Arc::new(NoProgress),
+    )?;
+    let damaged: HashSet<BlobId> = report.damaged_blobs;
+    let hit: HashSet<bunker_format::id::SnapshotId> = report
+        .damage
+        .iter()
+        .flat_map(|d| d.affected.iter().map(|a| a.snapshot))
+        .collect();
+    let repo = Arc::new(repo.load_index()?);
+    let sink = PackSink::new(repo.clone(), dry_run);
+    let mut rewritten: HashMap<BlobId, Option<BlobId>> = HashMap::new();
+    let mut plans = Vec::new();
+    for entry in repo.snapshots()? {
+        if !hit.contains(&entry.id) {
+            continue;
+        }
+        let mut removed = Vec::new();
+        let root = Rewriter {
+            repo: &repo,
+            sink: &sink,
+            damaged: &damaged,
+            cache: &mut rewritten,
+            removed: &mut removed,
+        }
+        .tree(&entry.snapshot.tree, "")?;
+        removed.sort();
+        plans.push((entry, root, removed));
+    }
+    // Every new tree is indexed before any snapshot names it.
+    sink.finish()?;
+    let mut out = Vec::new();
+    for (original, root, removed) in plans {
+        let mut repaired = None;
+        if !dry_run {
+            let mut snapshot: Snapshot = original.snapshot.clone();
+            snapshot.tree = root;
+            if !snapshot.tags.iter().any(|t| t == "repaired") {
+                snapshot.tags.push("repaired".into());
+            }
+            snapshot.warnings.push(format!(
+                "repaired from snapshot {}: left out {} damaged path(s)",
+                original.id.short(),
+                removed.len()
+            ));
+            if let Some(s) = &session {
+                s.confirm()?;
+            }
+            repaired = Some(repo.write_snapshot(&snapshot)?);
+            if forget {
+                repo.backend()
+                    .remove(FileKind::Snapshot, &original.id.to_hex())?;
+            }
+        }
+        out.push(SnapshotRepair {
+            original,
+            repaired,
+            removed,
+        });
+    }
+    Ok(out)
+}
+
+struct Rewriter<'a> {
+    repo: &'a Repository<Indexed>,
+    sink: &'a PackSink,
+    damaged: &'a HashSet<BlobId>,
+    /// Trees already rewritten: old id → new id (`None`: unchanged).
+    cache: &'a mut HashMap<BlobId, Option<BlobId>>,
+    removed: &'a mut Vec<String>,
+}
+
+impl Rewriter<'_> {
+    /// The id of `tree` without its damage (the same id if it had none).
+    fn tree(&mut self, tree: &BlobId, path: &str) -> Result<BlobId> {
+        if let Some(done) = self.cache.get(tree) {
+            return Ok(done.unwrap_or(*tree));
+        }
+        let loaded = match self.damaged.contains(tree) {
+            true => None,
+            false => self.repo.load_tree(tree).ok(),
+        };
+        let Some(old) = loaded else {
+            self.removed
+                .push(format!("{}/ (directory listing lost)", path));
+            return self.store(Vec::new());
+        };
+        let mut nodes: Vec<Node> = Vec::with_capacity(old.nodes.len());
+        let mut changed = false;
+        for mut node in old.nodes {
+            let child = format!("{path}/{}", node.name_lossy());
+            match node.kind {
+                NodeKind::File
+                    if node
+                        .content
+                        .iter()
+                        .any(|b| self.damaged.contains(b) || !self.repo.index().contains(b)) =>
+                {
+                    self.removed.push(child);
+                    changed = true;
+                    continue;
+                }
+                NodeKind::Dir => {
+                    if let Some(sub) = node.subtree {
+                        let new = self.tree(&sub, &child)?;
+                        if new != sub {
+                            node.subtree = Some(new);
+                            changed = true;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            nodes.push(node);
+        }
+        let id = match changed {
+            true => self.store(nodes)?,
+            false => *tree,
+        };
+        self.cache.insert(*tree, (id != *tree).then_some(id));
+        Ok(id)
+    }
+
+    fn store(&mut self, nodes: Vec<Node>) -> Result<BlobId> {
+        let bytes = Tree { nodes }.encode();
+        let id = self.repo.keys().blob_id(&bytes);
+        if self.sink.claim(&id) {
+            self.sink.add(encode_blob(
+                self.repo.keys(),
+                BlobType::Tree,
+                id,
+                &bytes,
+                self.repo.config().compression_level,
+            ))?;
+        }
+        Ok(id)
+    }
+}
