@@ -30,6 +30,8 @@ pub enum FileKind {
     Lock,
     /// `condemned/<id>`: prune's condemnation records.
     Condemned,
+    /// `parity/<xx>/<pack id>`: Reed–Solomon parity of a pack.
+    Parity,
 }
 
 impl FileKind {
@@ -43,6 +45,7 @@ impl FileKind {
             FileKind::Snapshot => "snapshots",
             FileKind::Lock => "locks",
             FileKind::Condemned => "condemned",
+            FileKind::Parity => "parity",
         }
     }
 
@@ -50,7 +53,9 @@ impl FileKind {
     pub fn path(self, name: &str) -> String {
         match self {
             FileKind::Config => "config".to_string(),
-            FileKind::Pack if name.len() >= 2 => format!("data/{}/{}", &name[..2], name),
+            FileKind::Pack | FileKind::Parity if name.len() >= 2 => {
+                format!("{}/{}/{}", self.dir(), &name[..2], name)
+            }
             _ => format!("{}/{}", self.dir(), name),
         }
     }

@@ -241,7 +241,11 @@ impl Backend for OpenDalBackend {
         let path = kind.path(name);
         self.block_on(self.op.delete(&path))
             .map_err(|e| map_err("delete", &path, e))?;
-        self.sync_parent(&path)
+        match self.sync_parent(&path) {
+            // No directory: the file never existed, nothing to make durable.
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
     }
 }
 
@@ -290,6 +294,8 @@ mod tests {
         b.remove(FileKind::Pack, "abcdef").unwrap();
         assert!(!b.exists(FileKind::Pack, "abcdef").unwrap());
         b.remove(FileKind::Pack, "abcdef").unwrap();
+        // Removing what never existed, even without its directory, succeeds.
+        b.remove(FileKind::Parity, "abcdef").unwrap();
         // Reopen without create: now a repository.
         OpenDalBackend::open(&loc, false).unwrap();
     }

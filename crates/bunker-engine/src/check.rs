@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use bunker_backend::FileKind;
 use bunker_format::blob::{decode_blob, BlobType};
-use bunker_format::id::{storage_name, BlobId, PackId, SnapshotId};
+use bunker_format::id::{BlobId, PackId, SnapshotId};
 use bunker_format::pack::{parse_header, parse_trailer, TRAILER_LEN};
 use bunker_format::tree::NodeKind;
 
 use crate::progress::Progress;
-use crate::repository::{Indexed, Open, Repository};
+use crate::repository::{Indexed, Open, PackRead, Repository};
 use crate::Result;
 
 /// What to check.
@@ -21,6 +21,8 @@ pub struct CheckOptions {
     pub read_data: bool,
     /// Read and verify this percentage of packs, chosen at random.
     pub read_data_percent: Option<f64>,
+    /// Rewrite packs that parity can rebuild.
+    pub repair: bool,
 }
 
 /// What check found.
@@ -40,6 +42,8 @@ pub struct CheckReport {
     pub packs_read: usize,
     /// Blobs decrypted and verified.
     pub blobs_read: u64,
+    /// Damaged packs rebuilt from parity and written back (with `repair`).
+    pub repaired: Vec<String>,
     /// Each damaged object with the snapshots and files it affects.
     pub damage: Vec<Damage>,
     /// For each source (host and paths) with a damaged snapshot: its newest intact one.
@@ -135,16 +139,12 @@ pub fn check(
     report
         .errors
         .extend(index_errors.iter().map(|e| e.to_string()));
-    check_packs_exist(&repo, &mut report, &mut damage)?;
-    if options.read_data || options.read_data_percent.is_some() {
-        read_packs(
-            &repo,
-            options.read_data_percent,
-            &mut report,
-            &mut damage,
-            &*progress,
-        );
+    // Packs first, so a pack that `repair` rebuilds from parity is on
+    // storage again when the structure is checked.
+    if options.read_data || options.read_data_percent.is_some() || options.repair {
+        read_packs(&repo, &options, &mut report, &mut damage, &*progress);
     }
+    check_packs_exist(&repo, &mut report, &mut damage)?;
     check_snapshots(&repo, &mut report, &mut damage)?;
     report.errors.extend(
         damage
@@ -346,13 +346,13 @@ impl SnapshotWalker<'_> {
 
 fn read_packs(
     repo: &Repository<Indexed>,
-    percent: Option<f64>,
+    options: &CheckOptions,
     report: &mut CheckReport,
     damage: &mut DamageMap,
     progress: &dyn Progress,
 ) {
     let mut packs: Vec<(PackId, u64)> = repo.index().packs().to_vec();
-    if let Some(p) = percent {
+    if let (Some(p), false) = (options.read_data_percent, options.repair) {
         let keep = ((packs.len() as f64 * p / 100.0).ceil() as usize).min(packs.len());
         // Random choice, so repeated subset checks cover the whole repository over time.
         let mut order: Vec<(u64, (PackId, u64))> = packs
@@ -377,18 +377,51 @@ fn read_packs(
     // Packs are verified on all cores; each worker holds one pack in memory.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
     let (tx, rx) = crossbeam_channel::bounded::<(PackId, u64)>(workers);
-    let (errors, blobs, read) = (
+    let (errors, blobs, read, repaired) = (
         std::sync::Mutex::new(Vec::new()),
         AtomicU64::new(0),
         AtomicU64::new(0),
+        std::sync::Mutex::new(Vec::new()),
     );
     std::thread::scope(|scope| {
         for _ in 0..workers {
-            let (rx, by_pack, errors, blobs, read) = (rx.clone(), &by_pack, &errors, &blobs, &read);
+            let (rx, by_pack, errors, blobs, read, repaired) =
+                (rx.clone(), &by_pack, &errors, &blobs, &read, &repaired);
             scope.spawn(move || {
                 for (pack, length) in rx {
                     let indexed = by_pack.get(&pack).map(Vec::as_slice).unwrap_or(&[]);
-                    match verify_pack(repo, &pack.to_hex(), indexed) {
+                    let result = match repo.read_pack(&pack) {
+                        Err(e) => Err(PackDamage {
+                            problems: vec![e.to_string()],
+                            blobs: indexed.iter().map(|(id, _, _)| *id).collect(),
+                        }),
+                        Ok(PackRead::Intact(bytes)) => verify_pack(repo, &bytes, indexed),
+                        Ok(PackRead::Damaged(bytes, why)) => {
+                            damaged(verify_pack(repo, &bytes, indexed), why)
+                        }
+                        Ok(PackRead::Healed { bytes, shards }) => {
+                            let verified = verify_pack(repo, &bytes, indexed);
+                            let name = pack.to_hex();
+                            match options.repair {
+                                false => damaged(verified, format!(
+                                    "damaged in {shards} shard(s); reads are repaired from parity, and `bunker check --repair` rewrites it"
+                                )),
+                                true => match repo.backend().write(FileKind::Pack, &name, bytes) {
+                                    Ok(()) => {
+                                        repaired.lock().expect("lock").push(format!(
+                                            "pack {name}: rebuilt {shards} damaged shard(s) from parity and rewrote it"
+                                        ));
+                                        verified
+                                    }
+                                    Err(e) => damaged(
+                                        verified,
+                                        format!("rebuilt from parity, but cannot be rewritten: {e}"),
+                                    ),
+                                },
+                            }
+                        }
+                    };
+                    match result {
                         Ok(n) => {
                             blobs.fetch_add(n, Ordering::Relaxed);
                         }
@@ -415,6 +448,8 @@ fn read_packs(
         }
     }
     report.blobs_read += blobs.into_inner();
+    report.repaired = repaired.into_inner().expect("lock");
+    report.repaired.sort();
     report.packs_read += read.into_inner() as usize;
 }
 
@@ -424,25 +459,32 @@ struct PackDamage {
     blobs: Vec<BlobId>,
 }
 
-/// Reads one pack whole and verifies its name, header and every blob.
+/// A pack's verification with one more problem in front: always an error.
+fn damaged(verified: Result<u64, PackDamage>, problem: String) -> Result<u64, PackDamage> {
+    match verified {
+        Ok(_) => Err(PackDamage {
+            problems: vec![problem],
+            blobs: Vec::new(),
+        }),
+        Err(mut d) => {
+            d.problems.insert(0, problem);
+            Err(d)
+        }
+    }
+}
+
+/// Verifies a pack's header and every blob, from its bytes.
 fn verify_pack(
     repo: &Repository<Indexed>,
-    name: &str,
+    bytes: &[u8],
     indexed: &[(BlobId, BlobType, u32)],
 ) -> Result<u64, PackDamage> {
     let all_lost = |problem: String| PackDamage {
         problems: vec![problem],
         blobs: indexed.iter().map(|(id, _, _)| *id).collect(),
     };
-    let bytes = repo
-        .backend()
-        .read(FileKind::Pack, name)
-        .map_err(|e| all_lost(e.to_string()))?;
-    let mut errors = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
     let mut lost = Vec::new();
-    if storage_name(&bytes) != name {
-        errors.push("content does not match its name".to_string());
-    }
     let header = (|| {
         if bytes.len() < TRAILER_LEN {
             return Err(bunker_format::FormatError::Malformed(

@@ -26,7 +26,7 @@ pub mod walk_tree;
 
 pub use error::{EngineError, Result};
 pub use progress::{NoProgress, Progress};
-pub use repository::{Indexed, InitOptions, Open, Repository, SnapshotEntry};
+pub use repository::{Indexed, InitOptions, Open, PackRead, Repository, SnapshotEntry};
 
 pub use bunker_backend as backend;
 pub use bunker_format as format;

@@ -30,7 +30,7 @@ use crate::backup::PackSink;
 use crate::failpoint;
 use crate::identity::now_ns;
 use crate::lock::{self, LockStore};
-use crate::repository::{Indexed, Open, Repository};
+use crate::repository::{Indexed, Open, PackRead, Repository};
 use crate::{EngineError, Result};
 
 /// How to prune.
@@ -329,7 +329,15 @@ fn repack(repo: &Repository<Indexed>, packs: &[PackUse]) -> Result<()> {
     let repo = std::sync::Arc::new(repo.reload_index()?);
     let sink = PackSink::new(repo.clone(), false);
     for p in packs {
-        let bytes = repo.backend().read(FileKind::Pack, &p.pack.id.to_hex())?;
+        let bytes = match repo.read_pack(&p.pack.id)? {
+            PackRead::Intact(b) | PackRead::Healed { bytes: b, .. } => b,
+            PackRead::Damaged(_, why) => {
+                return Err(EngineError::Invalid(format!(
+                    "refusing to prune: pack {} is damaged ({why}; run `bunker check --read-data`)",
+                    p.pack.id.short()
+                )))
+            }
+        };
         for e in &p.live {
             let stored = bytes
                 .get(e.offset as usize..(e.offset as usize + e.length as usize))
@@ -425,6 +433,9 @@ fn delete_condemned(
     for pack in record.packs.iter().filter(|p| !rescued.contains(*p)) {
         if let Some(size) = sizes.get(pack) {
             repo.backend().remove(FileKind::Pack, &pack.to_hex())?;
+            if repo.config().parity {
+                repo.backend().remove(FileKind::Parity, &pack.to_hex())?;
+            }
             report.packs_deleted += 1;
             report.bytes_deleted += size;
         }

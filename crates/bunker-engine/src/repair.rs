@@ -145,6 +145,7 @@ pub fn repair_snapshots(
         CheckOptions {
             read_data,
             read_data_percent: None,
+            repair: false,
         },
         Arc::new(NoProgress),
     )?;

@@ -19,6 +19,7 @@ use bunker_format::id::{
 use bunker_format::index::IndexFile;
 use bunker_format::keyfile::{KdfParams, KeyFile};
 use bunker_format::object::{open_object, seal_object, ObjectKind};
+use bunker_format::parity::Repair;
 use bunker_format::snapshot::Snapshot;
 use bunker_format::tree::Tree;
 use bunker_format::FormatError;
@@ -55,6 +56,8 @@ pub struct InitOptions {
     pub pack_size: Option<u32>,
     /// zstd level for new data (-7..22).
     pub compression_level: Option<i32>,
+    /// Keep Reed–Solomon parity for every pack.
+    pub parity: bool,
 }
 
 impl InitOptions {
@@ -63,6 +66,7 @@ impl InitOptions {
         let mut config = RepoConfig::new([0u8; 32], chrono::Utc::now().timestamp());
         config.pack_size = self.pack_size.unwrap_or(config.pack_size);
         config.compression_level = self.compression_level.unwrap_or(config.compression_level);
+        config.parity = self.parity;
         config
             .validate()
             .map_err(|e| EngineError::Invalid(format!("cannot create the repository: {e}")))?;
@@ -467,6 +471,57 @@ impl<S> Repository<S> {
     }
 }
 
+/// A whole pack as read by [`Repository::read_pack`].
+pub enum PackRead {
+    /// It matches its name.
+    Intact(Vec<u8>),
+    /// It did not match its name and was rebuilt from its parity file.
+    Healed {
+        /// The pack as written.
+        bytes: Vec<u8>,
+        /// Shards rebuilt.
+        shards: usize,
+    },
+    /// It does not match its name and could not be rebuilt: the bytes read
+    /// (empty if the pack is missing) and why parity did not help.
+    Damaged(Vec<u8>, String),
+}
+
+impl<S> Repository<S> {
+    /// Reads a whole pack and checks it against its name; a damaged (or
+    /// missing) pack is rebuilt from its parity file when the repository
+    /// keeps parity.
+    pub fn read_pack(&self, id: &PackId) -> Result<PackRead> {
+        let name = id.to_hex();
+        let stored = match self.backend.read(FileKind::Pack, &name) {
+            Ok(b) => b,
+            Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        if storage_hash(&stored) == id.0 {
+            return Ok(PackRead::Intact(stored));
+        }
+        if !self.config.parity {
+            let why = match stored.is_empty() {
+                true => "missing",
+                false => "content does not match its name",
+            };
+            return Ok(PackRead::Damaged(stored, why.into()));
+        }
+        let parity = match self.backend.read(FileKind::Parity, &name) {
+            Ok(p) => p,
+            Err(e) => return Ok(PackRead::Damaged(stored, format!("no parity: {e}"))),
+        };
+        Ok(
+            match bunker_format::parity::repair(&stored, &parity, &id.0) {
+                Ok(Repair::Repaired { bytes, shards }) => PackRead::Healed { bytes, shards },
+                Ok(Repair::Intact) => PackRead::Intact(stored),
+                Err(e) => PackRead::Damaged(stored, format!("parity cannot repair it: {e}")),
+            },
+        )
+    }
+}
+
 impl Repository<Indexed> {
     /// The same repository with every index file read again (after this
     /// process or another changed them).
@@ -479,9 +534,11 @@ impl Repository<Indexed> {
         &self.state.index
     }
 
-    /// Reads, decrypts and verifies one blob.
+    /// Reads, decrypts and verifies one blob. When the repository keeps
+    /// parity, a blob that fails to read is read again from its pack rebuilt
+    /// from parity (the damaged pack itself is left for `check --repair`).
     pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self
+        let loc = *self
             .index()
             .get(id)
             .ok_or_else(|| EngineError::BlobMissing {
@@ -489,23 +546,39 @@ impl Repository<Indexed> {
                 id: id.to_hex(),
             })?;
         let (pack, _) = self.index().pack(loc.pack);
-        let stored = self.backend.read_range(
-            FileKind::Pack,
-            &pack.to_hex(),
-            loc.offset as u64,
-            loc.length as u64,
-        )?;
-        decode_blob(&self.keys, kind, id, loc.raw_length, &stored).map_err(|e| {
-            EngineError::corrupt(
-                format!(
-                    "{} blob {} in pack {}",
-                    kind.name(),
-                    id.short(),
-                    pack.short()
-                ),
-                e,
+        let decode = |stored: &[u8]| {
+            decode_blob(&self.keys, kind, id, loc.raw_length, stored).map_err(|e| {
+                EngineError::corrupt(
+                    format!(
+                        "{} blob {} in pack {}",
+                        kind.name(),
+                        id.short(),
+                        pack.short()
+                    ),
+                    e,
+                )
+            })
+        };
+        let first = self
+            .backend
+            .read_range(
+                FileKind::Pack,
+                &pack.to_hex(),
+                loc.offset as u64,
+                loc.length as u64,
             )
-        })
+            .map_err(EngineError::from)
+            .and_then(|stored| decode(&stored));
+        match first {
+            Err(e) if self.config.parity => match self.read_pack(&pack)? {
+                PackRead::Healed { bytes, .. } => {
+                    let range = loc.offset as usize..(loc.offset + loc.length) as usize;
+                    decode(bytes.get(range).ok_or(e)?)
+                }
+                _ => Err(e),
+            },
+            other => other,
+        }
     }
 
     /// Reads and decodes a tree.

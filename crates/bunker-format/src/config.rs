@@ -29,6 +29,13 @@ pub struct RepoConfig {
     /// Creation time, Unix seconds.
     #[n(5)]
     pub created: i64,
+    /// Reed–Solomon parity files for packs (see [`crate::parity`]).
+    #[cbor(n(6), default, skip_if = "is_false")]
+    pub parity: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl RepoConfig {
@@ -41,6 +48,7 @@ impl RepoConfig {
             pack_size: DEFAULT_PACK_SIZE,
             compression_level: DEFAULT_LEVEL,
             created,
+            parity: false,
         }
     }
 

@@ -11,12 +11,15 @@ pub mod condemnation;
 pub mod config;
 pub mod crypto;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod id;
 pub mod index;
 pub mod keyfile;
 pub mod lock;
 pub mod object;
 pub mod pack;
+pub mod parity;
 pub mod snapshot;
 pub mod tree;
 

@@ -16,6 +16,9 @@ pub struct Args {
     /// Read and verify a random subset of packs, e.g. "10%"
     #[arg(long, value_name = "N%", conflicts_with = "read_data")]
     read_data_subset: Option<String>,
+    /// Read every pack and rewrite those that parity can rebuild (repositories made with `init --parity`)
+    #[arg(long, conflicts_with = "read_data_subset")]
+    repair: bool,
 }
 
 fn parse_percent(text: &str) -> Result<f64> {
@@ -42,6 +45,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         CheckOptions {
             read_data: args.read_data,
             read_data_percent: percent,
+            repair: args.repair,
         },
         reporter.clone(),
     );
@@ -57,6 +61,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             "packs": report.packs,
             "packs_read": report.packs_read,
             "blobs_read": report.blobs_read,
+            "repaired": report.repaired,
             "damage": report.damage.iter().map(|d| json!({
                 "object": d.object,
                 "problem": d.problem,
@@ -76,6 +81,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         for w in &report.warnings {
             eprintln!("bunker: warning: {w}");
         }
+        for r in &report.repaired {
+            eprintln!("bunker: repaired: {r}");
+        }
         // Errors not tied to one object (unreadable index files) come first.
         let general = report.errors.len() - report.damage.len();
         for e in &report.errors[..general] {
@@ -87,7 +95,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
                 const SHOWN: usize = 5;
                 let more = a.paths.len().saturating_sub(SHOWN);
                 eprintln!(
-                    "  affects snapshot {}: {}{}",
+                    "bunker:   affects snapshot {}: {}{}",
                     a.snapshot.short(),
                     a.paths[..a.paths.len().min(SHOWN)].join(", "),
                     if more > 0 {

@@ -75,10 +75,9 @@ impl Shared {
             return;
         }
         for pack in &file.packs {
-            let _ = self
-                .repo
-                .backend()
-                .remove(FileKind::Pack, &pack.id.to_hex());
+            let backend = self.repo.backend();
+            let _ = backend.remove(FileKind::Pack, &pack.id.to_hex());
+            let _ = backend.remove(FileKind::Parity, &pack.id.to_hex());
         }
     }
 
@@ -86,6 +85,11 @@ impl Shared {
         let name = storage_name(&bytes);
         let length = bytes.len() as u64;
         if !self.dry_run {
+            // Parity first: a pack is never visible without it.
+            if self.repo.config().parity {
+                let parity = bunker_format::parity::encode(&bytes);
+                self.repo.backend().write(FileKind::Parity, &name, parity)?;
+            }
             self.repo.backend().write(FileKind::Pack, &name, bytes)?;
         }
         self.stored_bytes.fetch_add(length, Ordering::Relaxed);
