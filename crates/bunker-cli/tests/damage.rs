@@ -255,3 +255,33 @@ fn repair_snapshots_leaves_out_damaged_files_and_keeps_the_original() {
     let out = run(f.env.cmd().args(["check", "--read-data"]));
     expect_code(&out, 0, "check after the repair");
 }
+
+#[test]
+fn read_data_subsets_partition_the_packs_and_find_the_damage() {
+    let f = fixture();
+    let pack = f.newer_packs[0].clone();
+    let len = fs::metadata(&pack).unwrap().len() as usize;
+    flip_byte(&pack, len / 2);
+    let total = files_below(&f.env.repo.join("data")).len() as u64;
+    let (mut read, mut found) = (0, 0);
+    for n in 1..=3 {
+        let out =
+            run(f
+                .env
+                .cmd()
+                .args(["check", "--json", "--read-data-subset", &format!("{n}/3")]));
+        let report = parse_json(&out.stdout);
+        read += report["packs_read"].as_u64().unwrap();
+        if out.status.code() == Some(1) {
+            found += 1;
+        }
+    }
+    assert_eq!(read, total, "the parts 1/3..3/3 must read every pack once");
+    assert_eq!(found, 1, "exactly one part holds the damaged pack");
+    let out = run(f.env.cmd().args(["check", "--read-data-subset", "100%"]));
+    expect_code(&out, 1, "a 100% subset");
+    for bad in ["0/3", "4/3", "0%", "150%", "x"] {
+        let out = run(f.env.cmd().args(["check", "--read-data-subset", bad]));
+        expect_code(&out, 2, &format!("--read-data-subset {bad}"));
+    }
+}

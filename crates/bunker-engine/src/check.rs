@@ -19,10 +19,26 @@ use crate::Result;
 pub struct CheckOptions {
     /// Read and verify every pack.
     pub read_data: bool,
-    /// Read and verify this percentage of packs, chosen at random.
-    pub read_data_percent: Option<f64>,
+    /// Read and verify only this subset of the packs.
+    pub read_data_subset: Option<Subset>,
     /// Rewrite packs that parity can rebuild.
     pub repair: bool,
+}
+
+/// Which packs `--read-data-subset` reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Subset {
+    /// This percentage, chosen at random each time, so repeated checks cover
+    /// the whole repository over time.
+    Percent(f64),
+    /// Part `n` of `of` (1-based): the packs whose id's first byte modulo
+    /// `of` is `n - 1`, so running 1/t … t/t reads every pack once.
+    Part {
+        /// Which part.
+        n: u32,
+        /// Of how many.
+        of: u32,
+    },
 }
 
 /// What check found.
@@ -141,7 +157,7 @@ pub fn check(
         .extend(index_errors.iter().map(|e| e.to_string()));
     // Packs first, so a pack that `repair` rebuilds from parity is on
     // storage again when the structure is checked.
-    if options.read_data || options.read_data_percent.is_some() || options.repair {
+    if options.read_data || options.read_data_subset.is_some() || options.repair {
         read_packs(&repo, &options, &mut report, &mut damage, &*progress);
     }
     check_packs_exist(&repo, &mut report, &mut damage)?;
@@ -352,7 +368,10 @@ fn read_packs(
     progress: &dyn Progress,
 ) {
     let mut packs: Vec<(PackId, u64)> = repo.index().packs().to_vec();
-    if let (Some(p), false) = (options.read_data_percent, options.repair) {
+    if let (Some(Subset::Part { n, of }), false) = (options.read_data_subset, options.repair) {
+        packs.retain(|(id, _)| id.0[0] as u32 % of == n - 1);
+    }
+    if let (Some(Subset::Percent(p)), false) = (options.read_data_subset, options.repair) {
         let keep = ((packs.len() as f64 * p / 100.0).ceil() as usize).min(packs.len());
         // Random choice, so repeated subset checks cover the whole repository over time.
         let mut order: Vec<(u64, (PackId, u64))> = packs

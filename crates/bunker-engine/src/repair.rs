@@ -144,7 +144,7 @@ pub fn repair_snapshots(
         repo.reopened(),
         CheckOptions {
             read_data,
-            read_data_percent: None,
+            read_data_subset: None,
             repair: false,
         },
         Arc::new(NoProgress),

@@ -1,7 +1,7 @@
 //! `bunker check`
 
-use anyhow::{bail, Result};
-use bunker_engine::check::{check, CheckOptions};
+use anyhow::Result;
+use bunker_engine::check::{check, CheckOptions, Subset};
 use serde_json::json;
 
 use crate::context::{GlobalArgs, Target};
@@ -13,38 +13,43 @@ pub struct Args {
     /// Read, decrypt and verify every pack
     #[arg(long)]
     read_data: bool,
-    /// Read and verify a random subset of packs, e.g. "10%"
-    #[arg(long, value_name = "N%", conflicts_with = "read_data")]
-    read_data_subset: Option<String>,
+    /// Read and verify a subset of packs: "10%" (at random) or "2/5" (the second of five parts)
+    #[arg(long, value_name = "N%|n/t", conflicts_with = "read_data", value_parser = parse_subset)]
+    read_data_subset: Option<Subset>,
     /// Read every pack and rewrite those that parity can rebuild (repositories made with `init --parity`)
     #[arg(long, conflicts_with = "read_data_subset")]
     repair: bool,
 }
 
-fn parse_percent(text: &str) -> Result<f64> {
-    let number = text.trim().strip_suffix('%').unwrap_or(text.trim());
-    match number.parse::<f64>() {
-        Ok(p) if p > 0.0 && p <= 100.0 => Ok(p),
-        _ => {
-            bail!("--read-data-subset {text:?}: expected a percentage between 0 and 100, like 10%")
+fn parse_subset(text: &str) -> Result<Subset, String> {
+    let t = text.trim();
+    if let Some((n, of)) = t.split_once('/') {
+        if let (Ok(n), Ok(of)) = (n.parse::<u32>(), of.parse::<u32>()) {
+            if (1..=of).contains(&n) && of <= 256 {
+                return Ok(Subset::Part { n, of });
+            }
         }
+        return Err(format!(
+            "{text:?}: expected n/t with 1 <= n <= t <= 256, like 2/5"
+        ));
+    }
+    match t.strip_suffix('%').unwrap_or(t).parse::<f64>() {
+        Ok(p) if p > 0.0 && p <= 100.0 => Ok(Subset::Percent(p)),
+        _ => Err(format!(
+            "{text:?}: expected a percentage between 0 and 100 (like 10%) or n/t (like 2/5)"
+        )),
     }
 }
 
 /// Prints what is damaged; exits 1 if anything is.
 pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
-    let percent = args
-        .read_data_subset
-        .as_deref()
-        .map(parse_percent)
-        .transpose()?;
     let repo = Target::select(global)?.open(global)?;
     let reporter = progress::for_operation(global, "check");
     let result = check(
         repo,
         CheckOptions {
             read_data: args.read_data,
-            read_data_percent: percent,
+            read_data_subset: args.read_data_subset,
             repair: args.repair,
         },
         reporter.clone(),
