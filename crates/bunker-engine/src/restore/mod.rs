@@ -46,6 +46,7 @@ pub enum Overwrite {
 }
 
 /// What to restore, and where.
+#[derive(Default)]
 pub struct RestoreOptions {
     /// Directory to restore into (created if missing).
     pub target: PathBuf,

@@ -1,0 +1,340 @@
+//! Storage faults injected by wrapping the backend: writes that fail, that
+//! are cut short yet reported done, that die half-written, and reads that
+//! return flipped bits. Whatever the storage does, the engine must report
+//! the failure, never hand back wrong bytes, and leave a repository that a
+//! later run (on healthy storage) completes and checks clean.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bunker_engine::backend::{
+    Backend, BackendError, ErrorKind, FileInfo, FileKind, Location, OpenDalBackend,
+};
+use bunker_engine::backup::{backup, BackupOptions};
+use bunker_engine::check::{check, CheckOptions};
+use bunker_engine::format::keyfile::KdfParams;
+use bunker_engine::restore::{restore, RestoreOptions};
+use bunker_engine::{InitOptions, NoProgress, Repository};
+
+const PASSWORD: &[u8] = b"fault injection";
+
+/// What the wrapper does to the pack writes and reads that pass through it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Fault {
+    /// Pass everything through.
+    None,
+    /// The n-th pack write (0-based) and every later one fail.
+    FailFrom(usize),
+    /// The n-th pack write stores only half its bytes but reports success.
+    Truncate(usize),
+    /// The n-th pack write leaves half its bytes under the final name, then fails.
+    DieMidWrite(usize),
+    /// Every pack read returns its bytes with one bit flipped.
+    FlipReads,
+}
+
+struct Faulty {
+    inner: Arc<dyn Backend>,
+    fault: Mutex<Fault>,
+    pack_writes: AtomicUsize,
+}
+
+impl Faulty {
+    fn set(&self, fault: Fault) {
+        *self.fault.lock().unwrap() = fault;
+        self.pack_writes.store(0, Ordering::SeqCst);
+    }
+
+    fn fault(&self) -> Fault {
+        *self.fault.lock().unwrap()
+    }
+}
+
+fn injected(what: &str) -> BackendError {
+    BackendError::new(ErrorKind::Permanent, what, "injected fault")
+}
+
+impl Backend for Faulty {
+    fn location(&self) -> String {
+        self.inner.location()
+    }
+    fn create(&self) -> Result<(), BackendError> {
+        self.inner.create()
+    }
+    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
+        let mut data = self.inner.read(kind, name)?;
+        if kind == FileKind::Pack && self.fault() == Fault::FlipReads && !data.is_empty() {
+            let i = data.len() / 3;
+            data[i] ^= 0x04;
+        }
+        Ok(data)
+    }
+    fn read_range(
+        &self,
+        kind: FileKind,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>, BackendError> {
+        let mut data = self.inner.read_range(kind, name, offset, length)?;
+        if kind == FileKind::Pack && self.fault() == Fault::FlipReads && !data.is_empty() {
+            let i = data.len() / 2;
+            data[i] ^= 0x01;
+        }
+        Ok(data)
+    }
+    fn write(&self, kind: FileKind, name: &str, data: Vec<u8>) -> Result<(), BackendError> {
+        if kind != FileKind::Pack {
+            return self.inner.write(kind, name, data);
+        }
+        let n = self.pack_writes.fetch_add(1, Ordering::SeqCst);
+        match self.fault() {
+            Fault::FailFrom(k) if n >= k => Err(injected("write")),
+            Fault::Truncate(k) if n == k => {
+                let half = data[..data.len() / 2].to_vec();
+                self.inner.write(kind, name, half)
+            }
+            Fault::DieMidWrite(k) if n == k => {
+                let half = data[..data.len() / 2].to_vec();
+                self.inner.write(kind, name, half)?;
+                Err(injected("write (died midway)"))
+            }
+            _ => self.inner.write(kind, name, data),
+        }
+    }
+    fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {
+        self.inner.list(kind)
+    }
+    fn size(&self, kind: FileKind, name: &str) -> Result<u64, BackendError> {
+        self.inner.size(kind, name)
+    }
+    fn remove(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
+        self.inner.remove(kind, name)
+    }
+}
+
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    faulty: Arc<Faulty>,
+    source: PathBuf,
+}
+
+/// A repository with 1 MiB packs behind the wrapper, and a source of
+/// 6 MiB of random data in 12 files.
+fn world() -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let location = Location::Local(root.join("repo"));
+    let inner: Arc<dyn Backend> = Arc::new(OpenDalBackend::open(&location, true).unwrap());
+    let faulty = Arc::new(Faulty {
+        inner,
+        fault: Mutex::new(Fault::None),
+        pack_writes: AtomicUsize::new(0),
+    });
+    Repository::init(
+        faulty.clone(),
+        PASSWORD,
+        InitOptions {
+            kdf: KdfParams {
+                memory_kib: 64,
+                iterations: 1,
+                parallelism: 1,
+            },
+            pack_size: Some(1 << 20),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let source = root.join("src");
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..12 {
+        let mut data = vec![0u8; 512 << 10];
+        for chunk in data.chunks_mut(8) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+        }
+        let path = source.join(format!("d{}/f{i}", i % 3));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+    World {
+        _tmp: tmp,
+        root,
+        faulty,
+        source,
+    }
+}
+
+impl World {
+    fn open(&self) -> Repository {
+        Repository::open(self.faulty.clone(), PASSWORD).unwrap()
+    }
+
+    fn backup(&self) -> bunker_engine::Result<bunker_engine::backup::BackupOutcome> {
+        let repo = Arc::new(self.open().load_index_for_writing()?);
+        backup(
+            repo,
+            BackupOptions {
+                paths: vec![self.source.clone()],
+                selection: Default::default(),
+                tags: vec![],
+                host: Some("faults".into()),
+                time_ns: None,
+                dry_run: false,
+                scan_totals: false,
+                mode: Default::default(),
+                parent: None,
+                session: None,
+            },
+            Arc::new(NoProgress),
+        )
+    }
+
+    fn check(&self, read_data: bool) -> bunker_engine::check::CheckReport {
+        check(
+            self.open(),
+            CheckOptions {
+                read_data,
+                ..Default::default()
+            },
+            Arc::new(NoProgress),
+        )
+        .unwrap()
+    }
+
+    /// Restores the newest snapshot; returns the restore's errors.
+    fn restore(&self, target: &Path) -> Vec<String> {
+        let repo = self.open().load_index().unwrap();
+        let snapshots = repo.snapshots().unwrap();
+        let newest = snapshots.last().expect("a snapshot");
+        let summary = restore(
+            Arc::new(repo.reload_index().unwrap()),
+            &newest.snapshot.tree,
+            &RestoreOptions {
+                target: target.to_path_buf(),
+                subpath: self.source.display().to_string(),
+                ..Default::default()
+            },
+            Arc::new(NoProgress),
+        );
+        match summary {
+            Ok(s) => s.errors,
+            Err(e) => vec![e.to_string()],
+        }
+    }
+
+    fn snapshots(&self) -> usize {
+        self.open().snapshots().unwrap().len()
+    }
+
+    /// Every restored file equals its source, and those missing are named in
+    /// `errors` (or the restore failed as a whole, naming why).
+    fn assert_restored(&self, target: &Path, errors: &[String]) {
+        let nothing_written = std::fs::read_dir(target).map_or(true, |mut d| d.next().is_none());
+        if nothing_written {
+            assert!(!errors.is_empty(), "nothing restored, and no error");
+            return;
+        }
+        for d in 0..3 {
+            for entry in std::fs::read_dir(self.source.join(format!("d{d}"))).unwrap() {
+                let src = entry.unwrap().path();
+                let rel = src.strip_prefix(&self.source).unwrap();
+                match std::fs::read(target.join(rel)) {
+                    Ok(bytes) => assert!(
+                        bytes == std::fs::read(&src).unwrap(),
+                        "{} restored with wrong bytes",
+                        rel.display()
+                    ),
+                    Err(_) => assert!(
+                        errors.iter().any(|e| e.contains(rel.to_str().unwrap())),
+                        "{} missing but not named in {errors:?}",
+                        rel.display()
+                    ),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn failing_writes_fail_the_backup_and_leave_a_sound_repository() {
+    for from in [0, 2, 5] {
+        let w = world();
+        w.faulty.set(Fault::FailFrom(from));
+        let err = w.backup().err().expect("backup must fail");
+        assert!(err.to_string().contains("injected"), "{err}");
+        assert_eq!(w.snapshots(), 0);
+        w.faulty.set(Fault::None);
+        let report = w.check(true);
+        assert!(
+            report.errors.is_empty(),
+            "fail from {from}: {:?}",
+            report.errors
+        );
+        w.backup().unwrap();
+        assert!(w.check(true).errors.is_empty());
+        let target = w.root.join("out");
+        let errors = w.restore(&target);
+        assert!(errors.is_empty(), "{errors:?}");
+        w.assert_restored(&target, &errors);
+    }
+}
+
+#[test]
+fn a_write_dying_midway_is_never_trusted() {
+    let w = world();
+    w.faulty.set(Fault::DieMidWrite(1));
+    assert!(w.backup().is_err());
+    w.faulty.set(Fault::None);
+    // The half-written pack was never indexed: at worst a harmless leftover.
+    let report = w.check(true);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let outcome = w.backup().unwrap();
+    assert!(outcome.id.is_some());
+    let target = w.root.join("out");
+    let errors = w.restore(&target);
+    assert!(errors.is_empty(), "{errors:?}");
+    w.assert_restored(&target, &errors);
+}
+
+#[test]
+fn a_storage_that_lies_about_a_write_is_caught_by_check_and_restore() {
+    let w = world();
+    w.faulty.set(Fault::Truncate(2));
+    w.backup().unwrap();
+    w.faulty.set(Fault::None);
+    let report = w.check(false);
+    assert!(
+        report.damage.iter().any(|d| d.object.starts_with("pack ")),
+        "structure check missed a truncated pack: {:?}",
+        report.errors
+    );
+    assert!(!report.sources.is_empty() && report.sources[0].newest_intact.is_none());
+    let target = w.root.join("out");
+    let errors = w.restore(&target);
+    assert!(!errors.is_empty(), "restore did not notice the lost data");
+    w.assert_restored(&target, &errors);
+}
+
+#[test]
+fn flipped_bits_on_read_are_detected_never_returned() {
+    let w = world();
+    w.backup().unwrap();
+    w.faulty.set(Fault::FlipReads);
+    let report = w.check(true);
+    assert!(
+        !report.errors.is_empty(),
+        "check --read-data missed flipped reads"
+    );
+    let target = w.root.join("out");
+    let errors = w.restore(&target);
+    assert!(!errors.is_empty(), "restore did not notice flipped reads");
+    w.assert_restored(&target, &errors);
+    // Healthy reads again: everything is there.
+    w.faulty.set(Fault::None);
+    assert!(w.check(true).errors.is_empty());
+}
