@@ -265,3 +265,39 @@ fn a_backup_whose_session_was_declared_dead_does_not_commit() {
     // Run again: the data it stored is reused.
     env.backup(&[&src]);
 }
+
+/// Found by the race trials: a pack condemned while unindexed (its backup
+/// still running) and later named by that backup's index file must not
+/// stay named there once prune deletes it in favour of another copy.
+#[test]
+fn a_pack_condemned_before_its_backup_indexed_it_is_handled_whole() {
+    let env = TestEnv::new();
+    init_small_packs(&env);
+    let mut rng = Rng::new(35);
+    for i in 0..4 {
+        write_random(&env.path(&format!("src/f{i}")), 1 << 20, &mut rng);
+    }
+    let src = env.path("src").display().to_string();
+    env.backup(&[&src]);
+    for i in 0..2 {
+        write_random(&env.path(&format!("src/f{i}")), 1 << 20, &mut rng);
+    }
+    // B has written its packs but not yet the index naming them.
+    let mut b = spawn(
+        &env,
+        &["backup", "--json", &src],
+        Some("backup-before-index:3000"),
+    );
+    wait_for_pause(&mut b, "backup-before-index");
+    let first = prune(&env);
+    assert_eq!(first["sessions_waiting"], 1, "{first}");
+    let (code, out, err) = finish(b, "backup B");
+    assert_eq!(code, 0, "{err}");
+    let b_id = last_json(&out)["snapshot_id"].as_str().unwrap().to_string();
+    // A later backup cannot use B's condemned packs: it stores its own copies.
+    env.backup(&["--mode", "full", &src]);
+    let second = prune(&env);
+    assert_eq!(second["sessions_waiting"], 0, "{second}");
+    check_read_data(&env);
+    env.restore_verified(&b_id, &env.path("out"));
+}

@@ -1,5 +1,6 @@
 //! The in-memory index: where each blob is stored.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use bunker_format::blob::BlobType;
@@ -27,29 +28,51 @@ pub struct MasterIndex {
     blobs: HashMap<BlobId, BlobLocation>,
     packs: Vec<(PackId, u64)>,
     pack_positions: HashMap<PackId, u32>,
+    /// Positions of packs a prune condemned: readable, but not to be
+    /// referenced by new snapshots (see `docs/FORMAT.md`, "Prune").
+    condemned: HashSet<u32>,
 }
 
 impl MasterIndex {
     /// Adds the content of one index file. A blob stored twice keeps its first location.
     pub fn add(&mut self, file: &IndexFile) {
-        self.add_except(file, &HashSet::new());
+        self.add_marking(file, &HashSet::new());
     }
 
-    /// Adds the content of one index file but for the packs in `excluded`.
-    pub fn add_except(&mut self, file: &IndexFile, excluded: &HashSet<PackId>) {
-        for p in file.packs.iter().filter(|p| !excluded.contains(&p.id)) {
+    /// Adds the content of one index file, marking the packs in `condemned`:
+    /// their blobs stay readable through [`get`](Self::get), but a blob found
+    /// only there is not [`contains`](Self::contains)ed, so a writer stores it
+    /// again rather than reference a pack about to be deleted.
+    pub fn add_marking(&mut self, file: &IndexFile, condemned: &HashSet<PackId>) {
+        for p in &file.packs {
             let pos = *self.pack_positions.entry(p.id).or_insert_with(|| {
                 self.packs.push((p.id, p.length));
                 (self.packs.len() - 1) as u32
             });
+            if condemned.contains(&p.id) {
+                self.condemned.insert(pos);
+            }
             for b in &p.blobs {
-                self.blobs.entry(b.id).or_insert(BlobLocation {
+                let location = BlobLocation {
                     kind: b.kind,
                     pack: pos,
                     offset: b.offset,
                     length: b.length,
                     raw_length: b.raw_length,
-                });
+                };
+                match self.blobs.entry(b.id) {
+                    Entry::Vacant(v) => {
+                        v.insert(location);
+                    }
+                    // Prefer a copy that is not condemned.
+                    Entry::Occupied(mut o)
+                        if self.condemned.contains(&o.get().pack)
+                            && !self.condemned.contains(&pos) =>
+                    {
+                        o.insert(location);
+                    }
+                    Entry::Occupied(_) => {}
+                }
             }
         }
     }
@@ -59,9 +82,12 @@ impl MasterIndex {
         self.blobs.get(id)
     }
 
-    /// True if the blob is stored.
+    /// True if the blob is stored in a pack that new snapshots may reference.
     pub fn contains(&self, id: &BlobId) -> bool {
-        self.blobs.contains_key(id)
+        match self.blobs.get(id) {
+            Some(l) => self.condemned.is_empty() || !self.condemned.contains(&l.pack),
+            None => false,
+        }
     }
 
     /// The pack id and recorded length at a position.

@@ -396,41 +396,54 @@ fn delete_condemned(
         })
         .map(|p| p.id)
         .collect();
-    // A rescued pack still named by a surviving index file stays indexed;
-    // one named only by doomed files gets a new entry.
+    let deleting: HashSet<PackId> = condemned.difference(&rescued).copied().collect();
+    // Every index file naming a pack about to go is replaced: the record's
+    // own files, and also files written since by the sessions it waited for,
+    // which may name packs condemned while still unindexed. Left alone, such
+    // an entry could shadow another copy of the same blob.
+    let replaced: Vec<&(IndexId, IndexFile)> = files
+        .iter()
+        .filter(|(f, file)| {
+            doomed.contains(f) || file.packs.iter().any(|p| deleting.contains(&p.id))
+        })
+        .collect();
     let surviving: HashSet<PackId> = files
         .iter()
-        .filter(|(f, _)| !doomed.contains(f))
+        .filter(|(f, file)| {
+            !doomed.contains(f) && !file.packs.iter().any(|p| deleting.contains(&p.id))
+        })
         .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
         .collect();
-    let rewrite: Vec<IndexedPack> = files
+    // What the replaced files named that stays (rescued packs, and packs the
+    // record never condemned) and no surviving file names.
+    let rewrite: Vec<IndexedPack> = replaced
         .iter()
         .flat_map(|(_, f)| &f.packs)
-        .filter(|p| rescued.contains(&p.id) && !surviving.contains(&p.id))
+        .filter(|p| !deleting.contains(&p.id) && !surviving.contains(&p.id))
         .map(|p| (p.id, p.clone()))
         .collect::<HashMap<PackId, IndexedPack>>()
         .into_values()
         .collect();
     report.packs_rescued += rescued.len() as u64;
     if report.dry_run {
-        report.packs_deleted += (condemned.len() - rescued.len()) as u64;
-        report.indexes_deleted += doomed.len() as u64;
+        report.packs_deleted += deleting.len() as u64;
+        report.indexes_deleted += replaced.len() as u64;
         return Ok(());
     }
-    if !rewrite.is_empty() {
+    for chunk in rewrite.chunks(INDEX_PACKS) {
         repo.write_index(&IndexFile {
-            supersedes: Vec::new(),
-            packs: rewrite,
+            supersedes: replaced.iter().map(|(f, _)| *f).collect(),
+            packs: chunk.to_vec(),
         })?;
     }
     // Index files first: a crash midway then leaves unindexed packs (which
     // the record still condemns), never an index naming a deleted pack.
-    for index in &record.indexes {
+    for (index, _) in &replaced {
         repo.backend().remove(FileKind::Index, &index.to_hex())?;
         report.indexes_deleted += 1;
     }
     let sizes = stored_packs(repo)?;
-    for pack in record.packs.iter().filter(|p| !rescued.contains(*p)) {
+    for pack in &deleting {
         if let Some(size) = sizes.get(pack) {
             repo.backend().remove(FileKind::Pack, &pack.to_hex())?;
             if repo.config().parity {

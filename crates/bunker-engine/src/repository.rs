@@ -187,35 +187,36 @@ impl Repository<Open> {
 
     /// Loads every readable index file and returns the errors of the others.
     pub fn load_index_lenient(self) -> Result<(Repository<Indexed>, Vec<EngineError>)> {
-        self.load_index_without(&HashSet::new())
+        self.load_index_marking(&HashSet::new())
     }
 
-    /// Loads the index a writer may deduplicate against: every index file,
-    /// without the packs that a prune has condemned. A backup that started
-    /// after a condemnation never references those packs, which is what
-    /// lets prune delete them once the sessions that started earlier end.
+    /// Loads the index a writer uses: every index file, with the packs a
+    /// prune has condemned marked so that their blobs can be read but are
+    /// never deduplicated against. A backup that started after a
+    /// condemnation never references those packs, which is what lets prune
+    /// delete them once the sessions that started earlier end.
     pub fn load_index_for_writing(self) -> Result<Repository<Indexed>> {
         let condemned: HashSet<PackId> = self
             .condemnations()?
             .into_iter()
             .flat_map(|(_, r)| r.packs)
             .collect();
-        let (repo, mut errors) = self.load_index_without(&condemned)?;
+        let (repo, mut errors) = self.load_index_marking(&condemned)?;
         match errors.is_empty() {
             true => Ok(repo),
             false => Err(errors.swap_remove(0)),
         }
     }
 
-    fn load_index_without(
+    fn load_index_marking(
         self,
-        excluded: &HashSet<PackId>,
+        condemned: &HashSet<PackId>,
     ) -> Result<(Repository<Indexed>, Vec<EngineError>)> {
         let mut index = MasterIndex::default();
         let mut errors = Vec::new();
         for file in self.read_index_files()? {
             match file {
-                Ok((_, f)) => index.add_except(&f, excluded),
+                Ok((_, f)) => index.add_marking(&f, condemned),
                 Err(e) => errors.push(e),
             }
         }

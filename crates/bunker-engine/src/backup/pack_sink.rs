@@ -60,6 +60,7 @@ impl Shared {
             std::mem::take(&mut *pending)
         };
         if !self.dry_run {
+            crate::failpoint::pause("backup-before-index");
             self.repo.write_index(&file)?;
             crate::failpoint::pause("backup-after-index");
         }
