@@ -323,21 +323,10 @@ fn damage_fixture() -> (TestEnv, PathBuf) {
     (env, src)
 }
 
-/// Runs `bunker -r REPO ARGS` against another repository directory.
-fn on_repo(env: &TestEnv, repo: &Path, args: &[&str]) -> std::process::Output {
-    let mut c = bunker(env);
-    c.arg("-r")
-        .arg(repo)
-        .arg("--password-file")
-        .arg(&env.password_file)
-        .args(args);
-    run(&mut c)
-}
-
 #[test]
 fn damaged_pack_is_detected_and_never_restored_wrong() {
     let (env, src) = damage_fixture();
-    let out = on_repo(&env, &env.repo, &["check", "--read-data"]);
+    let out = env.on_repo(&env.repo, &["check", "--read-data"]);
     expect_code(&out, 0, "check of the intact repository");
 
     let packs: Vec<(PathBuf, u64)> = files_below(&env.repo.join("data"));
@@ -356,7 +345,7 @@ fn damaged_pack_is_detected_and_never_restored_wrong() {
             flip_byte(&damaged, offset);
             let what = format!("pack {name} byte {offset}");
 
-            let out = on_repo(&env, &copy, &["check", "--read-data"]);
+            let out = env.on_repo(&copy, &["check", "--read-data"]);
             expect_code(&out, 1, &format!("check --read-data, {what}"));
             let err = stderr(&out);
             assert!(
@@ -366,8 +355,7 @@ fn damaged_pack_is_detected_and_never_restored_wrong() {
             );
 
             let target = env.path(&format!("trial-{trial}/out"));
-            let out = on_repo(
-                &env,
+            let out = env.on_repo(
                 &copy,
                 &[
                     "restore",
@@ -442,11 +430,10 @@ fn expect_clear_failure(out: &std::process::Output, name: &str, what: &str) {
 fn damaged_snapshot_file_fails_cleanly() {
     let (env, src) = damage_fixture();
     let (copy, name) = damage_one(&env, "snapshots");
-    let out = on_repo(&env, &copy, &["snapshots"]);
+    let out = env.on_repo(&copy, &["snapshots"]);
     expect_clear_failure(&out, &name, "snapshots");
     let target = env.path("out");
-    let out = on_repo(
-        &env,
+    let out = env.on_repo(
         &copy,
         &[
             "restore",
@@ -456,7 +443,7 @@ fn damaged_snapshot_file_fails_cleanly() {
         ],
     );
     expect_clear_failure(&out, &name, "restore");
-    let out = on_repo(&env, &copy, &["check"]);
+    let out = env.on_repo(&copy, &["check"]);
     expect_clear_failure(&out, &name, "check");
     assert!(
         stderr(&out).contains("bunker: damaged:"),
@@ -469,11 +456,10 @@ fn damaged_snapshot_file_fails_cleanly() {
 fn damaged_index_file_fails_cleanly() {
     let (env, src) = damage_fixture();
     let (copy, name) = damage_one(&env, "index");
-    let out = on_repo(&env, &copy, &["ls", "latest"]);
+    let out = env.on_repo(&copy, &["ls", "latest"]);
     expect_clear_failure(&out, &name, "ls");
     let target = env.path("out");
-    let out = on_repo(
-        &env,
+    let out = env.on_repo(
         &copy,
         &[
             "restore",
@@ -490,7 +476,7 @@ fn damaged_index_file_fails_cleanly() {
             "restore wrote files from a damaged index"
         );
     }
-    let out = on_repo(&env, &copy, &["check", "--read-data"]);
+    let out = env.on_repo(&copy, &["check", "--read-data"]);
     expect_clear_failure(&out, &name, "check");
     assert!(
         stderr(&out).contains("bunker: damaged:"),

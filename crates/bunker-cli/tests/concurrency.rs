@@ -9,14 +9,6 @@ use std::time::Duration;
 use common::*;
 use serde_json::Value;
 
-fn init_small_packs(env: &TestEnv) {
-    expect_code(
-        &run(env.cmd().args(["init", "--pack-size", "1M"])),
-        0,
-        "init",
-    );
-}
-
 fn spawn(env: &TestEnv, args: &[&str], pause: Option<&str>) -> Child {
     let mut c = env.spawnable();
     if let Some(p) = pause {
@@ -36,17 +28,6 @@ fn finish(child: Child, what: &str) -> (i32, String, String) {
     (code, stdout(&out), format!("{what}: {}", stderr(&out)))
 }
 
-fn prune(env: &TestEnv) -> Value {
-    let out = run(env.cmd().args(["prune", "--json"]));
-    expect_code(&out, 0, "prune");
-    parse_json(&out.stdout)
-}
-
-fn check_read_data(env: &TestEnv) {
-    let out = run(env.cmd().args(["check", "--read-data"]));
-    expect_code(&out, 0, "check --read-data");
-}
-
 fn last_json(stdout: &str) -> Value {
     parse_json(stdout.trim_end().lines().last().expect("output").as_bytes())
 }
@@ -54,7 +35,7 @@ fn last_json(stdout: &str) -> Value {
 #[test]
 fn four_backups_at_once_all_succeed() {
     let env = TestEnv::new();
-    init_small_packs(&env);
+    env.init_small_packs();
     let mut rng = Rng::new(31);
     let shared = rng.bytes(3 << 20);
     for s in 0..4 {
@@ -75,7 +56,7 @@ fn four_backups_at_once_all_succeed() {
         assert_eq!(code, 0, "{err}");
     }
     assert_eq!(env.snapshots(&[]).len(), 4);
-    check_read_data(&env);
+    env.check_read_data();
     for s in 0..4 {
         let target = env.path(&format!("out{s}"));
         let out = run(env
@@ -100,13 +81,14 @@ fn four_backups_at_once_all_succeed() {
 #[test]
 fn prune_waits_for_a_backup_that_started_before_it() {
     let env = TestEnv::new();
-    init_small_packs(&env);
+    env.init_small_packs();
     let mut rng = Rng::new(32);
     for i in 0..6 {
         write_random(&env.path(&format!("src/f{i}")), 1 << 20, &mut rng);
     }
     let src = env.path("src").display().to_string();
     let first = env.backup(&[&src]);
+    let packs = files_below(&env.repo.join("data")).len() as u64;
 
     // A full backup of the same data: every blob deduplicates against the
     // first snapshot's packs. It pauses before writing its snapshot.
@@ -120,21 +102,21 @@ fn prune_waits_for_a_backup_that_started_before_it() {
         .cmd()
         .args(["forget", first["snapshot_id"].as_str().unwrap()]));
     expect_code(&out, 0, "forget");
-    let waiting = prune(&env);
+    let waiting = env.prune(&[]);
     assert_eq!(waiting["sessions_waiting"], 1, "{waiting}");
     assert_eq!(waiting["packs_deleted"], 0, "{waiting}");
-    assert!(waiting["packs_waiting"].as_u64().unwrap() >= 6, "{waiting}");
+    assert_eq!(waiting["packs_waiting"], packs, "{waiting}");
 
     let (code, out, err) = finish(late, "late backup");
     assert_eq!(code, 0, "{err}");
     let late_id = last_json(&out)["snapshot_id"].as_str().unwrap().to_string();
-    check_read_data(&env);
+    env.check_read_data();
 
     // The backup has ended: the next prune rescues what it references.
-    let settled = prune(&env);
-    assert!(settled["packs_rescued"].as_u64().unwrap() >= 6, "{settled}");
+    let settled = env.prune(&[]);
+    assert_eq!(settled["packs_rescued"], packs, "{settled}");
     assert_eq!(settled["sessions_waiting"], 0, "{settled}");
-    check_read_data(&env);
+    env.check_read_data();
     env.restore_verified(&late_id, &env.path("out"));
     assert_same_tree(
         &env.path("src"),
@@ -154,7 +136,7 @@ fn prune_waits_for_a_backup_that_started_before_it() {
 #[test]
 fn a_backup_after_a_condemnation_stores_its_own_copy() {
     let env = TestEnv::new();
-    init_small_packs(&env);
+    env.init_small_packs();
     let mut rng = Rng::new(33);
     for i in 0..4 {
         write_random(&env.path(&format!("src/f{i}")), 1 << 20, &mut rng);
@@ -175,7 +157,7 @@ fn a_backup_after_a_condemnation_stores_its_own_copy() {
     );
     let (code, _, err) = finish(pruning, "prune");
     assert_eq!(code, 0, "{err}");
-    check_read_data(&env);
+    env.check_read_data();
     env.restore_verified("latest", &env.path("out"));
     assert_same_tree(
         &env.path("src"),
@@ -186,7 +168,7 @@ fn a_backup_after_a_condemnation_stores_its_own_copy() {
 #[test]
 fn backups_and_prunes_racing_never_lose_a_snapshot() {
     let env = TestEnv::new();
-    init_small_packs(&env);
+    env.init_small_packs();
     let mut rng = Rng::new(34);
     for i in 0..8 {
         write_random(&env.path(&format!("src/f{i}")), 512 << 10, &mut rng);
@@ -209,10 +191,10 @@ fn backups_and_prunes_racing_never_lose_a_snapshot() {
         expect_code(&out, 0, &format!("forget --prune, round {round}"));
         let (code, _, err) = finish(backup, "backup");
         assert_eq!(code, 0, "round {round}: {err}");
-        check_read_data(&env);
+        env.check_read_data();
     }
-    prune(&env);
-    check_read_data(&env);
+    env.prune(&[]);
+    env.check_read_data();
     for s in env.snapshots(&[]) {
         let id = s["id"].as_str().unwrap();
         env.restore_verified(id, &env.path(&format!("out-{}", &id[..8])));
@@ -222,7 +204,7 @@ fn backups_and_prunes_racing_never_lose_a_snapshot() {
 #[test]
 fn a_second_prune_gets_exit_11_until_the_first_dies() {
     let env = TestEnv::new();
-    init_small_packs(&env);
+    env.init_small_packs();
     write_file(&env.path("src/f"), b"data");
     env.backup(&[env.path("src").to_str().unwrap()]);
 
@@ -248,7 +230,7 @@ fn a_second_prune_gets_exit_11_until_the_first_dies() {
 #[test]
 fn a_backup_whose_session_was_declared_dead_does_not_commit() {
     let env = TestEnv::new();
-    init_small_packs(&env);
+    env.init_small_packs();
     write_file(&env.path("src/f"), b"data");
     let src = env.path("src").display().to_string();
     let mut child = spawn(&env, &["backup", &src], Some("backup-before-snapshot:1500"));
@@ -261,7 +243,7 @@ fn a_backup_whose_session_was_declared_dead_does_not_commit() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("judged it dead"), "{err}");
     assert!(env.snapshots(&[]).is_empty());
-    check_read_data(&env);
+    env.check_read_data();
     // Run again: the data it stored is reused.
     env.backup(&[&src]);
 }
@@ -272,7 +254,7 @@ fn a_backup_whose_session_was_declared_dead_does_not_commit() {
 #[test]
 fn a_pack_condemned_before_its_backup_indexed_it_is_handled_whole() {
     let env = TestEnv::new();
-    init_small_packs(&env);
+    env.init_small_packs();
     let mut rng = Rng::new(35);
     for i in 0..4 {
         write_random(&env.path(&format!("src/f{i}")), 1 << 20, &mut rng);
@@ -289,15 +271,15 @@ fn a_pack_condemned_before_its_backup_indexed_it_is_handled_whole() {
         Some("backup-before-index:3000"),
     );
     wait_for_pause(&mut b, "backup-before-index");
-    let first = prune(&env);
+    let first = env.prune(&[]);
     assert_eq!(first["sessions_waiting"], 1, "{first}");
     let (code, out, err) = finish(b, "backup B");
     assert_eq!(code, 0, "{err}");
     let b_id = last_json(&out)["snapshot_id"].as_str().unwrap().to_string();
     // A later backup cannot use B's condemned packs: it stores its own copies.
     env.backup(&["--mode", "full", &src]);
-    let second = prune(&env);
+    let second = env.prune(&[]);
     assert_eq!(second["sessions_waiting"], 0, "{second}");
-    check_read_data(&env);
+    env.check_read_data();
     env.restore_verified(&b_id, &env.path("out"));
 }

@@ -8,14 +8,6 @@ use std::time::Duration;
 
 use common::*;
 
-fn init_small_packs(env: &TestEnv) {
-    expect_code(
-        &run(env.cmd().args(["init", "--pack-size", "1M"])),
-        0,
-        "init",
-    );
-}
-
 fn snapshot_ids(env: &TestEnv) -> Vec<String> {
     env.snapshots(&[])
         .iter()
@@ -26,7 +18,7 @@ fn snapshot_ids(env: &TestEnv) -> Vec<String> {
 #[test]
 fn kill_9_at_random_instants_never_damages_the_repository() {
     let env = TestEnv::new();
-    init_small_packs(&env);
+    env.init_small_packs();
     let mut rng = Rng::new(41);
     for i in 0..12 {
         write_random(&env.path(&format!("src/f{i}")), 2 << 20, &mut rng);
@@ -77,7 +69,7 @@ fn kill_9_at_random_instants_never_damages_the_repository() {
 #[test]
 fn the_backup_after_a_kill_reuses_indexed_packs() {
     let env = TestEnv::new();
-    init_small_packs(&env);
+    env.init_small_packs();
     let mut rng = Rng::new(42);
     for i in 0..6 {
         write_random(&env.path(&format!("src/f{i}")), 8 << 20, &mut rng);
@@ -123,15 +115,7 @@ fn a_full_disk_gives_one_clear_error_and_a_sound_repository() {
         return;
     };
     let repo = small.join("repo");
-    let with_repo = |args: &[&str]| {
-        let mut c = bunker(&env);
-        c.arg("-r")
-            .arg(&repo)
-            .arg("--password-file")
-            .arg(&env.password_file)
-            .args(args);
-        run(&mut c)
-    };
+    let with_repo = |args: &[&str]| env.on_repo(&repo, args);
     expect_code(&with_repo(&["init", "--pack-size", "1M"]), 0, "init");
     let mut rng = Rng::new(43);
     write_random(&env.path("src/small"), 100_000, &mut rng);

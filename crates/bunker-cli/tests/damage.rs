@@ -22,11 +22,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let env = TestEnv::new();
-    expect_code(
-        &run(env.cmd().args(["init", "--pack-size", "1M"])),
-        0,
-        "init",
-    );
+    env.init_small_packs();
     let mut rng = Rng::new(51);
     write_random(&env.path("src/old.bin"), 2 << 20, &mut rng);
     write_file(&env.path("src/keep.txt"), b"in both snapshots");

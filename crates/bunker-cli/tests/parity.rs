@@ -34,16 +34,6 @@ fn packs(repo: &Path) -> Vec<(PathBuf, u64)> {
     files_below(&repo.join("data"))
 }
 
-fn with_repo(env: &TestEnv, repo: &Path, args: &[&str]) -> std::process::Output {
-    let mut c = bunker(env);
-    c.arg("-r")
-        .arg(repo)
-        .arg("--password-file")
-        .arg(&env.password_file)
-        .args(args);
-    run(&mut c)
-}
-
 fn name_matches(pack: &Path) -> bool {
     let bytes = fs::read(pack).unwrap();
     blake3::hash(&bytes).to_hex().as_str() == pack.file_name().unwrap().to_str().unwrap()
@@ -89,14 +79,13 @@ fn damage_within_budget_is_corrected_on_read_and_by_check_repair() {
         fs::write(&damaged, &bytes).unwrap();
         trials += 1;
 
-        let out = with_repo(&env, &copy, &["check", "--read-data"]);
+        let out = env.on_repo(&copy, &["check", "--read-data"]);
         if out.status.code() == Some(1) && stderr(&out).contains("check --repair") {
             detected += 1;
         }
         // Reads are corrected without touching the damaged pack.
         let target = env.path(&format!("trial-{round}-out"));
-        let out = with_repo(
-            &env,
+        let out = env.on_repo(
             &copy,
             &[
                 "restore",
@@ -111,11 +100,11 @@ fn damage_within_budget_is_corrected_on_read_and_by_check_repair() {
         read_ok += 1;
         assert!(!name_matches(&damaged), "restore rewrote the pack");
 
-        let out = with_repo(&env, &copy, &["check", "--repair"]);
+        let out = env.on_repo(&copy, &["check", "--repair"]);
         expect_code(&out, 0, &format!("check --repair, trial {round}"));
         assert!(stderr(&out).contains("repaired: pack"), "{}", stderr(&out));
         assert!(name_matches(&damaged), "pack not rewritten whole");
-        let out = with_repo(&env, &copy, &["check", "--read-data"]);
+        let out = env.on_repo(&copy, &["check", "--read-data"]);
         expect_code(&out, 0, &format!("check after repair, trial {round}"));
         repaired += 1;
         fs::remove_dir_all(&copy).unwrap();

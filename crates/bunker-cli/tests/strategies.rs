@@ -176,11 +176,7 @@ fn assert_same_contents(expected: &std::path::Path, actual: &std::path::Path) {
 #[test]
 fn incremental_and_differential_restore_after_their_full_is_forgotten_and_pruned() {
     let env = TestEnv::new();
-    expect_code(
-        &run(env.cmd().args(["init", "--pack-size", "1M"])),
-        0,
-        "init",
-    );
+    env.init_small_packs();
     make_tree(&env);
     let src = source(&env);
     let full = env.backup(&["--mode", "full", &src]);

@@ -111,6 +111,37 @@ impl TestEnv {
         expect_code(&out, 0, "init");
     }
 
+    /// Creates the explicit repository with 1 MiB packs, so that a few MiB
+    /// of data make many packs.
+    pub fn init_small_packs(&self) {
+        let out = run(self.cmd().args(["init", "--pack-size", "1M"]));
+        expect_code(&out, 0, "init --pack-size 1M");
+    }
+
+    /// `bunker -r REPO ARGS` on another repository directory (a damaged copy).
+    pub fn on_repo(&self, repo: &Path, args: &[&str]) -> Output {
+        let mut c = bunker(self);
+        c.arg("-r")
+            .arg(repo)
+            .arg("--password-file")
+            .arg(&self.password_file)
+            .args(args);
+        run(&mut c)
+    }
+
+    /// `prune --json ARGS`, expecting exit 0; returns the report.
+    pub fn prune(&self, args: &[&str]) -> Value {
+        let out = run(self.cmd().args(["prune", "--json"]).args(args));
+        expect_code(&out, 0, "prune");
+        parse_json(&out.stdout)
+    }
+
+    /// `check --read-data`, expecting a clean repository.
+    pub fn check_read_data(&self) {
+        let out = run(self.cmd().args(["check", "--read-data"]));
+        expect_code(&out, 0, "check --read-data");
+    }
+
     /// `backup ARGS --json` on the explicit repository, expecting exit 0;
     /// returns the summary line.
     pub fn backup(&self, args: &[&str]) -> Value {
