@@ -144,7 +144,7 @@ fn xattr_get(path: &Path, name: &str) -> Option<Vec<u8>> {
 }
 
 #[test]
-fn dumped_tar_keeps_hard_links_modes_and_times() {
+fn dumped_tar_keeps_hard_links_modes_times_and_xattrs() {
     let env = TestEnv::new();
     env.init();
     write_file(&env.path("src/a"), b"linked");
@@ -158,6 +158,19 @@ fn dumped_tar_keeps_hard_links_modes_and_times() {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
+    let xattr_kept = xattr::set(env.path("src/a"), "user.note", b"in the tar").is_ok();
+    // Before 1970, to the nanosecond.
+    write_file(&env.path("src/old"), b"old");
+    let t = libc::timespec {
+        tv_sec: -86_400 * 365,
+        tv_nsec: 5,
+    };
+    let p = std::ffi::CString::new(env.path("src/old").as_os_str().as_bytes()).unwrap();
+    // SAFETY: p is a valid NUL-terminated path and the array holds two timespecs.
+    assert_eq!(
+        unsafe { libc::utimensat(libc::AT_FDCWD, p.as_ptr(), [t, t].as_ptr(), 0) },
+        0
+    );
     let src = env.path("src");
     env.backup(&[src.to_str().unwrap()]);
 
@@ -166,6 +179,7 @@ fn dumped_tar_keeps_hard_links_modes_and_times() {
     let x = env.path("x");
     fs::create_dir(&x).unwrap();
     let mut tar = std::process::Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*"])
         .arg("-xpf")
         .arg("-")
         .arg("-C")
@@ -184,6 +198,14 @@ fn dumped_tar_keeps_hard_links_modes_and_times() {
     assert_eq!(a.mode() & 0o7777, 0o604);
     assert_eq!(a.mtime(), 1_500_000_000);
     assert_eq!(fs::read(x.join("b")).unwrap(), b"linked");
+    let old = fs::symlink_metadata(x.join("old")).unwrap();
+    assert_eq!((old.mtime(), old.mtime_nsec()), (-86_400 * 365, 5));
+    if xattr_kept {
+        assert_eq!(
+            xattr::get(x.join("a"), "user.note").unwrap().as_deref(),
+            Some(&b"in the tar"[..])
+        );
+    }
 }
 
 /// Every case at once, judged by an independent tool: `rsync -aHAXn

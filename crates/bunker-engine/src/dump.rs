@@ -51,6 +51,27 @@ fn dump_tar(repo: &Repository<Indexed>, dir: &Node, out: &mut dyn Write) -> Resu
         header.set_gid(node.gid as u64);
         header.set_mtime(node.mtime_sec.max(0) as u64);
         let name = path.trim_start_matches("./");
+        // PAX records carry what the classic header cannot: times to the
+        // nanosecond (and before 1970), and extended attributes, which GNU
+        // tar restores with `--xattrs`.
+        let mut pax: Vec<(String, Vec<u8>)> = vec![(
+            "mtime".into(),
+            pax_time(node.mtime_sec, node.mtime_nsec).into_bytes(),
+        )];
+        for x in &node.xattrs {
+            pax.push((
+                format!("SCHILY.xattr.{}", String::from_utf8_lossy(&x.name)),
+                x.value.clone(),
+            ));
+        }
+        if !matches!(
+            node.kind,
+            NodeKind::File | NodeKind::Dir | NodeKind::Symlink | NodeKind::Fifo
+        ) {
+            return Ok(());
+        }
+        tar.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+            .map_err(out_err)?;
         let first_link = match node.kind {
             NodeKind::File if node.links > 1 => {
                 match link_groups.entry((node.device, node.inode)) {
@@ -102,6 +123,16 @@ fn dump_tar(repo: &Repository<Indexed>, dir: &Node, out: &mut dyn Write) -> Resu
         }
     })?;
     tar.finish().map_err(out_err)
+}
+
+/// A PAX time: seconds and a fraction, negative before 1970 (-1.25 is a
+/// quarter second before -1 s).
+fn pax_time(sec: i64, nsec: u32) -> String {
+    if sec >= 0 || nsec == 0 {
+        return format!("{sec}.{nsec:09}");
+    }
+    // sec + nsec/1e9 with sec < 0: write it as -(|sec + 1|).(1e9 - nsec).
+    format!("-{}.{:09}", -(sec + 1), 1_000_000_000 - nsec)
 }
 
 /// Reads a file's content blob by blob, holding one blob in memory.
