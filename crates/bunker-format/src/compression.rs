@@ -4,6 +4,8 @@
 //! kept only when it saves at least 1/64 of the size, because decompressing
 //! costs restore time and a near-zero saving is not worth it.
 
+use std::cell::RefCell;
+
 use crate::FormatError;
 
 const RAW: u8 = 0;
@@ -13,10 +15,39 @@ const ZSTD: u8 = 1;
 /// MB/s per core, fast enough to keep up with reading on typical disks.
 pub const DEFAULT_LEVEL: i32 = 3;
 
+thread_local! {
+    // zstd contexts are costly to create (a few hundred KiB each); every
+    // thread keeps one of each for all the blobs it handles.
+    static COMPRESSOR: RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
+        const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { RefCell::new(None) };
+}
+
+fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    COMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.as_ref().is_none_or(|(l, _)| *l != level) {
+            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        }
+        slot.as_mut().expect("just set").1.compress(data)
+    })
+}
+
+fn zstd_decompress(data: &[u8], max_len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(zstd::bulk::Decompressor::new()?);
+        }
+        slot.as_mut().expect("just set").decompress(data, max_len)
+    })
+}
+
 /// Wraps `data` in the envelope, compressed when it pays.
 pub fn compress(data: &[u8], level: i32) -> Vec<u8> {
     if data.len() >= 64 {
-        if let Ok(compressed) = zstd::bulk::compress(data, level) {
+        if let Ok(compressed) = zstd_compress(data, level) {
             if compressed.len() + data.len() / 64 < data.len() {
                 let mut out = Vec::with_capacity(compressed.len() + 1);
                 out.push(ZSTD);
@@ -43,8 +74,9 @@ pub fn decompress(envelope: &[u8], max_len: usize) -> Result<Vec<u8>, FormatErro
             }
             Ok(rest.to_vec())
         }
-        Some((&ZSTD, rest)) => zstd::bulk::decompress(rest, max_len)
-            .map_err(|e| FormatError::Compression(e.to_string())),
+        Some((&ZSTD, rest)) => {
+            zstd_decompress(rest, max_len).map_err(|e| FormatError::Compression(e.to_string()))
+        }
         Some(_) => Err(FormatError::Malformed("unknown compression flag")),
         None => Err(FormatError::Malformed("empty compression envelope")),
     }
