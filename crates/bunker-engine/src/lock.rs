@@ -145,11 +145,6 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    /// This lock's id.
-    pub fn id(&self) -> LockId {
-        self.id
-    }
-
     /// Fails if the lock was removed by someone who judged its holder dead:
     /// a session must not commit a snapshot after prune stopped waiting for it.
     pub fn confirm(&self) -> Result<()> {

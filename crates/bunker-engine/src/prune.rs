@@ -101,13 +101,16 @@ pub fn prune(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRepo
     };
     failpoint::pause("prune-locked");
     let sessions = LockStore::new(&repo);
-    let mut repo = repo.load_index()?;
+    let repo = repo.load_index()?;
 
     // Phase 2 of earlier prunes.
     let live: HashSet<LockId> = sessions
         .live_sessions(!options.dry_run)?
         .into_iter()
         .collect();
+    // Blobs referenced by the snapshots seen so far in this run: each later
+    // walk adds only what snapshots written meanwhile bring.
+    let mut used: HashSet<BlobId> = HashSet::new();
     let mut waiting = HashSet::new();
     for (id, mut record) in repo.condemnations()? {
         let listed = record
@@ -122,7 +125,7 @@ pub fn prune(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRepo
             repo.write_condemnation(&id, &record)?;
         }
         if alive.is_empty() {
-            delete_condemned(&repo, &id, &record, &mut report)?;
+            delete_condemned(&repo, &id, &record, &mut used, &mut report)?;
         } else {
             waiting.extend(alive);
             report.packs_waiting += record.packs.len() as u64;
@@ -135,12 +138,9 @@ pub fn prune(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRepo
         // the two records' index rewrites overlap; one step at a time.
         return Ok(report);
     }
-    if report.packs_deleted + report.indexes_deleted > 0 && !options.dry_run {
-        repo = repo.reload_index()?;
-    }
 
     // Phase 1.
-    let plan = plan(&repo, options.repack_threshold)?;
+    let plan = plan(&repo, options.repack_threshold, &mut used)?;
     report.snapshots = plan.snapshots;
     report.packs_repacked = plan.repack.len() as u64;
     report.blobs_repacked = plan.repack.iter().map(|p| p.live.len() as u64).sum();
@@ -210,8 +210,7 @@ pub fn prune(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRepo
     record.sessions = Some(alive.clone());
     repo.write_condemnation(&id, &record)?;
     if alive.is_empty() {
-        let repo = repo.reload_index()?;
-        delete_condemned(&repo, &id, &record, &mut report)?;
+        delete_condemned(&repo, &id, &record, &mut used, &mut report)?;
     } else {
         report.sessions_waiting = alive.len();
         report.packs_waiting += record.packs.len() as u64;
@@ -238,10 +237,11 @@ struct Plan {
     repack: Vec<PackUse>,
 }
 
-fn plan(repo: &Repository<Indexed>, threshold: f64) -> Result<Plan> {
+fn plan(repo: &Repository<Indexed>, threshold: f64, used: &mut HashSet<BlobId>) -> Result<Plan> {
     // Snapshots before index files: a snapshot is written after its index,
     // so every snapshot seen has its blobs in the files read next.
-    let (used, snapshots) = referenced_blobs(repo)?;
+    let snapshots = reference_blobs(repo, used)?;
+    let used = &*used;
     let files = read_index_files(repo)?;
     let stored: HashMap<PackId, u64> = stored_packs(repo)?;
     let mut counted: HashSet<BlobId> = HashSet::with_capacity(used.len());
@@ -373,11 +373,13 @@ fn delete_condemned(
     repo: &Repository<Indexed>,
     id: &RecordId,
     record: &Condemnation,
+    used: &mut HashSet<BlobId>,
     report: &mut PruneReport,
 ) -> Result<()> {
     let condemned: HashSet<PackId> = record.packs.iter().copied().collect();
     let doomed: HashSet<IndexId> = record.indexes.iter().copied().collect();
-    let (used, _) = referenced_blobs(repo)?;
+    reference_blobs(repo, used)?;
+    let used = &*used;
     let files = read_index_files(repo)?;
     let available: HashSet<BlobId> = files
         .iter()
@@ -484,19 +486,28 @@ fn pack_sizes(repo: &Repository<Indexed>, packs: &[PackId]) -> Result<u64> {
     Ok(packs.iter().filter_map(|p| sizes.get(p)).sum())
 }
 
-/// Every blob a snapshot references (trees and data), and the snapshot count.
+/// Adds to `used` every blob (tree and data) that the snapshots present now
+/// reference, and returns how many snapshots there are. Trees already in
+/// `used` were walked before, with everything below them, and are skipped;
+/// blobs of snapshots forgotten since stay in `used`, which only keeps more.
 /// Any unreadable snapshot or tree stops the prune: its blobs would look unused.
-pub fn referenced_blobs(repo: &Repository<Indexed>) -> Result<(HashSet<BlobId>, usize)> {
+fn reference_blobs(repo: &Repository<Indexed>, used: &mut HashSet<BlobId>) -> Result<usize> {
     let snapshots = repo.snapshots().map_err(|e| {
         EngineError::Invalid(format!(
             "refusing to prune: {e} (run `bunker check`, then `bunker forget` the damaged snapshot)"
         ))
     })?;
+    let mut stack: Vec<BlobId> = snapshots
+        .iter()
+        .map(|s| s.snapshot.tree)
+        .filter(|t| !used.contains(t))
+        .collect();
+    if stack.is_empty() {
+        return Ok(snapshots.len());
+    }
     // Backups may have committed since `repo` loaded its index: load it
     // again now that the snapshot list is fixed.
     let repo = repo.reload_index()?;
-    let mut used = HashSet::new();
-    let mut stack: Vec<BlobId> = snapshots.iter().map(|s| s.snapshot.tree).collect();
     while let Some(tree_id) = stack.pop() {
         if !used.insert(tree_id) {
             continue;
@@ -514,5 +525,5 @@ pub fn referenced_blobs(repo: &Repository<Indexed>) -> Result<(HashSet<BlobId>, 
             }
         }
     }
-    Ok((used, snapshots.len()))
+    Ok(snapshots.len())
 }
