@@ -83,9 +83,7 @@ fn prune_waits_for_a_backup_that_started_before_it() {
     let env = TestEnv::new();
     env.init_small_packs();
     let mut rng = Rng::new(32);
-    for i in 0..6 {
-        write_random(&env.path(&format!("src/f{i}")), 1 << 20, &mut rng);
-    }
+    env.write_source_files(0..6, 1 << 20, &mut rng);
     let src = env.path("src").display().to_string();
     let first = env.backup(&[&src]);
     let packs = files_below(&env.repo.join("data")).len() as u64;
@@ -138,9 +136,7 @@ fn a_backup_after_a_condemnation_stores_its_own_copy() {
     let env = TestEnv::new();
     env.init_small_packs();
     let mut rng = Rng::new(33);
-    for i in 0..4 {
-        write_random(&env.path(&format!("src/f{i}")), 1 << 20, &mut rng);
-    }
+    env.write_source_files(0..4, 1 << 20, &mut rng);
     let src = env.path("src").display().to_string();
     let first = env.backup(&[&src]);
     let out = run(env
@@ -170,9 +166,7 @@ fn backups_and_prunes_racing_never_lose_a_snapshot() {
     let env = TestEnv::new();
     env.init_small_packs();
     let mut rng = Rng::new(34);
-    for i in 0..8 {
-        write_random(&env.path(&format!("src/f{i}")), 512 << 10, &mut rng);
-    }
+    env.write_source_files(0..8, 512 << 10, &mut rng);
     let src = env.path("src").display().to_string();
     env.backup(&[&src]);
     for round in 0..8 {
@@ -256,14 +250,10 @@ fn a_pack_condemned_before_its_backup_indexed_it_is_handled_whole() {
     let env = TestEnv::new();
     env.init_small_packs();
     let mut rng = Rng::new(35);
-    for i in 0..4 {
-        write_random(&env.path(&format!("src/f{i}")), 1 << 20, &mut rng);
-    }
+    env.write_source_files(0..4, 1 << 20, &mut rng);
     let src = env.path("src").display().to_string();
     env.backup(&[&src]);
-    for i in 0..2 {
-        write_random(&env.path(&format!("src/f{i}")), 1 << 20, &mut rng);
-    }
+    env.write_source_files(0..2, 1 << 20, &mut rng);
     // B has written its packs but not yet the index naming them.
     let mut b = spawn(
         &env,

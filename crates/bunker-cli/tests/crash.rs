@@ -20,9 +20,7 @@ fn kill_9_at_random_instants_never_damages_the_repository() {
     let env = TestEnv::new();
     env.init_small_packs();
     let mut rng = Rng::new(41);
-    for i in 0..12 {
-        write_random(&env.path(&format!("src/f{i}")), 2 << 20, &mut rng);
-    }
+    env.write_source_files(0..12, 2 << 20, &mut rng);
     let src = env.path("src").display().to_string();
     let trials = 16;
     let mut killed = 0;
@@ -71,9 +69,7 @@ fn the_backup_after_a_kill_reuses_indexed_packs() {
     let env = TestEnv::new();
     env.init_small_packs();
     let mut rng = Rng::new(42);
-    for i in 0..6 {
-        write_random(&env.path(&format!("src/f{i}")), 8 << 20, &mut rng);
-    }
+    env.write_source_files(0..6, 8 << 20, &mut rng);
     let src = env.path("src").display().to_string();
     // Killed right after its first index file (every 32 packs) is durable.
     let mut child = env

@@ -169,18 +169,12 @@ fn prune_frees_forgotten_data_and_keeps_the_rest_whole() {
     let env = TestEnv::new();
     env.init_small_packs();
     let mut rng = Rng::new(21);
-    for i in 0..8 {
-        write_random(&env.path(&format!("src/f{i}")), 2 << 20, &mut rng);
-    }
+    env.write_source_files(0..8, 2 << 20, &mut rng);
     let src = env.path("src").display().to_string();
     let first = env.backup(&[&src]);
-    for i in 0..4 {
-        write_random(&env.path(&format!("src/f{i}")), 2 << 20, &mut rng);
-    }
+    env.write_source_files(0..4, 2 << 20, &mut rng);
     env.backup(&[&src]);
-    for i in 4..6 {
-        write_random(&env.path(&format!("src/f{i}")), 2 << 20, &mut rng);
-    }
+    env.write_source_files(4..6, 2 << 20, &mut rng);
     env.backup(&[&src]);
     // Nothing is unused yet: a prune deletes no pack (it may merge index files).
     let packs_before = dir_size(&env.repo.join("data"));

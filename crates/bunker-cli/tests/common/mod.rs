@@ -118,6 +118,13 @@ impl TestEnv {
         expect_code(&out, 0, "init --pack-size 1M");
     }
 
+    /// Writes `len` random bytes to each `src/f{i}` for `i` in `files`.
+    pub fn write_source_files(&self, files: std::ops::Range<usize>, len: usize, rng: &mut Rng) {
+        for i in files {
+            write_random(&self.path(&format!("src/f{i}")), len, rng);
+        }
+    }
+
     /// `bunker -r REPO ARGS` on another repository directory (a damaged copy).
     pub fn on_repo(&self, repo: &Path, args: &[&str]) -> Output {
         let mut c = bunker(self);
