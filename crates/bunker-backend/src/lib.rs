@@ -8,10 +8,12 @@
 mod error;
 mod location;
 mod opendal_backend;
+mod staged;
 
 pub use error::{BackendError, ErrorKind};
 pub use location::Location;
 pub use opendal_backend::OpenDalBackend;
+pub use staged::StagedFile;
 
 /// The kinds of files in a repository, each in its own directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -98,9 +100,25 @@ pub trait Backend: Send + Sync {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, BackendError>;
-    /// Writes a whole file atomically and durably. Takes the bytes by value so
-    /// large packs are handed to storage without a copy.
-    fn write(&self, kind: FileKind, name: &str, data: Vec<u8>) -> Result<(), BackendError>;
+    /// Writes a whole file atomically and durably. Borrows the bytes, so a
+    /// caller can reuse its pack buffers.
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
+    /// Starts a file to be written in pieces and named by [`commit`](Self::commit).
+    fn stage(&self, _kind: FileKind) -> Result<StagedFile, BackendError> {
+        Ok(StagedFile::in_memory())
+    }
+    /// Stores a staged file under `name`, atomically and durably.
+    fn commit(
+        &self,
+        kind: FileKind,
+        name: &str,
+        mut staged: StagedFile,
+    ) -> Result<(), BackendError> {
+        let bytes = staged
+            .read_all()
+            .map_err(|e| BackendError::from(("read staged file", e)))?;
+        self.write(kind, name, &bytes)
+    }
     /// Lists the files of a kind with their sizes.
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError>;
     /// The size of one file.

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use opendal::Operator;
 
-use crate::{Backend, BackendError, ErrorKind, FileInfo, FileKind, Location};
+use crate::staged::Staging;
+use crate::{Backend, BackendError, ErrorKind, FileInfo, FileKind, Location, StagedFile};
 
 /// Directory, under a local repository, for files being written.
 const TMP_DIR: &str = "tmp";
@@ -106,6 +107,18 @@ fn read_local_range(path: &Path, offset: u64, length: u64) -> std::io::Result<Ve
     Ok(buf)
 }
 
+/// Local writes bypass OpenDAL too: packs are staged in a temporary file
+/// beside the repository's files (see [`StagedFile`]), so making one visible
+/// is a sync and a rename, with no copy of its bytes in memory.
+fn persist_local(tmp: tempfile::NamedTempFile, dest: &Path) -> std::io::Result<()> {
+    tmp.as_file().sync_all()?;
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    tmp.persist(dest).map_err(|e| e.error)?;
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -199,10 +212,38 @@ impl Backend for OpenDalBackend {
         Ok(buf.to_vec())
     }
 
-    fn write(&self, kind: FileKind, name: &str, data: Vec<u8>) -> Result<(), BackendError> {
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
+        let mut staged = self.stage(kind)?;
+        staged
+            .append(data)
+            .map_err(|e| BackendError::from((format!("write {}", kind.path(name)).as_str(), e)))?;
+        self.commit(kind, name, staged)
+    }
+
+    fn stage(&self, _kind: FileKind) -> Result<StagedFile, BackendError> {
+        match &self.local_root {
+            Some(root) => StagedFile::in_dir(&root.join(TMP_DIR))
+                .map_err(|e| BackendError::from(("create a file in the repository", e))),
+            None => Ok(StagedFile::in_memory()),
+        }
+    }
+
+    fn commit(&self, kind: FileKind, name: &str, staged: StagedFile) -> Result<(), BackendError> {
         let path = kind.path(name);
-        self.block_on(self.op.write(&path, data))
-            .map_err(|e| map_err("write", &path, e))?;
+        match (staged.staging, &self.local_root) {
+            (Staging::File(tmp), Some(root)) => persist_local(tmp, &root.join(&path))
+                .map_err(|e| BackendError::from((format!("write {path}").as_str(), e)))?,
+            (Staging::File(tmp), None) => {
+                let bytes = std::fs::read(tmp.path())
+                    .map_err(|e| BackendError::from(("read staged file", e)))?;
+                self.block_on(self.op.write(&path, bytes))
+                    .map_err(|e| map_err("write", &path, e))?;
+            }
+            (Staging::Memory(bytes), _) => {
+                self.block_on(self.op.write(&path, bytes))
+                    .map_err(|e| map_err("write", &path, e))?;
+            }
+        }
         self.sync_parent(&path)
     }
 
@@ -268,9 +309,8 @@ mod tests {
 
         let b = OpenDalBackend::open(&loc, true).unwrap();
         b.create().unwrap();
-        b.write(FileKind::Config, "", b"cfg".to_vec()).unwrap();
-        b.write(FileKind::Pack, "abcdef", b"0123456789".to_vec())
-            .unwrap();
+        b.write(FileKind::Config, "", b"cfg").unwrap();
+        b.write(FileKind::Pack, "abcdef", b"0123456789").unwrap();
         assert!(dir.path().join("repo/data/ab/abcdef").is_file());
         assert_eq!(b.read(FileKind::Config, "").unwrap(), b"cfg");
         assert_eq!(

@@ -103,7 +103,10 @@ fn prune_waits_for_a_backup_that_started_before_it() {
     let waiting = env.prune(&[]);
     assert_eq!(waiting["sessions_waiting"], 1, "{waiting}");
     assert_eq!(waiting["packs_deleted"], 0, "{waiting}");
-    assert_eq!(waiting["packs_waiting"], packs, "{waiting}");
+    // Every pack of the first snapshot, and any tree pack the late backup
+    // wrote because a directory's times moved in between.
+    let condemned = waiting["packs_waiting"].as_u64().unwrap();
+    assert!(condemned >= packs, "{waiting}");
 
     let (code, out, err) = finish(late, "late backup");
     assert_eq!(code, 0, "{err}");
@@ -112,7 +115,7 @@ fn prune_waits_for_a_backup_that_started_before_it() {
 
     // The backup has ended: the next prune rescues what it references.
     let settled = env.prune(&[]);
-    assert_eq!(settled["packs_rescued"], packs, "{settled}");
+    assert_eq!(settled["packs_rescued"], condemned, "{settled}");
     assert_eq!(settled["sessions_waiting"], 0, "{settled}");
     env.check_read_data();
     env.restore_verified(&late_id, &env.path("out"));

@@ -158,7 +158,7 @@ pub fn check(
     // Packs first, so a pack that `repair` rebuilds from parity is on
     // storage again when the structure is checked.
     if options.read_data || options.read_data_subset.is_some() || options.repair {
-        read_packs(&repo, &options, &mut report, &mut damage, &*progress);
+        read_packs(&repo, &options, &mut report, &mut damage, &*progress)?;
     }
     check_packs_exist(&repo, &mut report, &mut damage)?;
     check_snapshots(&repo, &mut report, &mut damage)?;
@@ -203,9 +203,10 @@ fn check_packs_exist(
         indexed_names.insert(name);
     }
     if !bad_packs.is_empty() {
-        for (id, loc) in repo.index().blobs() {
+        for blob in repo.index().blobs() {
+            let (id, loc) = blob?;
             if let Some(&object) = bad_packs.get(&loc.pack) {
-                damage.blob(*id, object);
+                damage.blob(id, object);
             }
         }
     }
@@ -264,7 +265,7 @@ fn check_snapshots(
     }
     snapshots.sort_by_key(|(_, s)| s.time_ns);
     for (id, snapshot) in &snapshots {
-        let damaged = walker.walk(id, &snapshot.tree, "");
+        let damaged = walker.walk(id, &snapshot.tree, "")?;
         let mut paths = snapshot.paths.clone();
         paths.sort();
         let status = sources
@@ -299,9 +300,9 @@ struct SnapshotWalker<'a> {
 
 impl SnapshotWalker<'_> {
     /// Returns true if anything below `tree` is damaged.
-    fn walk(&mut self, snapshot: &SnapshotId, tree: &BlobId, path: &str) -> bool {
+    fn walk(&mut self, snapshot: &SnapshotId, tree: &BlobId, path: &str) -> Result<bool> {
         if self.clean.contains(tree) {
-            return false;
+            return Ok(false);
         }
         let loaded = match self.damage.blobs.get(tree) {
             Some(&object) => Err(object),
@@ -317,7 +318,7 @@ impl SnapshotWalker<'_> {
                 self.damage.blob(*tree, object);
                 self.damage
                     .hit(object, *snapshot, format!("{here} (whole directory)"));
-                return true;
+                return Ok(true);
             }
         };
         self.decoded.insert(*tree);
@@ -327,7 +328,7 @@ impl SnapshotWalker<'_> {
             match node.kind {
                 NodeKind::Dir => {
                     if let Some(sub) = node.subtree {
-                        damaged |= self.walk(snapshot, &sub, &child);
+                        damaged |= self.walk(snapshot, &sub, &child)?;
                     }
                 }
                 NodeKind::File => {
@@ -335,7 +336,7 @@ impl SnapshotWalker<'_> {
                     for id in &node.content {
                         let object = match self.damage.blobs.get(id) {
                             Some(&o) => o,
-                            None if self.repo.index().contains(id) => continue,
+                            None if self.repo.index().contains(id)? => continue,
                             None => {
                                 let o = self
                                     .damage
@@ -356,7 +357,7 @@ impl SnapshotWalker<'_> {
         if !damaged {
             self.clean.insert(*tree);
         }
-        damaged
+        Ok(damaged)
     }
 }
 
@@ -366,7 +367,7 @@ fn read_packs(
     report: &mut CheckReport,
     damage: &mut DamageMap,
     progress: &dyn Progress,
-) {
+) -> Result<()> {
     let mut packs: Vec<(PackId, u64)> = repo.index().packs().to_vec();
     if let (Some(Subset::Part { n, of }), false) = (options.read_data_subset, options.repair) {
         packs.retain(|(id, _)| id.0[0] as u32 % of == n - 1);
@@ -387,11 +388,12 @@ fn read_packs(
     }
     progress.set_total(packs.len() as u64, packs.iter().map(|p| p.1).sum());
     let mut by_pack: HashMap<PackId, Vec<(BlobId, BlobType, u32)>> = HashMap::new();
-    for (id, loc) in repo.index().blobs() {
+    for blob in repo.index().blobs() {
+        let (id, loc) = blob?;
         by_pack
             .entry(repo.index().pack(loc.pack).0)
             .or_default()
-            .push((*id, loc.kind, loc.offset));
+            .push((id, loc.kind, loc.offset));
     }
     // Packs are verified on all cores; each worker holds one pack in memory.
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -425,7 +427,7 @@ fn read_packs(
                                 false => damaged(verified, format!(
                                     "damaged in {shards} shard(s); reads are repaired from parity, and `bunker check --repair` rewrites it"
                                 )),
-                                true => match repo.backend().write(FileKind::Pack, &name, bytes) {
+                                true => match repo.backend().write(FileKind::Pack, &name, &bytes) {
                                     Ok(()) => {
                                         repaired.lock().expect("lock").push(format!(
                                             "pack {name}: rebuilt {shards} damaged shard(s) from parity and rewrote it"
@@ -470,6 +472,7 @@ fn read_packs(
     report.repaired = repaired.into_inner().expect("lock");
     report.repaired.sort();
     report.packs_read += read.into_inner() as usize;
+    Ok(())
 }
 
 /// What is wrong with one pack, and which of its indexed blobs are lost.

@@ -59,6 +59,9 @@ pub enum EngineError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The index's entry file (in the temporary directory) failed.
+    #[error("the index's temporary file: {0} (point TMPDIR at a writable directory with space)")]
+    IndexTable(#[source] std::io::Error),
     /// A pipeline stage stopped because another failed; the first failure is reported instead.
     #[error("aborted after an earlier failure")]
     Aborted,

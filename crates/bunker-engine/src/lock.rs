@@ -45,7 +45,7 @@ impl LockStore {
 
     fn write(&self, id: &LockId, lock: &Lock) -> Result<()> {
         let stored = seal_object(&self.keys, ObjectKind::Lock, &lock.encode(), 0);
-        Ok(self.backend.write(FileKind::Lock, &id.to_hex(), stored)?)
+        Ok(self.backend.write(FileKind::Lock, &id.to_hex(), &stored)?)
     }
 
     /// Reads one lock; `None` if it is gone.

@@ -463,7 +463,6 @@ fn delete_condemned(
 /// described would look unused.
 fn read_index_files(repo: &Repository<Indexed>) -> Result<Vec<(IndexId, IndexFile)>> {
     repo.read_index_files()?
-        .into_iter()
         .collect::<Result<Vec<_>>>()
         .map_err(|e| {
             EngineError::Invalid(format!(

@@ -238,12 +238,7 @@ impl Rewriter<'_> {
         for mut node in old.nodes {
             let child = format!("{path}/{}", node.name_lossy());
             match node.kind {
-                NodeKind::File
-                    if node
-                        .content
-                        .iter()
-                        .any(|b| self.damaged.contains(b) || !self.repo.index().contains(b)) =>
-                {
+                NodeKind::File if self.lost(&node.content)? => {
                     self.removed.push(child);
                     changed = true;
                     continue;
@@ -269,10 +264,20 @@ impl Rewriter<'_> {
         Ok(id)
     }
 
+    /// True if any of a file's blobs is damaged or in no index.
+    fn lost(&self, content: &[BlobId]) -> Result<bool> {
+        for b in content {
+            if self.damaged.contains(b) || !self.repo.index().contains(b)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     fn store(&mut self, nodes: Vec<Node>) -> Result<BlobId> {
         let bytes = Tree { nodes }.encode();
         let id = self.repo.keys().blob_id(&bytes);
-        if self.sink.claim(&id) {
+        if self.sink.claim(&id)? {
             self.sink.add(encode_blob(
                 self.repo.keys(),
                 BlobType::Tree,

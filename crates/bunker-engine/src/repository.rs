@@ -25,7 +25,7 @@ use bunker_format::tree::Tree;
 use bunker_format::FormatError;
 
 use crate::identity::{hostname, username};
-use crate::index::MasterIndex;
+use crate::index::{BlobLocation, IndexBuilder, MasterIndex};
 use crate::{EngineError, Result};
 
 /// State: keys and config loaded, index not loaded.
@@ -109,7 +109,7 @@ impl Repository<Open> {
             &config.encode(),
             config.compression_level,
         );
-        backend.write(FileKind::Config, "", stored)?;
+        backend.write(FileKind::Config, "", &stored)?;
         Ok(Self::assemble(backend, master, config, key_name))
     }
 
@@ -212,17 +212,17 @@ impl Repository<Open> {
         self,
         condemned: &HashSet<PackId>,
     ) -> Result<(Repository<Indexed>, Vec<EngineError>)> {
-        let mut index = MasterIndex::default();
+        let mut index = IndexBuilder::new()?;
         let mut errors = Vec::new();
         for file in self.read_index_files()? {
             match file {
-                Ok((_, f)) => index.add_marking(&f, condemned),
+                Ok((_, f)) => index.add(&f, condemned)?,
                 Err(e) => errors.push(e),
             }
         }
         Ok((
             self.with_state(Indexed {
-                index: Arc::new(index),
+                index: Arc::new(index.finish()?),
             }),
             errors,
         ))
@@ -326,7 +326,7 @@ impl<S> Repository<S> {
         payload: &[u8],
     ) -> Result<()> {
         let stored = seal_object(&self.keys, object, payload, self.config.compression_level);
-        self.backend.write(kind, name, stored)?;
+        self.backend.write(kind, name, &stored)?;
         Ok(())
     }
 
@@ -334,26 +334,25 @@ impl<S> Repository<S> {
     fn write_object(&self, kind: FileKind, object: ObjectKind, payload: &[u8]) -> Result<[u8; 32]> {
         let stored = seal_object(&self.keys, object, payload, self.config.compression_level);
         let id = storage_hash(&stored);
-        self.backend.write(kind, &storage_name(&stored), stored)?;
+        self.backend.write(kind, &storage_name(&stored), &stored)?;
         Ok(id)
     }
 
     /// Reads every index file; each item is that file's id and content, or the error reading it.
-    pub fn read_index_files(&self) -> Result<Vec<Result<(IndexId, IndexFile)>>> {
+    pub fn read_index_files(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(IndexId, IndexFile)>> + '_> {
         let files = self.backend.list(FileKind::Index)?;
-        Ok(files
-            .iter()
-            .map(|f| {
-                let id: IndexId = f
-                    .name
-                    .parse()
-                    .map_err(|e| EngineError::corrupt(format!("index/{}", f.name), e))?;
-                let plain = self.read_object(FileKind::Index, ObjectKind::Index, &f.name)?;
-                let file = IndexFile::decode(&plain)
-                    .map_err(|e| EngineError::corrupt(format!("index/{}", f.name), e))?;
-                Ok((id, file))
-            })
-            .collect())
+        Ok(files.into_iter().map(move |f| {
+            let id: IndexId = f
+                .name
+                .parse()
+                .map_err(|e| EngineError::corrupt(format!("index/{}", f.name), e))?;
+            let plain = self.read_object(FileKind::Index, ObjectKind::Index, &f.name)?;
+            let file = IndexFile::decode(&plain)
+                .map_err(|e| EngineError::corrupt(format!("index/{}", f.name), e))?;
+            Ok((id, file))
+        }))
     }
 
     /// Writes an index file.
@@ -535,17 +534,21 @@ impl Repository<Indexed> {
         &self.state.index
     }
 
+    /// Where a blob is stored; an error if no index has it.
+    pub fn locate(&self, kind: BlobType, id: &BlobId) -> Result<BlobLocation> {
+        self.index()
+            .get(id)?
+            .ok_or_else(|| EngineError::BlobMissing {
+                kind: kind.name(),
+                id: id.to_hex(),
+            })
+    }
+
     /// Reads, decrypts and verifies one blob. When the repository keeps
     /// parity, a blob that fails to read is read again from its pack rebuilt
     /// from parity (the damaged pack itself is left for `check --repair`).
     pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = *self
-            .index()
-            .get(id)
-            .ok_or_else(|| EngineError::BlobMissing {
-                kind: kind.name(),
-                id: id.to_hex(),
-            })?;
+        let loc = self.locate(kind, id)?;
         let (pack, _) = self.index().pack(loc.pack);
         let decode = |stored: &[u8]| {
             decode_blob(&self.keys, kind, id, loc.raw_length, stored).map_err(|e| {
@@ -606,6 +609,6 @@ fn write_key(
     .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let bytes = kf.to_json();
     let name = storage_name(&bytes);
-    backend.write(FileKind::Key, &name, bytes)?;
+    backend.write(FileKind::Key, &name, &bytes)?;
     Ok(name)
 }

@@ -47,7 +47,7 @@ pub fn stats(repo: &Repository<Indexed>) -> Result<RepoStats> {
         s.raw_size += bytes;
     }
     for id in &blobs {
-        if let Some(loc) = repo.index().get(id) {
+        if let Some(loc) = repo.index().get(id)? {
             s.unique_blobs += 1;
             s.deduplicated_size += loc.raw_length as u64;
             s.stored_blob_size += loc.length as u64;

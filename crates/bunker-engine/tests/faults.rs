@@ -84,7 +84,7 @@ impl Backend for Faulty {
         }
         Ok(data)
     }
-    fn write(&self, kind: FileKind, name: &str, data: Vec<u8>) -> Result<(), BackendError> {
+    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
         if kind != FileKind::Pack {
             return self.inner.write(kind, name, data);
         }
@@ -92,11 +92,11 @@ impl Backend for Faulty {
         match self.fault() {
             Fault::FailFrom(k) if n >= k => Err(injected("write")),
             Fault::Truncate(k) if n == k => {
-                let half = data[..data.len() / 2].to_vec();
+                let half = &data[..data.len() / 2];
                 self.inner.write(kind, name, half)
             }
             Fault::DieMidWrite(k) if n == k => {
-                let half = data[..data.len() / 2].to_vec();
+                let half = &data[..data.len() / 2];
                 self.inner.write(kind, name, half)?;
                 Err(injected("write (died midway)"))
             }

@@ -123,6 +123,11 @@ pub fn storage_hash(bytes: &[u8]) -> [u8; ID_LEN] {
     *blake3::hash(bytes).as_bytes()
 }
 
+/// [`storage_hash`] computed piece by piece, for bytes written as a stream.
+pub fn storage_hasher() -> blake3::Hasher {
+    blake3::Hasher::new()
+}
+
 /// The file name of stored bytes: [`storage_hash`] in hex.
 pub fn storage_name(bytes: &[u8]) -> String {
     hex::encode(storage_hash(bytes))

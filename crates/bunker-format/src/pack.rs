@@ -36,37 +36,30 @@ pub struct PackEntry {
     pub raw_length: u32,
 }
 
-/// Collects sealed blobs into one pack.
+/// The layout of a pack written as a stream: blobs go out one after another
+/// as they come, and [`finish`](Self::finish) gives the bytes that end it.
 #[derive(Default)]
-pub struct PackBuilder {
-    data: Vec<u8>,
+pub struct PackLayout {
     entries: Vec<PackEntry>,
+    len: usize,
 }
 
-impl PackBuilder {
-    /// An empty pack with room for `capacity` bytes.
-    pub fn with_capacity(capacity: usize) -> Self {
-        PackBuilder {
-            data: Vec::with_capacity(capacity),
-            entries: Vec::new(),
-        }
-    }
-
-    /// Appends a sealed blob.
-    pub fn push(&mut self, blob: EncodedBlob) {
+impl PackLayout {
+    /// Records a sealed blob appended at the current end.
+    pub fn push(&mut self, blob: &EncodedBlob) {
         self.entries.push(PackEntry {
             kind: blob.kind,
             id: blob.id,
-            offset: self.data.len() as u32,
+            offset: self.len as u32,
             length: blob.bytes.len() as u32,
             raw_length: blob.raw_length,
         });
-        self.data.extend_from_slice(&blob.bytes);
+        self.len += blob.bytes.len();
     }
 
     /// Bytes of blob data so far.
     pub fn len(&self) -> usize {
-        self.data.len()
+        self.len
     }
 
     /// True when no blob was pushed.
@@ -74,8 +67,8 @@ impl PackBuilder {
         self.entries.is_empty()
     }
 
-    /// Seals the header and returns the pack's bytes with its entries.
-    pub fn finish(mut self, keys: &RepoKeys) -> (Vec<u8>, Vec<PackEntry>) {
+    /// The sealed header and trailer that end the pack, with its entries.
+    pub fn finish(self, keys: &RepoKeys) -> (Vec<u8>, Vec<PackEntry>) {
         let mut header = Vec::with_capacity(4 + self.entries.len() * ENTRY_LEN);
         header.extend_from_slice(&(self.entries.len() as u32).to_le_bytes());
         for e in &self.entries {
@@ -84,12 +77,33 @@ impl PackBuilder {
             header.extend_from_slice(&e.length.to_le_bytes());
             header.extend_from_slice(&e.raw_length.to_le_bytes());
         }
-        let sealed = keys.seal(HEADER_AD, &header);
-        self.data.extend_from_slice(&sealed);
-        self.data
-            .extend_from_slice(&(sealed.len() as u32).to_le_bytes());
-        self.data.extend_from_slice(MAGIC);
-        (self.data, self.entries)
+        let mut tail = keys.seal(HEADER_AD, &header);
+        let sealed_len = tail.len() as u32;
+        tail.extend_from_slice(&sealed_len.to_le_bytes());
+        tail.extend_from_slice(MAGIC);
+        (tail, self.entries)
+    }
+}
+
+/// Collects sealed blobs into one pack in memory.
+#[derive(Default)]
+pub struct PackBuilder {
+    data: Vec<u8>,
+    layout: PackLayout,
+}
+
+impl PackBuilder {
+    /// Appends a sealed blob.
+    pub fn push(&mut self, blob: EncodedBlob) {
+        self.layout.push(&blob);
+        self.data.extend_from_slice(&blob.bytes);
+    }
+
+    /// Seals the header and returns the pack's bytes with its entries.
+    pub fn finish(mut self, keys: &RepoKeys) -> (Vec<u8>, Vec<PackEntry>) {
+        let (tail, entries) = self.layout.finish(keys);
+        self.data.extend_from_slice(&tail);
+        (self.data, entries)
     }
 }
 
@@ -157,7 +171,7 @@ mod tests {
     #[test]
     fn build_and_parse() {
         let keys = MasterKey::generate().derive();
-        let mut builder = PackBuilder::with_capacity(1024);
+        let mut builder = PackBuilder::default();
         let blobs: Vec<Vec<u8>> = vec![b"one".to_vec(), b"two two".repeat(100), vec![]];
         for b in &blobs {
             builder.push(encode_blob(&keys, BlobType::Data, keys.blob_id(b), b, 3));

@@ -58,7 +58,7 @@ pub(super) struct Stage {
 impl Stage {
     /// Queues a blob for sealing unless the repository or this backup has it.
     pub fn submit(&self, kind: BlobType, id: BlobId, data: Vec<u8>) -> Result<(), ReadError> {
-        if self.sink.claim(&id) {
+        if self.sink.claim(&id).map_err(|_| ReadError::Aborted)? {
             self.seal_tx
                 .send((kind, id, data))
                 .map_err(|_| ReadError::Aborted)?;
@@ -400,8 +400,10 @@ impl Feeder {
     /// The parent's content for a file whose metadata is unchanged, if every blob is still stored.
     fn reusable_content(&self, node: &Node) -> Option<Vec<BlobId>> {
         let old = self.parent_entry(&node.name)?;
-        (unchanged(old, node) && old.content.iter().all(|id| self.repo.index().contains(id)))
-            .then(|| old.content.clone())
+        // An index that cannot be read makes the file read again, whose
+        // blobs then meet the same error where it stops the backup.
+        let stored = |id| self.repo.index().contains(id).unwrap_or(false);
+        (unchanged(old, node) && old.content.iter().all(stored)).then(|| old.content.clone())
     }
 
     fn event(&mut self, e: TreeEvent) {

@@ -192,13 +192,7 @@ pub fn verify_file(repo: &Repository<Indexed>, path: &Path, content: &[BlobId]) 
         .map_err(|e| EngineError::io(path, e))?;
     let mut buf = Vec::new();
     for id in content {
-        let loc = repo
-            .index()
-            .get(id)
-            .ok_or_else(|| EngineError::BlobMissing {
-                kind: "data",
-                id: id.to_hex(),
-            })?;
+        let loc = repo.locate(BlobType::Data, id)?;
         buf.resize(loc.raw_length as usize, 0);
         file.read_exact(&mut buf)
             .map_err(|e| EngineError::io(path, e))?;

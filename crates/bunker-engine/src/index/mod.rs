@@ -1,0 +1,353 @@
+//! The index: where each blob is stored.
+//!
+//! A repository can hold hundreds of millions of blobs, so the index keeps
+//! 8 bytes per blob in memory: the first 8 bytes of each id, sorted. The full
+//! entries sit in the same order in an unlinked temporary file
+//! ([`entry_table`]); a lookup whose prefix matches reads the entry there and
+//! compares the whole id. A lookup for a blob the repository does not have,
+//! the common case while new data is stored, usually ends at the prefix.
+
+mod entry_table;
+
+use std::collections::{HashMap, HashSet};
+
+use bunker_format::blob::BlobType;
+use bunker_format::id::{BlobId, PackId};
+use bunker_format::index::IndexFile;
+
+use entry_table::{prefix, EntryTable, TableBuilder};
+
+use crate::{EngineError, Result};
+
+/// Where a blob lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// Data or tree.
+    pub kind: BlobType,
+    /// Position of the pack in [`MasterIndex::packs`].
+    pub pack: u32,
+    /// Offset in the pack.
+    pub offset: u32,
+    /// Stored (sealed) length.
+    pub length: u32,
+    /// Plaintext length.
+    pub raw_length: u32,
+}
+
+/// Collects index files into a [`MasterIndex`].
+pub struct IndexBuilder {
+    table: TableBuilder,
+    packs: Vec<(PackId, u64)>,
+    pack_positions: HashMap<PackId, u32>,
+    condemned: HashSet<u32>,
+}
+
+impl IndexBuilder {
+    /// An empty index.
+    pub fn new() -> Result<Self> {
+        Ok(IndexBuilder {
+            table: TableBuilder::new().map_err(EngineError::IndexTable)?,
+            packs: Vec::new(),
+            pack_positions: HashMap::new(),
+            condemned: HashSet::new(),
+        })
+    }
+
+    /// Adds the content of one index file, marking the packs in `condemned`:
+    /// their blobs stay readable through [`MasterIndex::get`], but a blob
+    /// found only there is not [`MasterIndex::contains`]ed, so a writer
+    /// stores it again rather than reference a pack about to be deleted.
+    pub fn add(&mut self, file: &IndexFile, condemned: &HashSet<PackId>) -> Result<()> {
+        for p in &file.packs {
+            let pos = *self.pack_positions.entry(p.id).or_insert_with(|| {
+                self.packs.push((p.id, p.length));
+                (self.packs.len() - 1) as u32
+            });
+            if condemned.contains(&p.id) {
+                self.condemned.insert(pos);
+            }
+            for b in &p.blobs {
+                let location = BlobLocation {
+                    kind: b.kind,
+                    pack: pos,
+                    offset: b.offset,
+                    length: b.length,
+                    raw_length: b.raw_length,
+                };
+                self.table
+                    .push(&b.id, &location)
+                    .map_err(EngineError::IndexTable)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sorts the entries. A blob stored twice keeps its first location that
+    /// is not condemned, or its first location.
+    pub fn finish(self) -> Result<MasterIndex> {
+        let condemned = self.condemned;
+        let (table, prefixes) = self
+            .table
+            .finish(|same| {
+                same.iter()
+                    .position(|(_, l)| !condemned.contains(&l.pack))
+                    .unwrap_or(0)
+            })
+            .map_err(EngineError::IndexTable)?;
+        let mut packs = self.packs;
+        packs.shrink_to_fit();
+        Ok(MasterIndex {
+            prefixes,
+            table,
+            packs,
+            condemned,
+        })
+    }
+}
+
+/// Every blob of every loaded index file.
+pub struct MasterIndex {
+    /// The first 8 bytes of every distinct blob id, sorted.
+    prefixes: Vec<u64>,
+    /// The entries, in the order of `prefixes`.
+    table: EntryTable,
+    packs: Vec<(PackId, u64)>,
+    /// Positions of packs a prune condemned: readable, but not to be
+    /// referenced by new snapshots (see `docs/FORMAT.md`, "Prune").
+    condemned: HashSet<u32>,
+}
+
+impl MasterIndex {
+    /// Builds an index of the given files, none condemned.
+    pub fn of<'a>(files: impl IntoIterator<Item = &'a IndexFile>) -> Result<Self> {
+        let mut builder = IndexBuilder::new()?;
+        for f in files {
+            builder.add(f, &HashSet::new())?;
+        }
+        builder.finish()
+    }
+
+    /// Looks up a blob. An error means the entry file could not be read.
+    pub fn get(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
+        let p = prefix(id);
+        let from = self.prefixes.partition_point(|&x| x < p);
+        for i in from..self.prefixes.len() {
+            if self.prefixes[i] != p {
+                break;
+            }
+            let (found, loc) = self
+                .table
+                .get(i, id.as_bytes()[0])
+                .map_err(EngineError::IndexTable)?;
+            if found == *id {
+                return Ok(Some(loc));
+            }
+        }
+        Ok(None)
+    }
+
+    /// True if the blob is stored in a pack that new snapshots may reference.
+    pub fn contains(&self, id: &BlobId) -> Result<bool> {
+        Ok(match self.get(id)? {
+            Some(l) => !self.condemned.contains(&l.pack),
+            None => false,
+        })
+    }
+
+    /// The pack id and recorded length at a position.
+    pub fn pack(&self, pos: u32) -> (PackId, u64) {
+        self.packs[pos as usize]
+    }
+
+    /// All packs with their recorded lengths.
+    pub fn packs(&self) -> &[(PackId, u64)] {
+        &self.packs
+    }
+
+    /// Every blob, in id order.
+    pub fn blobs(&self) -> impl Iterator<Item = Result<(BlobId, BlobLocation)>> + '_ {
+        self.table
+            .iter()
+            .map(|e| e.map_err(EngineError::IndexTable))
+    }
+
+    /// Number of blobs.
+    pub fn len(&self) -> usize {
+        self.prefixes.len()
+    }
+
+    /// True if no blob is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.prefixes.is_empty()
+    }
+
+    /// Bytes of memory the index holds: the prefixes, the table's block
+    /// list, and per pack its id, length and condemnation mark.
+    pub fn heap_bytes(&self) -> usize {
+        self.prefixes.capacity() * 8
+            + self.table.heap_bytes()
+            + self.packs.capacity() * std::mem::size_of::<(PackId, u64)>()
+            + self.condemned.capacity() * 8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bunker_format::index::IndexedPack;
+    use bunker_format::pack::PackEntry;
+
+    /// A distinct, well-spread id for each `n`.
+    fn id(n: u64) -> BlobId {
+        BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes())
+    }
+
+    fn pack(p: u8, blobs: impl IntoIterator<Item = (BlobId, BlobType)>) -> IndexedPack {
+        IndexedPack {
+            id: PackId([p; 32]),
+            length: 1000,
+            blobs: blobs
+                .into_iter()
+                .enumerate()
+                .map(|(i, (id, kind))| PackEntry {
+                    kind,
+                    id,
+                    offset: 10 * i as u32,
+                    length: 10,
+                    raw_length: 7 + p as u32,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn finds_every_blob_and_nothing_else() {
+        let ids: Vec<BlobId> = (0..5000).map(id).collect();
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![
+                pack(1, ids[..2500].iter().map(|&i| (i, BlobType::Data))),
+                pack(2, ids[2500..].iter().map(|&i| (i, BlobType::Tree))),
+            ],
+        };
+        let index = MasterIndex::of([&file]).unwrap();
+        assert_eq!(index.len(), 5000);
+        for (n, i) in ids.iter().enumerate() {
+            let loc = index.get(i).unwrap().expect("indexed");
+            let (p, kind) = if n < 2500 {
+                (1, BlobType::Data)
+            } else {
+                (2, BlobType::Tree)
+            };
+            assert_eq!(index.pack(loc.pack).0, PackId([p; 32]));
+            assert_eq!(
+                (loc.kind, loc.offset, loc.raw_length),
+                (kind, 10 * (n % 2500) as u32, 7 + p as u32)
+            );
+        }
+        for n in 5000..6000 {
+            assert!(!index.contains(&id(n)).unwrap());
+        }
+        let listed: Vec<BlobId> = index.blobs().map(|b| b.unwrap().0).collect();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(listed, sorted);
+    }
+
+    #[test]
+    fn ids_sharing_their_first_eight_bytes_are_told_apart() {
+        let mut a = id(1);
+        let mut b = id(2);
+        let mut absent = id(3);
+        b.0[..8].copy_from_slice(&a.0[..8]);
+        absent.0[..8].copy_from_slice(&a.0[..8]);
+        a.0[31] = 0;
+        let file = IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![
+                pack(1, [(a, BlobType::Data)]),
+                pack(2, [(b, BlobType::Data)]),
+            ],
+        };
+        let index = MasterIndex::of([&file]).unwrap();
+        assert_eq!(
+            index.pack(index.get(&a).unwrap().unwrap().pack).0,
+            PackId([1; 32])
+        );
+        assert_eq!(
+            index.pack(index.get(&b).unwrap().unwrap().pack).0,
+            PackId([2; 32])
+        );
+        assert_eq!(index.get(&absent).unwrap(), None);
+    }
+
+    #[test]
+    fn a_blob_stored_twice_prefers_the_copy_that_is_not_condemned() {
+        let (x, y) = (id(1), id(2));
+        let first = IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![pack(1, [(x, BlobType::Data), (y, BlobType::Data)])],
+        };
+        let second = IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![pack(2, [(x, BlobType::Data)])],
+        };
+        let mut builder = IndexBuilder::new().unwrap();
+        builder
+            .add(&first, &HashSet::from([PackId([1; 32])]))
+            .unwrap();
+        builder.add(&second, &HashSet::new()).unwrap();
+        let index = builder.finish().unwrap();
+        assert_eq!(index.len(), 2);
+        assert_eq!(
+            index.pack(index.get(&x).unwrap().unwrap().pack).0,
+            PackId([2; 32])
+        );
+        assert!(index.contains(&x).unwrap());
+        // Only in the condemned pack: readable, but not for deduplication.
+        assert!(index.get(&y).unwrap().is_some());
+        assert!(!index.contains(&y).unwrap());
+        // Neither condemned: the first copy wins.
+        let index = MasterIndex::of([&second, &first]).unwrap();
+        assert_eq!(
+            index.pack(index.get(&x).unwrap().unwrap().pack).0,
+            PackId([2; 32])
+        );
+    }
+
+    /// The bound: at most 16 bytes of memory per stored chunk, with
+    /// a million chunks in 4,000 packs of 250 (packs of small chunks, the
+    /// setting where per-pack costs weigh most).
+    #[test]
+    fn a_million_chunks_take_at_most_16_bytes_each() {
+        const CHUNKS: u64 = 1_000_000;
+        let mut builder = IndexBuilder::new().unwrap();
+        for f in 0..CHUNKS / 10_000 {
+            let packs = (0..40)
+                .map(|p| {
+                    let first = f * 10_000 + p * 250;
+                    let mut pack = pack(0, (first..first + 250).map(|n| (id(n), BlobType::Data)));
+                    pack.id = PackId(*blake3::hash(&first.to_le_bytes()).as_bytes());
+                    pack
+                })
+                .collect();
+            builder
+                .add(
+                    &IndexFile {
+                        supersedes: Vec::new(),
+                        packs,
+                    },
+                    &HashSet::new(),
+                )
+                .unwrap();
+        }
+        let index = builder.finish().unwrap();
+        assert_eq!(index.len() as u64, CHUNKS);
+        let per_chunk = index.heap_bytes() as f64 / CHUNKS as f64;
+        assert!(per_chunk <= 16.0, "{per_chunk:.2} bytes per chunk");
+        for n in (0..CHUNKS).step_by(9973) {
+            assert!(index.contains(&id(n)).unwrap());
+        }
+        assert!(!index.contains(&id(CHUNKS)).unwrap());
+    }
+}
