@@ -49,7 +49,7 @@ fn count_regular_files(dir: &Path) -> usize {
         .count()
 }
 
-/// A tree with small files, a file above the 4 MiB maximum chunk size, an
+/// A tree with small files, a file above the maximum chunk size, an
 /// empty file, duplicates, an empty directory, nested directories, relative
 /// symlinks, unusual modes and explicit nanosecond modification times.
 fn build_varied_tree(src: &Path, rng: &mut Rng) {

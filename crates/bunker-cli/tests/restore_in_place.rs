@@ -15,7 +15,8 @@ use serde_json::Value;
 
 /// Size of the file edited in place. Chunk boundaries are keyed per
 /// repository, so only bounds hold: a small edit spoils at most two chunks of
-/// at most 4 MiB each, so at least `CHANGED_SIZE - 8 MiB` can be reused.
+/// at most 2 MiB each (4 MiB in older repositories), so at least
+/// `CHANGED_SIZE - 8 MiB` can be reused.
 const CHANGED_SIZE: u64 = 12 << 20;
 
 struct Setup {

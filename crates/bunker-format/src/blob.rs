@@ -6,7 +6,7 @@
 //! blob or as a blob of the other type.
 
 use crate::compression;
-use crate::crypto::RepoKeys;
+use crate::crypto::{RepoKeys, NONCE_LEN, SEAL_OVERHEAD};
 use crate::id::BlobId;
 use crate::FormatError;
 
@@ -72,8 +72,12 @@ pub fn encode_blob(
     plaintext: &[u8],
     level: i32,
 ) -> EncodedBlob {
-    let envelope = compression::compress(plaintext, level);
-    let bytes = keys.seal(&associated_data(kind, &id), &envelope);
+    // Sized for the worst case, so neither step reallocates.
+    let mut bytes =
+        Vec::with_capacity(SEAL_OVERHEAD + compression::max_envelope_len(plaintext.len()));
+    bytes.extend_from_slice(&[0u8; NONCE_LEN]);
+    compression::compress_into(plaintext, level, &mut bytes);
+    keys.seal_in_place(&associated_data(kind, &id), &mut bytes);
     EncodedBlob {
         id,
         kind,

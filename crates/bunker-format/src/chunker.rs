@@ -28,12 +28,12 @@ pub struct ChunkerParams {
 }
 
 impl Default for ChunkerParams {
-    /// 256 KiB / 1 MiB / 4 MiB; see `docs/FORMAT.md` for why.
+    /// 128 KiB / 512 KiB / 2 MiB; see `docs/FORMAT.md` for why.
     fn default() -> Self {
         ChunkerParams {
-            min_size: 256 << 10,
-            avg_size: 1 << 20,
-            max_size: 4 << 20,
+            min_size: 128 << 10,
+            avg_size: 512 << 10,
+            max_size: 2 << 20,
         }
     }
 }

@@ -24,13 +24,20 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
-fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+/// Appends `data` compressed to `out`; returns the compressed length.
+fn zstd_compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) -> std::io::Result<usize> {
     COMPRESSOR.with(|slot| {
         let mut slot = slot.borrow_mut();
         if slot.as_ref().is_none_or(|(l, _)| *l != level) {
             *slot = Some((level, zstd::bulk::Compressor::new(level)?));
         }
-        slot.as_mut().expect("just set").1.compress(data)
+        out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        let mut end = std::io::Cursor::new(out);
+        end.set_position(end.get_ref().len() as u64);
+        slot.as_mut()
+            .expect("just set")
+            .1
+            .compress_to_buffer(data, &mut end)
     })
 }
 
@@ -46,20 +53,30 @@ fn zstd_decompress(data: &[u8], max_len: usize) -> std::io::Result<Vec<u8>> {
 
 /// Wraps `data` in the envelope, compressed when it pays.
 pub fn compress(data: &[u8], level: i32) -> Vec<u8> {
+    let mut out = Vec::new();
+    compress_into(data, level, &mut out);
+    out
+}
+
+/// The largest envelope of `len` bytes of data.
+pub fn max_envelope_len(len: usize) -> usize {
+    1 + zstd::zstd_safe::compress_bound(len).max(len)
+}
+
+/// Appends the envelope of `data` to `out`: compressed straight into place,
+/// so a blob's bytes are not copied between compression and encryption.
+pub fn compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) {
+    let start = out.len();
     if data.len() >= 64 {
-        if let Ok(compressed) = zstd_compress(data, level) {
-            if compressed.len() + data.len() / 64 < data.len() {
-                let mut out = Vec::with_capacity(compressed.len() + 1);
-                out.push(ZSTD);
-                out.extend_from_slice(&compressed);
-                return out;
-            }
+        out.push(ZSTD);
+        match zstd_compress_into(data, level, out) {
+            Ok(n) if n + data.len() / 64 < data.len() => return,
+            _ => out.truncate(start),
         }
     }
-    let mut out = Vec::with_capacity(data.len() + 1);
+    out.reserve(data.len() + 1);
     out.push(RAW);
     out.extend_from_slice(data);
-    out
 }
 
 /// Unwraps the envelope. `max_len` bounds the decompressed size (known for

@@ -101,9 +101,9 @@ mod tests {
         assert_eq!(
             c.chunker,
             ChunkerParams {
-                min_size: 262_144,
-                avg_size: 1_048_576,
-                max_size: 4_194_304
+                min_size: 131_072,
+                avg_size: 524_288,
+                max_size: 2_097_152
             }
         );
         assert_eq!(c.pack_size, 16 * 1024 * 1024);

@@ -6,7 +6,7 @@
 //! with a random 24-byte nonce per object: nonces are long enough to draw at
 //! random for the lifetime of any repository (see `docs/FORMAT.md`).
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
@@ -82,6 +82,14 @@ impl RepoKeys {
         seal_with(&self.cipher, ad, plaintext)
     }
 
+    /// [`seal`](Self::seal) without copying: `buf` holds [`NONCE_LEN`]
+    /// bytes of room, then the plaintext, which is encrypted in place; the
+    /// nonce is filled in and the tag appended. The result is the same
+    /// layout as `seal`'s.
+    pub fn seal_in_place(&self, ad: &[u8], buf: &mut Vec<u8>) {
+        seal_in_place_with(&self.cipher, ad, buf)
+    }
+
     /// Reverses [`RepoKeys::seal`]; fails unless the bytes and `ad` are exactly
     /// what was sealed with this key.
     pub fn open(
@@ -102,21 +110,20 @@ impl Drop for RepoKeys {
 }
 
 pub(crate) fn seal_with(cipher: &XChaCha20Poly1305, ad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-    let mut nonce = [0u8; NONCE_LEN];
-    fill_random(&mut nonce);
-    let ct = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad: ad,
-            },
-        )
+    let mut buf = Vec::with_capacity(SEAL_OVERHEAD + plaintext.len());
+    buf.extend_from_slice(&[0u8; NONCE_LEN]);
+    buf.extend_from_slice(plaintext);
+    seal_in_place_with(cipher, ad, &mut buf);
+    buf
+}
+
+fn seal_in_place_with(cipher: &XChaCha20Poly1305, ad: &[u8], buf: &mut Vec<u8>) {
+    let (nonce, message) = buf.split_at_mut(NONCE_LEN);
+    fill_random(nonce);
+    let tag = cipher
+        .encrypt_in_place_detached(XNonce::from_slice(nonce), ad, message)
         .expect("XChaCha20-Poly1305 encryption cannot fail for in-memory buffers");
-    let mut out = Vec::with_capacity(NONCE_LEN + ct.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&ct);
-    out
+    buf.extend_from_slice(&tag);
 }
 
 pub(crate) fn open_with(

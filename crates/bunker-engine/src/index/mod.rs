@@ -344,6 +344,7 @@ mod tests {
         let index = builder.finish().unwrap();
         assert_eq!(index.len() as u64, CHUNKS);
         let per_chunk = index.heap_bytes() as f64 / CHUNKS as f64;
+        eprintln!("index memory: {per_chunk:.2} bytes per chunk");
         assert!(per_chunk <= 16.0, "{per_chunk:.2} bytes per chunk");
         for n in (0..CHUNKS).step_by(9973) {
             assert!(index.contains(&id(n)).unwrap());
