@@ -100,22 +100,17 @@ pub trait Backend: Send + Sync {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, BackendError>;
-    /// Writes a whole file atomically and durably. Borrows the bytes, so a
-    /// caller can reuse its pack buffers.
+    /// Writes a whole file atomically and durably.
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
-    /// Starts a file to be written in pieces and named by [`commit`](Self::commit).
+    /// Starts a file to be written in pieces and named by
+    /// [`commit`](Self::commit). By default it is staged in memory.
     fn stage(&self, _kind: FileKind) -> Result<StagedFile, BackendError> {
         Ok(StagedFile::in_memory())
     }
     /// Stores a staged file under `name`, atomically and durably.
-    fn commit(
-        &self,
-        kind: FileKind,
-        name: &str,
-        mut staged: StagedFile,
-    ) -> Result<(), BackendError> {
+    fn commit(&self, kind: FileKind, name: &str, staged: StagedFile) -> Result<(), BackendError> {
         let bytes = staged
-            .read_all()
+            .into_bytes()
             .map_err(|e| BackendError::from(("read staged file", e)))?;
         self.write(kind, name, &bytes)
     }

@@ -233,13 +233,10 @@ impl Backend for OpenDalBackend {
         match (staged.staging, &self.local_root) {
             (Staging::File(tmp), Some(root)) => persist_local(tmp, &root.join(&path))
                 .map_err(|e| BackendError::from((format!("write {path}").as_str(), e)))?,
-            (Staging::File(tmp), None) => {
-                let bytes = std::fs::read(tmp.path())
+            (staging, _) => {
+                let bytes = StagedFile { staging }
+                    .into_bytes()
                     .map_err(|e| BackendError::from(("read staged file", e)))?;
-                self.block_on(self.op.write(&path, bytes))
-                    .map_err(|e| map_err("write", &path, e))?;
-            }
-            (Staging::Memory(bytes), _) => {
                 self.block_on(self.op.write(&path, bytes))
                     .map_err(|e| map_err("write", &path, e))?;
             }

@@ -43,6 +43,14 @@ impl StagedFile {
         }
     }
 
+    /// Every byte appended, consuming the staged file.
+    pub fn into_bytes(mut self) -> std::io::Result<Vec<u8>> {
+        match self.staging {
+            Staging::Memory(v) => Ok(v),
+            Staging::File(_) => self.read_all(),
+        }
+    }
+
     /// Every byte appended so far.
     pub fn read_all(&mut self) -> std::io::Result<Vec<u8>> {
         match &mut self.staging {

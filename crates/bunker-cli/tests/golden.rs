@@ -238,3 +238,90 @@ fn golden_corrupted_metadata_is_rejected_with_one_clear_line() {
         );
     }
 }
+
+/// Restores the one snapshot of the golden parity repository and compares
+/// it with the committed source.
+fn restore_golden_parity(repo: &Path, target: &Path) {
+    let snap = tagged(repo, "second");
+    let spec = format!(
+        "{}:{}",
+        snap["id"].as_str().unwrap(),
+        snap["paths"][0].as_str().unwrap()
+    );
+    let out = bunker(
+        repo,
+        &[
+            "restore",
+            &spec,
+            "--target",
+            target.to_str().unwrap(),
+            "--verify",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let source = fixtures().join("golden-v1-parity-source");
+    for rel in ["kept/pattern.bin", "kept/note.txt"] {
+        assert_eq!(
+            std::fs::read(target.join(rel)).unwrap(),
+            std::fs::read(source.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert!(!target.join("forgotten.bin").exists());
+}
+
+/// The objects added to version 1 after golden-v1 (`fixtures/make-golden-parity.sh`):
+/// parity files, and a condemnation record whose prune was interrupted
+/// while it waited for a backup that then died.
+#[test]
+fn golden_parity_repository_heals_and_finishes_its_prune() {
+    let tmp = copy_repo("golden-v1-parity");
+    let repo = tmp.path().join("repo");
+    assert_eq!(snapshots(&repo).len(), 1);
+    restore_golden_parity(&repo, &tmp.path().join("out1"));
+    let out = bunker(&repo, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A damaged byte in every pack is repaired from parity.
+    let packs: Vec<PathBuf> = walk_files(&repo.join("data"));
+    assert!(!packs.is_empty());
+    for p in &packs {
+        let mut bytes = std::fs::read(p).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x40;
+        std::fs::write(p, bytes).unwrap();
+    }
+    let out = bunker(&repo, &["check", "--read-data", "--repair"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = bunker(&repo, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // The session the record waits for is gone: the next prune deletes the
+    // condemned packs, and what is kept still restores exactly.
+    let out = bunker(&repo, &["prune", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["packs_deleted"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(walk_files(&repo.join("condemned")).len(), 0);
+    assert!(walk_files(&repo.join("data")).len() < packs.len());
+    let out = bunker(&repo, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    restore_golden_parity(&repo, &tmp.path().join("out2"));
+}
+
+/// Every regular file below `dir` (none if it does not exist).
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
