@@ -220,6 +220,9 @@ pub fn restore(
 }
 
 /// Restores file contents on all cores.
+/// Files at least this large are restored apart from their directory's batch.
+const LARGE_FILE: u64 = 4 << 20;
+
 fn run_workers(
     repo: &Repository<Indexed>,
     files: Vec<FileTask>,
@@ -284,6 +287,15 @@ fn run_workers(
         }
         let mut batch: Vec<FileTask> = Vec::new();
         for task in files {
+            // A large file is its own batch: its creation is a small part of
+            // its work, and batched with its neighbours, a directory of
+            // large files (VM images, media) went to one thread.
+            if task.node.size >= LARGE_FILE {
+                if tx.send(vec![task]).is_err() {
+                    return;
+                }
+                continue;
+            }
             if batch
                 .last()
                 .is_some_and(|last| last.target.parent() != task.target.parent())
