@@ -77,6 +77,19 @@ fn tagged(repo: &Path, tag: &str) -> serde_json::Value {
         .unwrap()
 }
 
+/// Restores the source path of the snapshot tagged `tag` into `target`.
+fn restore_tagged(repo: &Path, tag: &str, target: &Path, extra: &[&str]) -> Output {
+    let snap = tagged(repo, tag);
+    let spec = format!(
+        "{}:{}",
+        snap["id"].as_str().unwrap(),
+        snap["paths"][0].as_str().unwrap()
+    );
+    let mut args = vec!["restore", &spec, "--target", target.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    bunker(repo, &args)
+}
+
 #[test]
 fn golden_repository_opens_lists_and_restores_exactly() {
     let tmp = copy_repo("golden-v1");
@@ -85,20 +98,8 @@ fn golden_repository_opens_lists_and_restores_exactly() {
     assert_eq!(list.len(), 2);
     assert!(list.iter().all(|s| s["hostname"] == "golden"));
 
-    let snap = tagged(&repo, "v1");
-    let source_path = snap["paths"][0].as_str().unwrap().to_string();
     let target = tmp.path().join("out");
-    let spec = format!("{}:{}", snap["id"].as_str().unwrap(), source_path);
-    let out = bunker(
-        &repo,
-        &[
-            "restore",
-            &spec,
-            "--target",
-            target.to_str().unwrap(),
-            "--verify",
-        ],
-    );
+    let out = restore_tagged(&repo, "v1", &target, &["--verify"]);
     assert!(out.status.success(), "{}", stderr(&out));
 
     let source = fixtures().join("golden-v1-source");
@@ -165,17 +166,8 @@ fn golden_flipped_pack_is_detected_and_never_restored_wrong() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("damaged: pack"), "{}", stderr(&out));
 
-    let snap = tagged(&repo, "v1");
     let target = tmp.path().join("out");
-    let spec = format!(
-        "{}:{}",
-        snap["id"].as_str().unwrap(),
-        snap["paths"][0].as_str().unwrap()
-    );
-    let out = bunker(
-        &repo,
-        &["restore", &spec, "--target", target.to_str().unwrap()],
-    );
+    let out = restore_tagged(&repo, "v1", &target, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let source = fixtures().join("golden-v1-source");
     for rel in FILES {
@@ -242,22 +234,7 @@ fn golden_corrupted_metadata_is_rejected_with_one_clear_line() {
 /// Restores the one snapshot of the golden parity repository and compares
 /// it with the committed source.
 fn restore_golden_parity(repo: &Path, target: &Path) {
-    let snap = tagged(repo, "second");
-    let spec = format!(
-        "{}:{}",
-        snap["id"].as_str().unwrap(),
-        snap["paths"][0].as_str().unwrap()
-    );
-    let out = bunker(
-        repo,
-        &[
-            "restore",
-            &spec,
-            "--target",
-            target.to_str().unwrap(),
-            "--verify",
-        ],
-    );
+    let out = restore_tagged(repo, "second", target, &["--verify"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let source = fixtures().join("golden-v1-parity-source");
     for rel in ["kept/pattern.bin", "kept/note.txt"] {

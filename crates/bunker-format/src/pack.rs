@@ -85,28 +85,6 @@ impl PackLayout {
     }
 }
 
-/// Collects sealed blobs into one pack in memory.
-#[derive(Default)]
-pub struct PackBuilder {
-    data: Vec<u8>,
-    layout: PackLayout,
-}
-
-impl PackBuilder {
-    /// Appends a sealed blob.
-    pub fn push(&mut self, blob: EncodedBlob) {
-        self.layout.push(&blob);
-        self.data.extend_from_slice(&blob.bytes);
-    }
-
-    /// Seals the header and returns the pack's bytes with its entries.
-    pub fn finish(mut self, keys: &RepoKeys) -> (Vec<u8>, Vec<PackEntry>) {
-        let (tail, entries) = self.layout.finish(keys);
-        self.data.extend_from_slice(&tail);
-        (self.data, entries)
-    }
-}
-
 /// Length of the sealed header of a pack with `count` blobs.
 pub fn header_length(count: usize) -> usize {
     4 + count * ENTRY_LEN + SEAL_OVERHEAD
@@ -171,12 +149,16 @@ mod tests {
     #[test]
     fn build_and_parse() {
         let keys = MasterKey::generate().derive();
-        let mut builder = PackBuilder::default();
+        let mut layout = PackLayout::default();
+        let mut pack = Vec::new();
         let blobs: Vec<Vec<u8>> = vec![b"one".to_vec(), b"two two".repeat(100), vec![]];
         for b in &blobs {
-            builder.push(encode_blob(&keys, BlobType::Data, keys.blob_id(b), b, 3));
+            let blob = encode_blob(&keys, BlobType::Data, keys.blob_id(b), b, 3);
+            layout.push(&blob);
+            pack.extend_from_slice(&blob.bytes);
         }
-        let (pack, entries) = builder.finish(&keys);
+        let (tail, entries) = layout.finish(&keys);
+        pack.extend_from_slice(&tail);
         let hlen = parse_trailer(&pack[pack.len() - TRAILER_LEN..]).unwrap() as usize;
         assert_eq!(hlen, header_length(3));
         let hstart = pack.len() - TRAILER_LEN - hlen;

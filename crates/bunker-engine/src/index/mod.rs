@@ -118,15 +118,6 @@ pub struct MasterIndex {
 }
 
 impl MasterIndex {
-    /// Builds an index of the given files, none condemned.
-    pub fn of<'a>(files: impl IntoIterator<Item = &'a IndexFile>) -> Result<Self> {
-        let mut builder = IndexBuilder::new()?;
-        for f in files {
-            builder.add(f, &HashSet::new())?;
-        }
-        builder.finish()
-    }
-
     /// Looks up a blob. An error means the entry file could not be read.
     pub fn get(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
         let p = prefix(id);
@@ -197,6 +188,15 @@ mod tests {
     use bunker_format::index::IndexedPack;
     use bunker_format::pack::PackEntry;
 
+    /// An index of the given files, none condemned.
+    fn index_of<'a>(files: impl IntoIterator<Item = &'a IndexFile>) -> MasterIndex {
+        let mut builder = IndexBuilder::new().unwrap();
+        for f in files {
+            builder.add(f, &HashSet::new()).unwrap();
+        }
+        builder.finish().unwrap()
+    }
+
     /// A distinct, well-spread id for each `n`.
     fn id(n: u64) -> BlobId {
         BlobId(*blake3::hash(&n.to_le_bytes()).as_bytes())
@@ -230,7 +230,7 @@ mod tests {
                 pack(2, ids[2500..].iter().map(|&i| (i, BlobType::Tree))),
             ],
         };
-        let index = MasterIndex::of([&file]).unwrap();
+        let index = index_of([&file]);
         assert_eq!(index.len(), 5000);
         for (n, i) in ids.iter().enumerate() {
             let loc = index.get(i).unwrap().expect("indexed");
@@ -269,7 +269,7 @@ mod tests {
                 pack(2, [(b, BlobType::Data)]),
             ],
         };
-        let index = MasterIndex::of([&file]).unwrap();
+        let index = index_of([&file]);
         assert_eq!(
             index.pack(index.get(&a).unwrap().unwrap().pack).0,
             PackId([1; 32])
@@ -308,7 +308,7 @@ mod tests {
         assert!(index.get(&y).unwrap().is_some());
         assert!(!index.contains(&y).unwrap());
         // Neither condemned: the first copy wins.
-        let index = MasterIndex::of([&second, &first]).unwrap();
+        let index = index_of([&second, &first]);
         assert_eq!(
             index.pack(index.get(&x).unwrap().unwrap().pack).0,
             PackId([2; 32])
