@@ -18,24 +18,38 @@ pub enum ErrorKind {
 }
 
 /// A storage operation that failed.
+///
+/// `message` is written for a person: what went wrong, without the storage
+/// library's internals. The original error stays available as the
+/// [`source`](std::error::Error::source) for callers that inspect it.
 #[derive(Debug, thiserror::Error)]
 pub struct BackendError {
     /// Classification.
     pub kind: ErrorKind,
     /// What was being done, e.g. `write data/ab/ab12…`.
     pub operation: String,
-    /// The underlying error's message.
+    /// Why it failed, in words.
     pub message: String,
+    /// The underlying error.
+    #[source]
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl BackendError {
-    /// Builds an error.
+    /// Builds an error without an underlying cause.
     pub fn new(kind: ErrorKind, operation: impl Into<String>, message: impl Into<String>) -> Self {
         BackendError {
             kind,
             operation: operation.into(),
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// Attaches the underlying error.
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
     }
 }
 
@@ -49,14 +63,20 @@ impl fmt::Display for BackendError {
     }
 }
 
+/// The kind of a local I/O error, read from the error itself (never from its text).
+pub fn io_kind(e: &std::io::Error) -> ErrorKind {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+            ErrorKind::PermissionDenied
+        }
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => ErrorKind::NoSpace,
+        _ => ErrorKind::Permanent,
+    }
+}
+
 impl From<(&str, std::io::Error)> for BackendError {
     fn from((operation, e): (&str, std::io::Error)) -> Self {
-        let kind = match e.kind() {
-            std::io::ErrorKind::NotFound => ErrorKind::NotFound,
-            std::io::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-            std::io::ErrorKind::StorageFull => ErrorKind::NoSpace,
-            _ => ErrorKind::Permanent,
-        };
-        BackendError::new(kind, operation, e.to_string())
+        BackendError::new(io_kind(&e), operation, e.to_string()).with_source(e)
     }
 }

@@ -13,7 +13,7 @@ mod staged;
 pub use error::{BackendError, ErrorKind};
 pub use location::Location;
 pub use opendal_backend::OpenDalBackend;
-pub use staged::StagedFile;
+pub use staged::{StagedFile, StagedInfo, StagingOwner};
 
 /// The kinds of files in a repository, each in its own directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -55,9 +55,10 @@ impl FileKind {
     pub fn path(self, name: &str) -> String {
         match self {
             FileKind::Config => "config".to_string(),
-            FileKind::Pack | FileKind::Parity if name.len() >= 2 => {
-                format!("{}/{}/{}", self.dir(), &name[..2], name)
-            }
+            FileKind::Pack | FileKind::Parity => match name.get(..2) {
+                Some(fanout) => format!("{}/{fanout}/{name}", self.dir()),
+                None => format!("{}/{name}", self.dir()),
+            },
             _ => format!("{}/{}", self.dir(), name),
         }
     }
@@ -120,6 +121,15 @@ pub trait Backend: Send + Sync {
     fn size(&self, kind: FileKind, name: &str) -> Result<u64, BackendError>;
     /// Removes a file; removing a missing file succeeds.
     fn remove(&self, kind: FileKind, name: &str) -> Result<(), BackendError>;
+    /// Staged files of every writer, including those left behind by writers
+    /// that died (local storage only; object stores stage nothing visible).
+    fn list_staged(&self) -> Result<Vec<StagedInfo>, BackendError> {
+        Ok(Vec::new())
+    }
+    /// Removes a staged file left behind by a dead writer.
+    fn remove_staged(&self, _name: &str) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// True if the file exists.
     fn exists(&self, kind: FileKind, name: &str) -> Result<bool, BackendError> {
         match self.size(kind, name) {

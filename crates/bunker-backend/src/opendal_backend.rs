@@ -6,7 +6,10 @@ use std::sync::Arc;
 use opendal::Operator;
 
 use crate::staged::Staging;
-use crate::{Backend, BackendError, ErrorKind, FileInfo, FileKind, Location, StagedFile};
+use crate::{
+    Backend, BackendError, ErrorKind, FileInfo, FileKind, Location, StagedFile, StagedInfo,
+    StagingOwner,
+};
 
 /// Directory, under a local repository, for files being written.
 const TMP_DIR: &str = "tmp";
@@ -20,6 +23,8 @@ pub struct OpenDalBackend {
     /// Set for local repositories: directories to fsync after a write.
     local_root: Option<PathBuf>,
     location: String,
+    /// Names this process's staged files.
+    owner: StagingOwner,
 }
 
 impl OpenDalBackend {
@@ -36,16 +41,13 @@ impl OpenDalBackend {
         match location {
             Location::Local(path) => {
                 let root = absolute(path)?;
-                if !create && !root.join("config").is_file() {
-                    let what = if root.is_dir() {
-                        "no bunker repository in this directory"
-                    } else {
-                        "no such directory"
-                    };
+                // Whether it holds a repository is the engine's question (a
+                // directory without `config` may be a damaged repository).
+                if !create && !root.is_dir() {
                     return Err(BackendError::new(
                         ErrorKind::NotFound,
                         format!("open {}", root.display()),
-                        what,
+                        "no such directory",
                     ));
                 }
                 let builder = opendal::services::Fs::default()
@@ -64,6 +66,7 @@ impl OpenDalBackend {
                     runtime: Arc::new(runtime),
                     location: root.display().to_string(),
                     local_root: Some(root),
+                    owner: StagingOwner::this_process(),
                 })
             }
         }
@@ -119,21 +122,73 @@ fn persist_local(tmp: tempfile::NamedTempFile, dest: &Path) -> std::io::Result<(
     Ok(())
 }
 
+/// Lists a local directory of stored files (with one level of fan-out
+/// directories for packs and parity): one `readdir` per directory and one
+/// `stat` per file, without OpenDAL's per-entry round trips.
+fn list_local(dir: &Path, fanout: bool) -> std::io::Result<Vec<FileInfo>> {
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            // Removed since the directory was read.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if meta.is_dir() && fanout {
+            out.extend(list_local(&entry.path(), false)?);
+        } else if meta.is_file() {
+            out.push(FileInfo {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
 fn map_err(op: &str, path: &str, e: opendal::Error) -> BackendError {
     let operation = format!("{op} {path}");
-    let text = format!("{e:?}");
-    let kind = match e.kind() {
-        opendal::ErrorKind::NotFound => ErrorKind::NotFound,
-        opendal::ErrorKind::PermissionDenied => ErrorKind::PermissionDenied,
-        _ if text.contains("No space left") || text.contains("StorageFull") => ErrorKind::NoSpace,
+    // The I/O error underneath, if any, says more than OpenDAL's wrapper.
+    let mut io = None;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+    let mut innermost = None;
+    while let Some(c) = cause {
+        if let Some(i) = c.downcast_ref::<std::io::Error>() {
+            io = Some(i);
+        }
+        innermost = Some(c);
+        cause = c.source();
+    }
+    let kind = match (e.kind(), io.map(crate::error::io_kind)) {
+        (opendal::ErrorKind::NotFound, _) => ErrorKind::NotFound,
+        (opendal::ErrorKind::PermissionDenied, _) => ErrorKind::PermissionDenied,
+        (_, Some(ErrorKind::NoSpace)) => ErrorKind::NoSpace,
         _ if e.is_temporary() => ErrorKind::Transient,
         _ => ErrorKind::Permanent,
     };
-    BackendError::new(kind, operation, e.to_string())
+    let mut message = e.message().to_string();
+    if let Some(inner) = innermost.map(|c| c.to_string()) {
+        if !message.contains(&inner) {
+            message = match message.is_empty() {
+                true => inner,
+                false => format!("{message}: {inner}"),
+            };
+        }
+    }
+    if message.is_empty() {
+        message = e.kind().to_string();
+    }
+    BackendError::new(kind, operation, message).with_source(e)
 }
 
 impl Backend for OpenDalBackend {
@@ -222,7 +277,7 @@ impl Backend for OpenDalBackend {
 
     fn stage(&self, _kind: FileKind) -> Result<StagedFile, BackendError> {
         match &self.local_root {
-            Some(root) => StagedFile::in_dir(&root.join(TMP_DIR))
+            Some(root) => StagedFile::in_dir(&root.join(TMP_DIR), &self.owner)
                 .map_err(|e| BackendError::from(("create a file in the repository", e))),
             None => Ok(StagedFile::in_memory()),
         }
@@ -245,6 +300,13 @@ impl Backend for OpenDalBackend {
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {
+        if let Some(root) = &self.local_root {
+            let fanout = matches!(kind, FileKind::Pack | FileKind::Parity);
+            let mut out = list_local(&root.join(kind.dir()), fanout)
+                .map_err(|e| BackendError::from((format!("list {}", kind.dir()).as_str(), e)))?;
+            out.sort_by(|a, b| a.name.cmp(&b.name));
+            return Ok(out);
+        }
         let dir = format!("{}/", kind.dir());
         let entries = match self.block_on(self.op.list_with(&dir).recursive(true)) {
             Ok(entries) => entries,
@@ -273,6 +335,56 @@ impl Backend for OpenDalBackend {
             .block_on(self.op.stat(&path))
             .map_err(|e| map_err("stat", &path, e))?;
         Ok(meta.content_length())
+    }
+
+    fn list_staged(&self) -> Result<Vec<StagedInfo>, BackendError> {
+        let Some(root) = &self.local_root else {
+            return Ok(Vec::new());
+        };
+        let dir = root.join(TMP_DIR);
+        let read = |e| BackendError::from(("list tmp", e));
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(read(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(read)?;
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            out.push(StagedInfo {
+                owner: StagingOwner::parse(&name),
+                name,
+                size: meta.len(),
+                modified: meta.modified().ok(),
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn remove_staged(&self, name: &str) -> Result<(), BackendError> {
+        let Some(root) = &self.local_root else {
+            return Ok(());
+        };
+        if name.contains('/') || name == ".." {
+            return Err(BackendError::new(
+                ErrorKind::Permanent,
+                format!("remove tmp/{name}"),
+                "not a staged file name",
+            ));
+        }
+        match std::fs::remove_file(root.join(TMP_DIR).join(name)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(BackendError::from((
+                format!("remove tmp/{name}").as_str(),
+                e,
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn remove(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
@@ -333,7 +445,29 @@ mod tests {
         b.remove(FileKind::Pack, "abcdef").unwrap();
         // Removing what never existed, even without its directory, succeeds.
         b.remove(FileKind::Parity, "abcdef").unwrap();
-        // Reopen without create: now a repository.
-        OpenDalBackend::open(&loc, false).unwrap();
+        // Reopen without create: the directory exists now.
+        let b = OpenDalBackend::open(&loc, false).unwrap();
+        // Stray files and fan-out directories of any name are listed as found.
+        std::fs::create_dir_all(dir.path().join("repo/data/zz")).unwrap();
+        std::fs::write(dir.path().join("repo/data/zz/.DS_Store"), b"x").unwrap();
+        assert_eq!(b.list(FileKind::Pack).unwrap()[0].name, ".DS_Store");
+    }
+
+    #[test]
+    fn staged_files_name_their_writer_and_can_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = Location::Local(dir.path().join("repo"));
+        let b = OpenDalBackend::open(&loc, true).unwrap();
+        b.create().unwrap();
+        let mut staged = b.stage(FileKind::Pack).unwrap();
+        staged.append(b"partial").unwrap();
+        let listed = b.list_staged().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].owner, Some(StagingOwner::this_process()));
+        assert_eq!(listed[0].size, 7);
+        b.remove_staged(&listed[0].name).unwrap();
+        assert!(b.list_staged().unwrap().is_empty());
+        assert!(b.remove_staged("../config").is_err());
+        drop(staged);
     }
 }

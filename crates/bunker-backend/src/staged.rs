@@ -2,6 +2,7 @@
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
+use std::time::SystemTime;
 
 /// A file being written whose name (the hash of its bytes) is known only at
 /// the end: packs. On local storage it is a temporary file beside its final
@@ -17,6 +18,66 @@ pub(crate) enum Staging {
     Memory(Vec<u8>),
 }
 
+/// Who wrote a staged file: its name is `HOST-PID-RANDOM`, so that a later
+/// process can tell the files of dead writers from those being written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StagingOwner {
+    /// The writer's host name, reduced to `[A-Za-z0-9.]` (see [`StagingOwner::host_tag`]).
+    pub host: String,
+    /// The writer's process id.
+    pub pid: u32,
+}
+
+impl StagingOwner {
+    /// The owner of files staged by this process.
+    pub fn this_process() -> Self {
+        StagingOwner {
+            host: Self::host_tag(&gethostname::gethostname().to_string_lossy()),
+            pid: std::process::id(),
+        }
+    }
+
+    /// A host name as it appears in staged file names.
+    pub fn host_tag(hostname: &str) -> String {
+        let tag: String = hostname
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+            .take(32)
+            .collect();
+        match tag.is_empty() {
+            true => "host".to_string(),
+            false => tag,
+        }
+    }
+
+    /// The prefix of this owner's staged file names.
+    fn prefix(&self) -> String {
+        format!("{}-{}-", self.host, self.pid)
+    }
+
+    /// The owner named by a staged file's name, if it has one.
+    pub fn parse(name: &str) -> Option<Self> {
+        let mut parts = name.rsplitn(3, '-');
+        let _random = parts.next()?;
+        let pid = parts.next()?.parse().ok()?;
+        let host = parts.next()?.to_string();
+        Some(StagingOwner { host, pid })
+    }
+}
+
+/// A staged file as listed.
+#[derive(Clone, Debug)]
+pub struct StagedInfo {
+    /// Its name in the staging area.
+    pub name: String,
+    /// Bytes written so far.
+    pub size: u64,
+    /// Its writer, when the name says.
+    pub owner: Option<StagingOwner>,
+    /// When it was last written to.
+    pub modified: Option<SystemTime>,
+}
+
 impl StagedFile {
     /// Staged in memory.
     pub fn in_memory() -> Self {
@@ -25,10 +86,14 @@ impl StagedFile {
         }
     }
 
-    /// Staged in a temporary file in `dir`.
-    pub fn in_dir(dir: &Path) -> std::io::Result<Self> {
+    /// Staged in a temporary file in `dir`, named after `owner`.
+    pub fn in_dir(dir: &Path, owner: &StagingOwner) -> std::io::Result<Self> {
+        let file = tempfile::Builder::new()
+            .prefix(&owner.prefix())
+            .rand_bytes(12)
+            .tempfile_in(dir)?;
         Ok(StagedFile {
-            staging: Staging::File(tempfile::NamedTempFile::new_in(dir)?),
+            staging: Staging::File(file),
         })
     }
 
@@ -63,5 +128,27 @@ impl StagedFile {
             }
             Staging::Memory(v) => Ok(v.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_round_trips_through_the_file_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = StagingOwner {
+            host: StagingOwner::host_tag("web-1.example.com"),
+            pid: 4242,
+        };
+        assert_eq!(owner.host, "web1.example.com");
+        let staged = StagedFile::in_dir(dir.path(), &owner).unwrap();
+        let Staging::File(f) = &staged.staging else {
+            unreachable!()
+        };
+        let name = f.path().file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(StagingOwner::parse(&name), Some(owner));
+        assert_eq!(StagingOwner::parse(".tmpAbCdEf"), None);
     }
 }

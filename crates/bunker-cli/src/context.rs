@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bunker_backend::{Backend, ErrorKind, Location, OpenDalBackend};
 use bunker_engine::format::keyfile::KdfParams;
+use bunker_engine::source::ProtectedPaths;
 use bunker_engine::{EngineError, Indexed, InitOptions, Open, Repository};
 
 use crate::password::{self, Secret};
@@ -48,6 +49,10 @@ pub struct DefaultPaths {
     pub repository: PathBuf,
     /// The file holding its random key.
     pub key_file: PathBuf,
+    /// Bunker's config directory (holds the key file).
+    pub config_dir: PathBuf,
+    /// Bunker's cache directory.
+    pub cache_dir: PathBuf,
 }
 
 impl DefaultPaths {
@@ -59,6 +64,8 @@ impl DefaultPaths {
         Ok(DefaultPaths {
             repository: dirs.data_dir().join("bunker").join("repository"),
             key_file: dirs.config_dir().join("bunker").join("repository.key"),
+            config_dir: dirs.config_dir().join("bunker"),
+            cache_dir: dirs.cache_dir().join("bunker"),
         })
     }
 }
@@ -123,15 +130,13 @@ impl Target {
     }
 
     fn not_found(&self, detail: &str) -> EngineError {
-        let detail = if self.default.is_some() {
-            format!("{detail}; run `bunker backup PATH` to create the default repository, or name one with -r")
-        } else {
-            detail.to_string()
-        };
-        EngineError::RepositoryNotFound {
-            location: self.location.to_string(),
-            detail,
+        let mut e = EngineError::not_found(self.location.to_string(), detail);
+        if let (Some(_), EngineError::RepositoryNotFound { hint, .. }) = (&self.default, &mut e) {
+            *hint =
+                "run `bunker backup PATH` to create the default repository, or name one with -r"
+                    .into();
         }
+        e
     }
 
     /// The password: from the configured sources, else (default repository) its key file.
@@ -140,21 +145,28 @@ impl Target {
             if let Some(p) = password::configured(global.password_file.as_deref())? {
                 return Ok(p);
             }
-            if d.key_file.exists() {
-                return password::from_file(&d.key_file);
+            if !d.key_file.exists() {
+                anyhow::bail!(
+                    "the default repository's key file {} is missing: put back your copy of it, or give the password with --password-file",
+                    d.key_file.display()
+                );
             }
+            return password::from_file(&d.key_file);
         }
         password::obtain(global.password_file.as_deref(), "repository password: ")
     }
 
-    /// Opens an existing repository.
+    /// Opens an existing repository. Problems it goes past (a damaged
+    /// snapshot, a stray file) are printed as warnings as they are met.
     pub fn open(&self, global: &GlobalArgs) -> Result<Repository<Open>> {
         let backend = self.backend(false)?;
         let password = self.password(global)?;
-        Ok(Repository::open(backend, &password).map_err(|e| match e {
+        let repo = Repository::open(backend, &password).map_err(|e| match e {
             EngineError::RepositoryNotFound { detail, .. } => self.not_found(&detail),
             other => other,
-        })?)
+        })?;
+        warn_notices(&repo);
+        Ok(repo)
     }
 
     /// Opens an existing repository and loads its index.
@@ -180,7 +192,11 @@ impl Target {
                 None => (ensure_key_file(&d.key_file)?, Some(d.key_file.clone())),
             },
             None => (
-                password::obtain_new(None, global.password_file.as_deref())?,
+                password::obtain_new(
+                    None,
+                    global.password_file.as_deref(),
+                    "--password-file FILE (or BUNKER_PASSWORD_FILE, BUNKER_PASSWORD, BUNKER_PASSWORD_COMMAND)",
+                )?,
                 None,
             ),
         };
@@ -194,22 +210,60 @@ impl Target {
         if let Some(d) = &self.default {
             if !d.repository.join("config").exists() {
                 let (repo, key_file) = self.init(global, InitOptions::default())?;
-                eprintln!(
+                warn_notices(&repo);
+                crate::errln!(
                     "bunker: created the default repository at {}",
                     d.repository.display()
                 );
                 if let Some(key_file) = key_file {
-                    eprintln!(
+                    crate::errln!(
                         "bunker: its key is in {} (readable only by you).",
                         key_file.display()
                     );
-                    eprintln!("bunker: keep a copy of that key somewhere else too: without it these backups cannot be restored.");
+                    crate::errln!("bunker: keep a copy of that key somewhere else too: without it these backups cannot be restored.");
                 }
                 return Ok(repo);
             }
         }
         self.open(global)
     }
+
+    /// What a backup never stores: the repository itself (when local) and
+    /// bunker's cache, however they are reached.
+    pub fn protected_from_backup(&self) -> ProtectedPaths {
+        let mut paths: Vec<PathBuf> = self
+            .location
+            .local_path()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect();
+        paths.extend(DefaultPaths::resolve().ok().map(|d| d.cache_dir));
+        ProtectedPaths::new(paths)
+    }
+
+    /// What a restore never writes into, over, or deletes: the repository
+    /// (when local), bunker's cache and config directory (the default key),
+    /// and the password file.
+    pub fn protected_from_restore(&self, global: &GlobalArgs) -> ProtectedPaths {
+        let mut paths: Vec<PathBuf> = self
+            .location
+            .local_path()
+            .map(Path::to_path_buf)
+            .into_iter()
+            .collect();
+        if let Ok(d) = DefaultPaths::resolve() {
+            paths.extend([d.config_dir, d.cache_dir]);
+        }
+        paths.extend(global.password_file.clone());
+        ProtectedPaths::new(paths)
+    }
+}
+
+/// Prints the repository's notices as warnings on stderr, as they come.
+pub fn warn_notices<S>(repo: &Repository<S>) {
+    repo.notices().set_sink(std::sync::Arc::new(|m: &str| {
+        crate::errln!("bunker: warning: {m}")
+    }));
 }
 
 /// Reads the default key file, or creates it with a random key (0600, in a 0700 directory).

@@ -10,6 +10,8 @@ mod output;
 mod password;
 mod progress;
 
+use std::sync::Mutex;
+
 use clap::Parser;
 
 use crate::context::GlobalArgs;
@@ -34,6 +36,9 @@ extern "C" fn on_interrupt(_signal: libc::c_int) {
     bunker_engine::interrupt::request();
 }
 
+/// The last panic's message and place, for the one line printed about it.
+static PANIC: Mutex<Option<String>> = Mutex::new(None);
+
 fn main() {
     // SAFETY: the handler only touches an atomic and calls _exit.
     unsafe {
@@ -46,10 +51,64 @@ fn main() {
             on_interrupt as *const () as libc::sighandler_t,
         );
     }
-    let cli = Cli::parse();
-    let code = match commands::run(cli.command, &cli.global) {
-        Ok(code) => code,
-        Err(e) => exit::report(&e),
+    // A panic is a bug: one line says so, never a stack trace. Panics in
+    // worker threads become errors of the operation that ran them.
+    std::panic::set_hook(Box::new(|info| {
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        *PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{message}{place}"));
+    }));
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => std::process::exit(usage_error(e)),
+    };
+    let outcome = std::panic::catch_unwind(|| commands::run(cli.command, &cli.global));
+    let code = match outcome {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => exit::report(&e),
+        Err(_) => {
+            let what = PANIC.lock().unwrap_or_else(|p| p.into_inner()).take();
+            errln!(
+                "bunker: internal error: {}; please report this bug",
+                what.unwrap_or_default()
+            );
+            exit::FAILURE
+        }
     };
     std::process::exit(code);
+}
+
+/// Prints help and version as asked; any other argument error as one line
+/// (clap's own first line, without its tips), exit 2.
+fn usage_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return match e.kind() {
+            ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => exit::USAGE,
+            _ => exit::OK,
+        };
+    }
+    // The first paragraph: the error itself (with the arguments it names).
+    let text = e.render().to_string();
+    let first: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    let first = first.join(" ");
+    let first = first.trim_start_matches("error: ");
+    errln!("bunker: usage error: {first} (see `bunker --help`)");
+    exit::USAGE
 }

@@ -51,6 +51,9 @@ pub fn configured(file: Option<&Path>) -> Result<Option<Secret>> {
     }
     if let Some(p) = std::env::var_os("BUNKER_PASSWORD") {
         use std::os::unix::ffi::OsStringExt;
+        if p.is_empty() {
+            bail!("BUNKER_PASSWORD is set but empty; an empty password is not allowed");
+        }
         return Ok(Some(Secret::new(p.into_vec())));
     }
     if let Ok(cmd) = std::env::var("BUNKER_PASSWORD_COMMAND") {
@@ -71,8 +74,9 @@ pub fn obtain(file: Option<&Path>, prompt: &str) -> Result<Secret> {
     bail!("no password given: use --password-file, BUNKER_PASSWORD_FILE, BUNKER_PASSWORD or BUNKER_PASSWORD_COMMAND")
 }
 
-/// A new password: from `file`, or the usual sources, or asked twice on a terminal.
-pub fn obtain_new(file: Option<&Path>, fallback_file: Option<&Path>) -> Result<Secret> {
+/// A new password: from `file`, or the usual sources, or asked twice on a
+/// terminal. Without any, a usage error naming `flag`, the option that gives one.
+pub fn obtain_new(file: Option<&Path>, fallback_file: Option<&Path>, flag: &str) -> Result<Secret> {
     if let Some(f) = file {
         return from_file(f);
     }
@@ -91,5 +95,5 @@ pub fn obtain_new(file: Option<&Path>, fallback_file: Option<&Path>) -> Result<S
         }
         return Ok(Secret::new(a.into_bytes()));
     }
-    bail!("no new password given: use --new-password-file (or a terminal to be asked)")
+    crate::usage!("no password given and no terminal to ask on: use {flag}")
 }

@@ -111,8 +111,8 @@ impl Progress for Reporter {
     fn warning(&self, message: &str) {
         let line = format!("bunker: warning: {message}");
         match &self.mode {
-            Mode::Bar(bar) => bar.suspend(|| eprintln!("{line}")),
-            _ => eprintln!("{line}"),
+            Mode::Bar(bar) => bar.suspend(|| crate::errln!("{line}")),
+            _ => crate::errln!("{line}"),
         }
     }
 }

@@ -146,9 +146,9 @@ fn forget_policies_follow_restics_rules() {
         .collect();
     assert_eq!(left, set(&["s10", "s9", "s4", "o1"]));
 
-    // No rule and no id: refused, nothing removed.
+    // No rule and no id: a usage error, nothing removed.
     let out = run(env.cmd().arg("forget"));
-    expect_code(&out, 1, "forget without a policy");
+    expect_code(&out, 2, "forget without a policy");
     assert!(
         stderr(&out).contains("nothing to forget"),
         "{}",

@@ -216,8 +216,8 @@ fn incremental_and_differential_restore_after_their_full_is_forgotten_and_pruned
 fn init_settings_are_applied_and_bad_ones_refused_before_anything_is_created() {
     let env = TestEnv::new();
     let out = run(env.cmd().args(["init", "--pack-size", "10K"]));
-    expect_code(&out, 1, "init with a tiny pack size");
-    assert!(stderr(&out).contains("pack size"), "{}", stderr(&out));
+    expect_code(&out, 2, "init with a tiny pack size");
+    assert!(stderr(&out).contains("--pack-size"), "{}", stderr(&out));
     assert!(
         !env.repo.exists(),
         "a refused init must not create the repository directory"

@@ -1,4 +1,11 @@
 //! Check: is the repository whole, and (optionally) is every stored byte intact?
+//!
+//! Every verdict must be true while backups and prunes run beside the check:
+//! condemnation records are read first, then snapshots, then index files,
+//! then the pack listing. A backup writes its packs before its index and its
+//! index before its snapshot, so everything a listed snapshot needs is in
+//! what is read after it; packs a prune deletes meanwhile were condemned in
+//! a record read before. Each finding says what to run.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,9 +17,10 @@ use bunker_format::id::{BlobId, PackId, SnapshotId};
 use bunker_format::pack::{parse_header, parse_trailer, TRAILER_LEN};
 use bunker_format::tree::NodeKind;
 
+use crate::lock::{self, LockStore};
 use crate::progress::Progress;
-use crate::repository::{Indexed, Open, PackRead, Repository};
-use crate::Result;
+use crate::repository::{Indexed, Open, PackRead, Repository, SnapshotEntry};
+use crate::{EngineError, Result};
 
 /// What to check.
 #[derive(Clone, Copy, Debug, Default)]
@@ -44,7 +52,7 @@ pub enum Subset {
 /// What check found.
 #[derive(Debug, Default)]
 pub struct CheckReport {
-    /// Damage: each line names an object.
+    /// Damage: each line names an object, what is wrong and what to run.
     pub errors: Vec<String>,
     /// Harmless findings (e.g. packs an interrupted backup left).
     pub warnings: Vec<String>,
@@ -66,15 +74,19 @@ pub struct CheckReport {
     pub sources: Vec<SourceStatus>,
     /// Every blob found damaged or missing (what `repair snapshots` leaves out).
     pub damaged_blobs: HashSet<BlobId>,
+    /// Snapshot files that cannot be read at all.
+    pub unreadable_snapshots: Vec<SnapshotId>,
 }
 
 /// One damaged object and what it affects.
 #[derive(Debug, Clone)]
 pub struct Damage {
-    /// The object: `pack …`, `tree …`, `data blob …`.
+    /// The object: `pack …`, `tree …`, `data blob …`, `index file …`.
     pub object: String,
     /// What is wrong with it.
     pub problem: String,
+    /// What to run about it.
+    pub remedy: String,
     /// Snapshots that need it, each with the files and directories lost.
     pub affected: Vec<Affected>,
 }
@@ -101,16 +113,24 @@ pub struct SourceStatus {
     pub newest_intact: Option<SnapshotId>,
 }
 
+/// What to run when data that snapshots need is lost.
+const LOST_DATA: &str = "`bunker repair snapshots` writes copies of the affected snapshots without what was lost; the next backup stores again what its sources still hold";
+/// What to run when index files are damaged or missing.
+const REINDEX: &str = "`bunker repair index` rebuilds the index from the packs";
+
 /// Collects damaged objects, and which blob belongs to which.
 #[derive(Default)]
 struct DamageMap {
     damage: Vec<Damage>,
+    /// Reported only if a snapshot needs them (a lost pack no snapshot
+    /// uses is a warning, not damage).
+    needed_only: HashSet<usize>,
     by_object: HashMap<String, usize>,
     blobs: HashMap<BlobId, usize>,
 }
 
 impl DamageMap {
-    fn object(&mut self, object: String, problem: String) -> usize {
+    fn object(&mut self, object: String, problem: String, remedy: &str) -> usize {
         if let Some(&i) = self.by_object.get(&object) {
             let d = &mut self.damage[i];
             if !d.problem.contains(&problem) {
@@ -121,10 +141,23 @@ impl DamageMap {
         self.damage.push(Damage {
             object: object.clone(),
             problem,
+            remedy: remedy.to_string(),
             affected: Vec::new(),
         });
         self.by_object.insert(object, self.damage.len() - 1);
         self.damage.len() - 1
+    }
+
+    /// A pack missing from storage (or of another length): damage only if
+    /// a snapshot needs what it held, unless it is already known damaged.
+    fn missing_pack(&mut self, pack: &PackId, problem: String) -> usize {
+        let object = format!("pack {pack}");
+        let new = !self.by_object.contains_key(&object);
+        let i = self.object(object, problem, LOST_DATA);
+        if new {
+            self.needed_only.insert(i);
+        }
+        i
     }
 
     fn blob(&mut self, id: BlobId, object: usize) {
@@ -149,58 +182,125 @@ pub fn check(
     options: CheckOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<CheckReport> {
+    // Rewriting packs is maintenance: one at a time (docs/FORMAT.md §10).
+    let _lock = match options.repair {
+        true => Some(lock::exclusive(&repo, "check --repair")?),
+        false => None,
+    };
     let mut report = CheckReport::default();
     let mut damage = DamageMap::default();
-    let (repo, index_errors) = repo.load_index_lenient()?;
-    report
-        .errors
-        .extend(index_errors.iter().map(|e| e.to_string()));
+
+    let records = repo.condemnation_list()?;
+    for (id, e) in records.unreadable {
+        damage.object(
+            format!("condemnation record {id}"),
+            e.to_string(),
+            "`bunker prune` removes it and judges its packs again",
+        );
+    }
+    let condemned: HashSet<PackId> = records
+        .records
+        .into_iter()
+        .flat_map(|(_, r)| r.packs)
+        .collect();
+    let snapshots = repo.snapshot_list()?;
+    report.snapshots = snapshots.entries.len() + snapshots.unreadable.len();
+    for u in &snapshots.unreadable {
+        report.unreadable_snapshots.push(u.id);
+        damage.object(
+            format!("snapshot {}", u.id),
+            format!(
+                "{} (its source and time are unknown: they are in the damaged file)",
+                u.error
+            ),
+            &format!("`bunker forget {}` removes it", u.id.short()),
+        );
+    }
+    let load = repo.load_index_report(&condemned)?;
+    let repo = load.repo;
+    for e in load.errors {
+        match e {
+            EngineError::Corrupt { object, source } => {
+                damage.object(object, source.to_string(), REINDEX)
+            }
+            other => return Err(other),
+        };
+    }
     // Packs first, so a pack that `repair` rebuilds from parity is on
     // storage again when the structure is checked.
+    let mut stored = load.stored;
     if options.read_data || options.read_data_subset.is_some() || options.repair {
         read_packs(&repo, &options, &mut report, &mut damage, &*progress)?;
+        if !report.repaired.is_empty() {
+            stored = stored_packs(&repo)?;
+        }
     }
-    check_packs_exist(&repo, &mut report, &mut damage)?;
-    check_snapshots(&repo, &mut report, &mut damage)?;
-    report.errors.extend(
-        damage
-            .damage
-            .iter()
-            .map(|d| format!("{}: {}", d.object, d.problem)),
-    );
-    report.damage = damage.damage;
-    report.damaged_blobs = damage.blobs.into_keys().collect();
+    check_packs_exist(&repo, &stored, &condemned, &mut report, &mut damage)?;
+    let unindexed = unindexed_packs(&repo, &stored, &condemned, &mut report);
+    check_snapshots(
+        &repo,
+        &snapshots.entries,
+        &unindexed,
+        &mut report,
+        &mut damage,
+    )?;
+    report_staged(&repo, &mut report)?;
+
+    let DamageMap {
+        damage: found,
+        needed_only,
+        blobs,
+        ..
+    } = damage;
+    for (i, d) in found.into_iter().enumerate() {
+        if needed_only.contains(&i) && d.affected.is_empty() {
+            report.warnings.push(format!(
+                "{}: {}, but no snapshot needs what it held; the next `bunker prune` drops it",
+                d.object, d.problem
+            ));
+            continue;
+        }
+        report
+            .errors
+            .push(format!("{}: {}; {}", d.object, d.problem, d.remedy));
+        report.damage.push(d);
+    }
+    report.damaged_blobs = blobs.into_keys().collect();
     Ok(report)
 }
 
-fn check_packs_exist(
-    repo: &Repository<Indexed>,
-    report: &mut CheckReport,
-    damage: &mut DamageMap,
-) -> Result<()> {
-    let stored: HashMap<String, u64> = repo
+/// Every pack on storage with its size.
+fn stored_packs(repo: &Repository<Indexed>) -> Result<HashMap<PackId, u64>> {
+    Ok(repo
         .backend()
         .list(FileKind::Pack)?
         .into_iter()
-        .map(|f| (f.name, f.size))
-        .collect();
+        .filter_map(|f| Some((f.name.parse().ok()?, f.size)))
+        .collect())
+}
+
+/// Indexed packs that storage does not hold at their indexed length.
+fn check_packs_exist(
+    repo: &Repository<Indexed>,
+    stored: &HashMap<PackId, u64>,
+    condemned: &HashSet<PackId>,
+    report: &mut CheckReport,
+    damage: &mut DamageMap,
+) -> Result<()> {
     let indexed = repo.index().packs();
     report.packs = indexed.len();
-    let mut indexed_names = HashSet::new();
     let mut bad_packs: HashMap<u32, usize> = HashMap::new();
     for (pos, (id, length)) in indexed.iter().enumerate() {
-        let name = id.to_hex();
-        let problem = match stored.get(&name) {
-            None => Some("missing from storage but listed in the index".to_string()),
-            Some(size) if size != length => Some(format!(
-                "size {size} on storage, {length} in the index (truncated or damaged)"
-            )),
-            _ => None,
+        let problem = match stored.get(id) {
+            // Deleted by a prune's second phase after this check began.
+            None if condemned.contains(id) => continue,
+            None => "missing from storage but listed in the index".to_string(),
+            Some(size) if size != length => {
+                format!("size {size} on storage, {length} in the index (truncated or damaged)")
+            }
+            _ => continue,
         };
-        if let Some(problem) = problem {
-            bad_packs.insert(pos as u32, damage.object(format!("pack {name}"), problem));
-        }
-        indexed_names.insert(name);
+        bad_packs.insert(pos as u32, damage.missing_pack(id, problem));
     }
     if !bad_packs.is_empty() {
         for blob in repo.index().blobs() {
@@ -210,19 +310,63 @@ fn check_packs_exist(
             }
         }
     }
-    let condemned: HashSet<String> = repo
-        .condemnations()?
-        .into_iter()
-        .flat_map(|(_, r)| r.packs)
-        .map(|p| p.to_hex())
+    Ok(())
+}
+
+/// Packs on storage that no index names, with the blobs their headers list.
+/// A running backup's packs are among them until it writes its index.
+fn unindexed_packs(
+    repo: &Repository<Indexed>,
+    stored: &HashMap<PackId, u64>,
+    condemned: &HashSet<PackId>,
+    report: &mut CheckReport,
+) -> HashMap<BlobId, PackId> {
+    let indexed: HashSet<PackId> = repo.index().packs().iter().map(|(p, _)| *p).collect();
+    let mut held = HashMap::new();
+    let mut names: Vec<(&PackId, &u64)> = stored
+        .iter()
+        .filter(|(p, _)| !indexed.contains(p))
         .collect();
-    for name in stored.keys().filter(|n| !indexed_names.contains(*n)) {
-        report.warnings.push(match condemned.contains(name) {
-            true => format!("pack {name}: condemned by prune, to be deleted by the next prune"),
-            false => format!(
-                "pack {name}: not in any index (left by an interrupted or running backup; harmless)"
-            ),
-        });
+    names.sort();
+    for (pack, &size) in names {
+        if condemned.contains(pack) {
+            report.warnings.push(format!(
+                "pack {pack}: condemned by prune, to be deleted by the next prune"
+            ));
+            continue;
+        }
+        match repo.read_pack_header(pack, size) {
+            Ok(entries) => {
+                for e in entries {
+                    held.entry(e.id).or_insert(*pack);
+                }
+            }
+            Err(e) => report.warnings.push(format!(
+                "pack {pack}: not in any index, and its header is unreadable ({e}); the next `bunker prune` removes it"
+            )),
+        }
+    }
+    held
+}
+
+/// Staged files left by processes that died.
+fn report_staged(repo: &Repository<Indexed>, report: &mut CheckReport) -> Result<()> {
+    let staged = repo.backend().list_staged()?;
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let locks: Vec<_> = LockStore::new(repo)
+        .list()?
+        .into_iter()
+        .filter_map(|(_, l)| l)
+        .collect();
+    for file in staged {
+        if crate::staging::is_abandoned(&file, &locks) {
+            report.warnings.push(format!(
+                "tmp/{} ({} bytes): left by a process that stopped before finishing it; the next `bunker prune` removes it",
+                file.name, file.size
+            ));
+        }
     }
     Ok(())
 }
@@ -232,39 +376,22 @@ fn check_packs_exist(
 /// it holds damage (then once per snapshot, to name paths in each).
 fn check_snapshots(
     repo: &Repository<Indexed>,
+    snapshots: &[SnapshotEntry],
+    unindexed: &HashMap<BlobId, PackId>,
     report: &mut CheckReport,
     damage: &mut DamageMap,
 ) -> Result<()> {
     let mut walker = SnapshotWalker {
         repo,
         damage,
+        unindexed,
+        unindexed_hits: HashSet::new(),
         clean: HashSet::new(),
         decoded: HashSet::new(),
     };
     let mut sources: BTreeMap<(String, Vec<String>), SourceStatus> = BTreeMap::new();
-    let mut snapshots = Vec::new();
-    for f in repo.backend().list(FileKind::Snapshot)? {
-        report.snapshots += 1;
-        match f
-            .name
-            .parse::<SnapshotId>()
-            .map_err(|e| crate::EngineError::corrupt(&f.name, e))
-            .and_then(|id| Ok((id, repo.read_snapshot(&id)?)))
-        {
-            Ok(s) => snapshots.push(s),
-            Err(e) => {
-                let object = walker
-                    .damage
-                    .object(format!("snapshot {}", f.name), e.to_string());
-                walker.damage.damage[object].problem = format!(
-                    "{} (its source and time are unknown: they are in the damaged file)",
-                    e
-                );
-            }
-        }
-    }
-    snapshots.sort_by_key(|(_, s)| s.time_ns);
-    for (id, snapshot) in &snapshots {
+    for entry in snapshots {
+        let (id, snapshot) = (&entry.id, &entry.snapshot);
         let damaged = walker.walk(id, &snapshot.tree, "")?;
         let mut paths = snapshot.paths.clone();
         paths.sort();
@@ -282,6 +409,19 @@ fn check_snapshots(
         }
     }
     report.trees = walker.decoded.len();
+    let hit = walker.unindexed_hits;
+    let mut harmless: Vec<&PackId> = unindexed
+        .values()
+        .filter(|p| !hit.contains(*p))
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    harmless.sort();
+    for pack in harmless {
+        report.warnings.push(format!(
+            "pack {pack}: not in any index (left by an interrupted or running backup; harmless, the next `bunker prune` removes it)"
+        ));
+    }
     report.sources = sources
         .into_values()
         .filter(|s| !s.damaged.is_empty())
@@ -292,6 +432,10 @@ fn check_snapshots(
 struct SnapshotWalker<'a> {
     repo: &'a Repository<Indexed>,
     damage: &'a mut DamageMap,
+    /// Blobs held by packs no index names.
+    unindexed: &'a HashMap<BlobId, PackId>,
+    /// Unindexed packs holding something a snapshot needs.
+    unindexed_hits: HashSet<PackId>,
     /// Trees with no damage anywhere below.
     clean: HashSet<BlobId>,
     /// Trees decoded at least once.
@@ -299,6 +443,27 @@ struct SnapshotWalker<'a> {
 }
 
 impl SnapshotWalker<'_> {
+    /// The damage object for a blob that no index names.
+    fn unindexed_blob(&mut self, kind: BlobType, id: &BlobId) -> usize {
+        let object = match self.unindexed.get(id) {
+            Some(pack) => {
+                self.unindexed_hits.insert(*pack);
+                self.damage.object(
+                    format!("pack {pack}"),
+                    "not in any index, but holds data that snapshots need".into(),
+                    REINDEX,
+                )
+            }
+            None => self.damage.object(
+                format!("{} blob {id}", kind.name()),
+                "not in any index, nor in any pack on storage".into(),
+                LOST_DATA,
+            ),
+        };
+        self.damage.blob(*id, object);
+        object
+    }
+
     /// Returns true if anything below `tree` is damaged.
     fn walk(&mut self, snapshot: &SnapshotId, tree: &BlobId, path: &str) -> Result<bool> {
         if self.clean.contains(tree) {
@@ -306,10 +471,17 @@ impl SnapshotWalker<'_> {
         }
         let loaded = match self.damage.blobs.get(tree) {
             Some(&object) => Err(object),
-            None => self.repo.load_tree(tree).map_err(|e| {
-                self.damage
-                    .object(format!("tree {tree}"), format!("unreadable: {e}"))
-            }),
+            None => match self.repo.load_tree(tree) {
+                Ok(t) => Ok(t),
+                Err(EngineError::BlobMissing { .. }) => {
+                    Err(self.unindexed_blob(BlobType::Tree, tree))
+                }
+                Err(e) => Err(self.damage.object(
+                    format!("tree {tree}"),
+                    format!("unreadable: {e}"),
+                    LOST_DATA,
+                )),
+            },
         };
         let here = if path.is_empty() { "/" } else { path };
         let tree_data = match loaded {
@@ -336,14 +508,8 @@ impl SnapshotWalker<'_> {
                     for id in &node.content {
                         let object = match self.damage.blobs.get(id) {
                             Some(&o) => o,
-                            None if self.repo.index().contains(id)? => continue,
-                            None => {
-                                let o = self
-                                    .damage
-                                    .object(format!("data blob {id}"), "not in any index".into());
-                                self.damage.blob(*id, o);
-                                o
-                            }
+                            None if self.repo.index().get(id)?.is_some() => continue,
+                            None => self.unindexed_blob(BlobType::Data, id),
                         };
                         if hit.insert(object) {
                             self.damage.hit(object, *snapshot, child.clone());
@@ -368,7 +534,13 @@ fn read_packs(
     damage: &mut DamageMap,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let mut packs: Vec<(PackId, u64)> = repo.index().packs().to_vec();
+    // Packs missing from storage are reported by the structure check,
+    // unless parity may rebuild them.
+    let parity = repo.config().parity;
+    let mut packs: Vec<(PackId, u64)> = (0..repo.index().packs().len() as u32)
+        .filter(|&p| parity || !repo.index().is_absent(p))
+        .map(|p| repo.index().pack(p))
+        .collect();
     if let (Some(Subset::Part { n, of }), false) = (options.read_data_subset, options.repair) {
         packs.retain(|(id, _)| id.0[0] as u32 % of == n - 1);
     }
@@ -411,37 +583,7 @@ fn read_packs(
             scope.spawn(move || {
                 for (pack, length) in rx {
                     let indexed = by_pack.get(&pack).map(Vec::as_slice).unwrap_or(&[]);
-                    let result = match repo.read_pack(&pack) {
-                        Err(e) => Err(PackDamage {
-                            problems: vec![e.to_string()],
-                            blobs: indexed.iter().map(|(id, _, _)| *id).collect(),
-                        }),
-                        Ok(PackRead::Intact(bytes)) => verify_pack(repo, &bytes, indexed),
-                        Ok(PackRead::Damaged(bytes, why)) => {
-                            damaged(verify_pack(repo, &bytes, indexed), why)
-                        }
-                        Ok(PackRead::Healed { bytes, shards }) => {
-                            let verified = verify_pack(repo, &bytes, indexed);
-                            let name = pack.to_hex();
-                            match options.repair {
-                                false => damaged(verified, format!(
-                                    "damaged in {shards} shard(s); reads are repaired from parity, and `bunker check --repair` rewrites it"
-                                )),
-                                true => match repo.backend().write(FileKind::Pack, &name, &bytes) {
-                                    Ok(()) => {
-                                        repaired.lock().expect("lock").push(format!(
-                                            "pack {name}: rebuilt {shards} damaged shard(s) from parity and rewrote it"
-                                        ));
-                                        verified
-                                    }
-                                    Err(e) => damaged(
-                                        verified,
-                                        format!("rebuilt from parity, but cannot be rewritten: {e}"),
-                                    ),
-                                },
-                            }
-                        }
-                    };
+                    let result = verify_stored_pack(repo, &pack, indexed, options.repair, repaired);
                     match result {
                         Ok(n) => {
                             blobs.fetch_add(n, Ordering::Relaxed);
@@ -463,7 +605,12 @@ fn read_packs(
     let mut errors = errors.into_inner().expect("lock");
     errors.sort_by_key(|(p, _)| *p);
     for (pack, bad) in errors {
-        let object = damage.object(format!("pack {pack}"), bad.problems.join("; "));
+        let remedy = match (bad.healable, repo.config().parity) {
+            (true, _) => "`bunker check --repair` rewrites it from parity".to_string(),
+            (false, true) => "parity cannot rebuild it; ".to_string() + LOST_DATA,
+            (false, false) => LOST_DATA.to_string(),
+        };
+        let object = damage.object(format!("pack {pack}"), bad.problems.join("; "), &remedy);
         for id in bad.blobs {
             damage.blob(id, object);
         }
@@ -475,10 +622,58 @@ fn read_packs(
     Ok(())
 }
 
+/// Reads one pack and verifies it; with `repair`, writes back a pack that
+/// parity rebuilt.
+fn verify_stored_pack(
+    repo: &Repository<Indexed>,
+    pack: &PackId,
+    indexed: &[(BlobId, BlobType, u32)],
+    repair: bool,
+    repaired: &std::sync::Mutex<Vec<String>>,
+) -> Result<u64, PackDamage> {
+    match repo.read_pack(pack) {
+        Err(e) => Err(PackDamage {
+            problems: vec![e.to_string()],
+            blobs: indexed.iter().map(|(id, _, _)| *id).collect(),
+            healable: false,
+        }),
+        Ok(PackRead::Intact(bytes)) => verify_pack(repo, &bytes, indexed),
+        Ok(PackRead::Damaged(bytes, why)) => damaged(verify_pack(repo, &bytes, indexed), why),
+        Ok(PackRead::Healed { bytes, shards }) => {
+            let verified = verify_pack(repo, &bytes, indexed);
+            let name = pack.to_hex();
+            if !repair {
+                let mut d = damaged(
+                    verified,
+                    format!("damaged in {shards} shard(s), which parity rebuilds on every read"),
+                );
+                if let Err(d) = &mut d {
+                    d.healable = d.blobs.is_empty();
+                }
+                return d;
+            }
+            match repo.backend().write(FileKind::Pack, &name, &bytes) {
+                Ok(()) => {
+                    repaired.lock().expect("lock").push(format!(
+                        "pack {name}: rebuilt {shards} damaged shard(s) from parity and rewrote it"
+                    ));
+                    verified
+                }
+                Err(e) => damaged(
+                    verified,
+                    format!("rebuilt from parity, but cannot be rewritten: {e}"),
+                ),
+            }
+        }
+    }
+}
+
 /// What is wrong with one pack, and which of its indexed blobs are lost.
 struct PackDamage {
     problems: Vec<String>,
     blobs: Vec<BlobId>,
+    /// Parity rebuilds it whole: `check --repair` fixes it.
+    healable: bool,
 }
 
 /// A pack's verification with one more problem in front: always an error.
@@ -487,6 +682,7 @@ fn damaged(verified: Result<u64, PackDamage>, problem: String) -> Result<u64, Pa
         Ok(_) => Err(PackDamage {
             problems: vec![problem],
             blobs: Vec::new(),
+            healable: false,
         }),
         Err(mut d) => {
             d.problems.insert(0, problem);
@@ -504,9 +700,8 @@ fn verify_pack(
     let all_lost = |problem: String| PackDamage {
         problems: vec![problem],
         blobs: indexed.iter().map(|(id, _, _)| *id).collect(),
+        healable: false,
     };
-    let mut errors: Vec<String> = Vec::new();
-    let mut lost = Vec::new();
     let header = (|| {
         if bytes.len() < TRAILER_LEN {
             return Err(bunker_format::FormatError::Malformed(
@@ -523,33 +718,27 @@ fn verify_pack(
             bytes.len() as u64,
         )
     })();
+    let entries = header.map_err(|e| all_lost(format!("header: {e}")))?;
+    let mut errors: Vec<String> = Vec::new();
+    let mut lost = Vec::new();
     let mut count = 0;
-    match header {
-        Err(e) => {
-            let mut d = all_lost(format!("header: {e}"));
-            d.problems.splice(0..0, errors);
-            return Err(d);
+    let in_header: HashSet<BlobId> = entries.iter().map(|e| e.id).collect();
+    for (id, kind, _) in indexed {
+        if !in_header.contains(id) {
+            errors.push(format!(
+                "{} blob {id} is indexed here but not in the pack header",
+                kind.name()
+            ));
+            lost.push(*id);
         }
-        Ok(entries) => {
-            let in_header: HashSet<BlobId> = entries.iter().map(|e| e.id).collect();
-            for (id, kind, _) in indexed {
-                if !in_header.contains(id) {
-                    errors.push(format!(
-                        "{} blob {id} is indexed here but not in the pack header",
-                        kind.name()
-                    ));
-                    lost.push(*id);
-                }
-            }
-            for e in entries {
-                let stored = &bytes[e.offset as usize..(e.offset + e.length) as usize];
-                match decode_blob(repo.keys(), e.kind, &e.id, e.raw_length, stored) {
-                    Ok(_) => count += 1,
-                    Err(err) => {
-                        errors.push(format!("{} blob {}: {err}", e.kind.name(), e.id.short()));
-                        lost.push(e.id);
-                    }
-                }
+    }
+    for e in entries {
+        let stored = &bytes[e.offset as usize..(e.offset + e.length) as usize];
+        match decode_blob(repo.keys(), e.kind, &e.id, e.raw_length, stored) {
+            Ok(_) => count += 1,
+            Err(err) => {
+                errors.push(format!("{} blob {}: {err}", e.kind.name(), e.id.short()));
+                lost.push(e.id);
             }
         }
     }
@@ -559,6 +748,7 @@ fn verify_pack(
         Err(PackDamage {
             problems: errors,
             blobs: lost,
+            healable: false,
         })
     }
 }

@@ -120,9 +120,9 @@ fn whole(
         kind: node.kind,
     });
     if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
-        visit_tree(repo, &sub, &path, &mut |p, n| {
+        visit_tree(repo, &sub, path.as_bytes(), &mut |p, n| {
             out.push(DiffEntry {
-                path: p.to_string(),
+                path: String::from_utf8_lossy(p).into_owned(),
                 change,
                 kind: n.kind,
             });

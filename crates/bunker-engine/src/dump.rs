@@ -2,7 +2,10 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::io::{Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 
 use bunker_format::blob::BlobType;
 use bunker_format::id::BlobId;
@@ -43,14 +46,16 @@ fn dump_tar(repo: &Repository<Indexed>, dir: &Node, out: &mut dyn Write) -> Resu
     let subtree = dir.subtree.expect("decoded directories have a subtree");
     let out_err = |e: std::io::Error| EngineError::io("tar output", e);
     // First member of each hard-link group, by (device, inode) at backup time.
-    let mut link_groups: HashMap<(u64, u64), String> = HashMap::new();
-    visit_tree(repo, &subtree, ".", &mut |path, node| {
+    let mut link_groups: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    visit_tree(repo, &subtree, b".", &mut |path, node| {
         let mut header = tar::Header::new_gnu();
         header.set_mode(node.mode);
         header.set_uid(node.uid as u64);
         header.set_gid(node.gid as u64);
         header.set_mtime(node.mtime_sec.max(0) as u64);
-        let name = path.trim_start_matches("./");
+        // Names and link targets go out byte for byte (long ones as GNU
+        // long-name records), whatever their encoding.
+        let name = Path::new(OsStr::from_bytes(path.strip_prefix(b"./").unwrap_or(path)));
         // PAX records carry what the classic header cannot: times to the
         // nanosecond (and before 1970), and extended attributes, which GNU
         // tar restores with `--xattrs`.
@@ -77,7 +82,7 @@ fn dump_tar(repo: &Repository<Indexed>, dir: &Node, out: &mut dyn Write) -> Resu
                 match link_groups.entry((node.device, node.inode)) {
                     Entry::Occupied(first) => Some(first.get().clone()),
                     Entry::Vacant(slot) => {
-                        slot.insert(name.to_string());
+                        slot.insert(name.to_path_buf());
                         None
                     }
                 }
@@ -104,13 +109,15 @@ fn dump_tar(repo: &Repository<Indexed>, dir: &Node, out: &mut dyn Write) -> Resu
             NodeKind::Dir => {
                 header.set_entry_type(tar::EntryType::Directory);
                 header.set_size(0);
-                tar.append_data(&mut header, format!("{name}/"), std::io::empty())
+                let mut dir = name.as_os_str().to_owned();
+                dir.push("/");
+                tar.append_data(&mut header, dir, std::io::empty())
                     .map_err(out_err)
             }
             NodeKind::Symlink => {
                 header.set_entry_type(tar::EntryType::Symlink);
                 header.set_size(0);
-                let target = String::from_utf8_lossy(&node.link_target).into_owned();
+                let target = Path::new(OsStr::from_bytes(&node.link_target));
                 tar.append_link(&mut header, name, target).map_err(out_err)
             }
             NodeKind::Fifo => {

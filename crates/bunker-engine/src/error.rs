@@ -7,11 +7,21 @@ use bunker_format::FormatError;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// No repository at the location.
-    #[error("no repository at {location}: {detail} (create one with `bunker init`)")]
+    #[error("no repository at {location}: {detail}; {hint}")]
     RepositoryNotFound {
         /// Where we looked.
         location: String,
         /// What was missing.
+        detail: String,
+        /// What to do.
+        hint: String,
+    },
+    /// The repository exists but lost a part it cannot be opened without.
+    #[error("the repository at {location} is damaged: {detail}")]
+    RepositoryDamaged {
+        /// Where it is.
+        location: String,
+        /// What is missing or unreadable, and what to do.
         detail: String,
     },
     /// `init` over an existing repository.
@@ -71,12 +81,24 @@ pub enum EngineError {
     /// A prune judged this process dead and stopped waiting for it.
     #[error("this process's lock {0} was removed by another bunker that judged it dead; nothing was committed, and what was stored will be reused: run the command again")]
     LockLost(String),
-    /// The user interrupted the operation.
-    #[error("interrupted; what was already stored is kept")]
-    Interrupted,
+    /// The user interrupted the operation; says what was kept.
+    #[error("interrupted; {0}")]
+    Interrupted(&'static str),
+    /// A worker thread failed (a bug); nothing was committed.
+    #[error("internal error: {0}; nothing was committed (please report this bug)")]
+    Internal(String),
 }
 
 impl EngineError {
+    /// No repository at `location`, with the usual advice.
+    pub fn not_found(location: impl Into<String>, detail: impl Into<String>) -> Self {
+        EngineError::RepositoryNotFound {
+            location: location.into(),
+            detail: detail.into(),
+            hint: "create one with `bunker init`".into(),
+        }
+    }
+
     /// Wraps a format error with the object it came from.
     pub fn corrupt(object: impl Into<String>, source: FormatError) -> Self {
         EngineError::Corrupt {

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use bunker_backend::FileKind;
+use bunker_format::id::SnapshotId;
 use chrono::{DateTime, Datelike, Local, Months, TimeDelta, Timelike};
 
 use crate::repository::{Open, Repository, SnapshotEntry};
@@ -104,6 +105,32 @@ pub struct KeepPolicy {
 }
 
 impl KeepPolicy {
+    /// Refuses rules that keep nothing: `--keep-last 0` (or any zero count)
+    /// and `--keep-within 0d` would remove every snapshot they are meant to
+    /// protect, which is never what is meant.
+    pub fn validate(&self) -> Result<(), String> {
+        for (count, flag) in [
+            (self.last, "--keep-last"),
+            (self.hourly, "--keep-hourly"),
+            (self.daily, "--keep-daily"),
+            (self.weekly, "--keep-weekly"),
+            (self.monthly, "--keep-monthly"),
+            (self.yearly, "--keep-yearly"),
+        ] {
+            if count == Some(0) {
+                return Err(format!(
+                    "{flag} 0 would keep nothing; give a count of at least 1 (or -1 for all), or forget snapshots by id"
+                ));
+            }
+        }
+        if self.within == Some(KeepDuration::default()) {
+            return Err(
+                "--keep-within of zero would keep nothing; give a duration such as 7d".into(),
+            );
+        }
+        Ok(())
+    }
+
     /// True when no rule was given.
     pub fn is_empty(&self) -> bool {
         [
@@ -198,6 +225,13 @@ pub struct ForgetGroup {
     pub key: GroupKey,
     /// Verdicts, newest first.
     pub decisions: Vec<Decision>,
+}
+
+impl ForgetGroup {
+    /// True if the verdicts remove every snapshot of the group.
+    pub fn removes_all(&self) -> bool {
+        !self.decisions.is_empty() && self.decisions.iter().all(|d| !d.keep)
+    }
 }
 
 /// Groups snapshots and applies the policy to each group.
@@ -347,11 +381,11 @@ fn subtract(t: DateTime<Local>, d: KeepDuration) -> DateTime<Local> {
     t - TimeDelta::days(d.days as i64) - TimeDelta::hours(d.hours as i64)
 }
 
-/// Removes snapshot files. Their data stays until `prune`.
-pub fn remove(repo: &Repository<Open>, entries: &[&SnapshotEntry]) -> Result<()> {
-    for e in entries {
+/// Removes snapshot files (readable or damaged). Their data stays until `prune`.
+pub fn remove(repo: &Repository<Open>, ids: &[SnapshotId]) -> Result<()> {
+    for id in ids {
         repo.backend()
-            .remove(FileKind::Snapshot, &e.id.to_hex())
+            .remove(FileKind::Snapshot, &id.to_hex())
             .map_err(EngineError::from)?;
     }
     Ok(())
@@ -377,6 +411,33 @@ mod tests {
         for bad in ["", "5", "3w", "d", "1d2"] {
             assert!(bad.parse::<KeepDuration>().is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_rule_that_keeps_nothing_is_refused() {
+        for policy in [
+            KeepPolicy {
+                last: Some(0),
+                ..Default::default()
+            },
+            KeepPolicy {
+                daily: Some(0),
+                weekly: Some(3),
+                ..Default::default()
+            },
+            KeepPolicy {
+                within: Some("0d".parse().unwrap()),
+                ..Default::default()
+            },
+        ] {
+            assert!(policy.validate().is_err(), "{policy:?}");
+        }
+        let ok = KeepPolicy {
+            last: Some(-1),
+            within: Some("1d".parse().unwrap()),
+            ..Default::default()
+        };
+        assert!(ok.validate().is_ok());
     }
 
     #[test]

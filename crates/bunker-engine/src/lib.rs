@@ -16,17 +16,23 @@ pub mod identity;
 pub mod index;
 pub mod interrupt;
 pub mod lock;
+pub mod notices;
 pub mod progress;
 pub mod prune;
 pub mod repair;
 pub mod repository;
 pub mod restore;
+pub mod staging;
 pub mod stats;
 pub mod walk_tree;
 
 pub use error::{EngineError, Result};
+pub use notices::{NoticeSink, Notices};
 pub use progress::{NoProgress, Progress};
-pub use repository::{Indexed, InitOptions, Open, PackRead, Repository, SnapshotEntry};
+pub use repository::{
+    Indexed, InitOptions, KeyEntry, Open, PackRead, Repository, SnapshotEntry, SnapshotList,
+    UnreadableSnapshot,
+};
 
 pub use bunker_backend as backend;
 pub use bunker_format as format;

@@ -115,7 +115,8 @@ pub fn is_stale(lock: &Lock) -> bool {
     age > STALE_AFTER.as_nanos() as i64
 }
 
-fn process_alive(pid: u32) -> bool {
+/// True if a process with this id runs on this host.
+pub(crate) fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 
 use bunker_backend::FileKind;
-use bunker_format::blob::{decode_blob, EncodedBlob};
+use bunker_format::blob::{decode_blob, BlobType, EncodedBlob};
 use bunker_format::condemnation::Condemnation;
 use bunker_format::crypto::fill_random;
 use bunker_format::id::{BlobId, IndexId, LockId, PackId, RecordId};
@@ -78,6 +78,12 @@ pub struct PruneReport {
     pub sessions_waiting: usize,
     /// Generation of the record written by this run, if any.
     pub generation: Option<u64>,
+    /// Small packs merged into larger ones (counted in `packs_repacked` too).
+    pub small_packs_merged: u64,
+    /// Staged files left by processes that died, removed (or to remove).
+    pub staged_removed: u64,
+    /// Bytes of those files.
+    pub staged_bytes: u64,
     /// Problems that did not stop the prune.
     pub warnings: Vec<String>,
     /// True for a dry run.
@@ -101,6 +107,8 @@ pub fn prune(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRepo
     };
     failpoint::pause("prune-locked");
     let sessions = LockStore::new(&repo);
+    remove_abandoned_staged(&repo, &sessions, &mut report)?;
+    remove_unreadable_records(&repo, &mut report)?;
     let repo = repo.load_index()?;
 
     // Phase 2 of earlier prunes.
@@ -142,6 +150,7 @@ pub fn prune(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRepo
     // Phase 1.
     let plan = plan(&repo, options.repack_threshold, &mut used)?;
     report.snapshots = plan.snapshots;
+    report.small_packs_merged = plan.small_merged;
     report.packs_repacked = plan.repack.len() as u64;
     report.blobs_repacked = plan.repack.iter().map(|p| p.live.len() as u64).sum();
     report.bytes_repacked = plan
@@ -231,6 +240,8 @@ struct PackUse {
 
 struct Plan {
     snapshots: usize,
+    /// How many of `repack` are small packs merged together.
+    small_merged: u64,
     index_files: Vec<IndexId>,
     keep: Vec<IndexedPack>,
     unused: Vec<IndexedPack>,
@@ -248,6 +259,7 @@ fn plan(repo: &Repository<Indexed>, threshold: f64, used: &mut HashSet<BlobId>) 
     let mut seen: HashSet<PackId> = HashSet::new();
     let mut plan = Plan {
         snapshots,
+        small_merged: 0,
         index_files: Vec::new(),
         keep: Vec::new(),
         unused: Vec::new(),
@@ -291,6 +303,7 @@ fn plan(repo: &Repository<Indexed>, threshold: f64, used: &mut HashSet<BlobId>) 
             }
         }
     }
+    merge_small_packs(&mut plan, repo.config().pack_size as u64, used, &mut gone);
     // Only index files naming a pack that goes are rewritten (so a prune
     // with nothing to do writes nothing, even on a full disk).
     let affected: Vec<(IndexId, Vec<PackId>)> = packs_by_file
@@ -320,6 +333,92 @@ fn plan(repo: &Repository<Indexed>, threshold: f64, used: &mut HashSet<BlobId>) 
     Ok(plan)
 }
 
+/// A pack smaller than this share of the target size is small.
+const SMALL_PACK_SHARE: u64 = 4;
+/// Small packs of one blob type are merged once there are this many.
+const SMALL_PACKS_TO_MERGE: usize = 8;
+
+/// Moves the small packs that are kept whole into the repack list, per blob
+/// type, when there are enough of them: many small backups otherwise leave
+/// a pack or two each (a tree pack always), and every later command pays
+/// for the count.
+fn merge_small_packs(
+    plan: &mut Plan,
+    target: u64,
+    used: &HashSet<BlobId>,
+    gone: &mut HashSet<PackId>,
+) {
+    for kind in [BlobType::Data, BlobType::Tree] {
+        let is_small = |p: &IndexedPack| {
+            p.length < target / SMALL_PACK_SHARE && p.blobs.first().is_some_and(|b| b.kind == kind)
+        };
+        let small = plan.keep.iter().filter(|p| is_small(p)).count();
+        if small < SMALL_PACKS_TO_MERGE {
+            continue;
+        }
+        let (merge, keep): (Vec<IndexedPack>, Vec<IndexedPack>) = std::mem::take(&mut plan.keep)
+            .into_iter()
+            .partition(|p| is_small(p));
+        plan.keep = keep;
+        for pack in merge {
+            gone.insert(pack.id);
+            let live = pack
+                .blobs
+                .iter()
+                .filter(|b| used.contains(&b.id))
+                .copied()
+                .collect();
+            plan.small_merged += 1;
+            plan.repack.push(PackUse { pack, live });
+        }
+    }
+}
+
+/// Removes staged files (a local repository's `tmp/`) whose writers died.
+/// Runs under the exclusive lock; a file whose writer may be alive stays.
+fn remove_abandoned_staged(
+    repo: &Repository<Open>,
+    sessions: &LockStore,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let staged = repo.backend().list_staged()?;
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let locks: Vec<_> = sessions
+        .list()?
+        .into_iter()
+        .filter_map(|(_, l)| l)
+        .collect();
+    for file in staged {
+        if !crate::staging::is_abandoned(&file, &locks) {
+            continue;
+        }
+        if !report.dry_run {
+            repo.backend().remove_staged(&file.name)?;
+        }
+        report.staged_removed += 1;
+        report.staged_bytes += file.size;
+    }
+    Ok(())
+}
+
+/// Removes condemnation records that cannot be read (under the exclusive
+/// lock). What such a record condemned is judged again by this prune: its
+/// packs are still indexed, and a backup that might use them holds a session
+/// that the new record waits for.
+fn remove_unreadable_records(repo: &Repository<Open>, report: &mut PruneReport) -> Result<()> {
+    for (id, e) in repo.condemnation_list()?.unreadable {
+        if !report.dry_run {
+            repo.backend().remove(FileKind::Condemned, &id.to_hex())?;
+        }
+        report
+            .warnings
+            .push(format!("{e}: removed; its packs are judged again"));
+    }
+    Ok(())
+}
+
 /// Copies the live blobs of `packs` into new packs, verifying each one first,
 /// and indexes the new packs.
 fn repack(repo: &Repository<Indexed>, packs: &[PackUse]) -> Result<()> {
@@ -328,6 +427,8 @@ fn repack(repo: &Repository<Indexed>, packs: &[PackUse]) -> Result<()> {
     }
     let repo = std::sync::Arc::new(repo.reload_index()?);
     let sink = PackSink::new(repo.clone(), false);
+    // A blob held by two packs that both go is copied once.
+    let mut copied: HashSet<BlobId> = HashSet::new();
     for p in packs {
         let bytes = match repo.read_pack(&p.pack.id)? {
             PackRead::Intact(b) | PackRead::Healed { bytes: b, .. } => b,
@@ -338,7 +439,7 @@ fn repack(repo: &Repository<Indexed>, packs: &[PackUse]) -> Result<()> {
                 )))
             }
         };
-        for e in &p.live {
+        for e in p.live.iter().filter(|e| copied.insert(e.id)) {
             let stored = bytes
                 .get(e.offset as usize..(e.offset as usize + e.length as usize))
                 .ok_or_else(|| truncated(&p.pack.id))?;
@@ -491,11 +592,16 @@ fn pack_sizes(repo: &Repository<Indexed>, packs: &[PackId]) -> Result<u64> {
 /// blobs of snapshots forgotten since stay in `used`, which only keeps more.
 /// Any unreadable snapshot or tree stops the prune: its blobs would look unused.
 fn reference_blobs(repo: &Repository<Indexed>, used: &mut HashSet<BlobId>) -> Result<usize> {
-    let snapshots = repo.snapshots().map_err(|e| {
-        EngineError::Invalid(format!(
-            "refusing to prune: {e} (run `bunker check`, then `bunker forget` the damaged snapshot)"
-        ))
-    })?;
+    let list = repo.snapshot_list()?;
+    if let Some(u) = list.unreadable.first() {
+        return Err(EngineError::Invalid(format!(
+            "refusing to prune: snapshot {} is unreadable ({}), and what it references would look unused; `bunker forget {}` removes it",
+            u.id.short(),
+            u.error,
+            u.id.short()
+        )));
+    }
+    let snapshots = list.entries;
     let mut stack: Vec<BlobId> = snapshots
         .iter()
         .map(|s| s.snapshot.tree)

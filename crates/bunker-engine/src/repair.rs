@@ -6,9 +6,8 @@ use std::sync::Arc;
 
 use bunker_backend::FileKind;
 use bunker_format::blob::{encode_blob, BlobType};
-use bunker_format::id::{BlobId, PackId};
+use bunker_format::id::{BlobId, PackId, SnapshotId};
 use bunker_format::index::{IndexFile, IndexedPack};
-use bunker_format::pack::{parse_header, parse_trailer, TRAILER_LEN};
 use bunker_format::snapshot::Snapshot;
 use bunker_format::tree::{Node, NodeKind, Tree};
 
@@ -18,7 +17,7 @@ use crate::lock;
 use crate::progress::NoProgress;
 use crate::repository::{Indexed, Open, Repository, SnapshotEntry};
 
-use crate::{EngineError, Result};
+use crate::Result;
 
 /// What `repair index` did.
 #[derive(Debug, Default)]
@@ -57,7 +56,7 @@ pub fn repair_index(repo: Repository<Open>) -> Result<IndexRepair> {
         if condemned.contains(&id) {
             continue;
         }
-        match read_header(&repo, &info.name, info.size) {
+        match repo.read_pack_header(&id, info.size) {
             Ok(blobs) => {
                 report.packs += 1;
                 report.blobs += blobs.len();
@@ -84,58 +83,37 @@ pub fn repair_index(repo: Repository<Open>) -> Result<IndexRepair> {
     Ok(report)
 }
 
-fn read_header(
-    repo: &Repository<Open>,
-    name: &str,
-    size: u64,
-) -> Result<Vec<bunker_format::pack::PackEntry>> {
-    let corrupt = |e| EngineError::corrupt(format!("pack {name}"), e);
-    if size < TRAILER_LEN as u64 {
-        return Err(corrupt(bunker_format::FormatError::Malformed(
-            "shorter than a pack trailer",
-        )));
-    }
-    let trailer = repo.backend().read_range(
-        FileKind::Pack,
-        name,
-        size - TRAILER_LEN as u64,
-        TRAILER_LEN as u64,
-    )?;
-    let header_len = parse_trailer(&trailer).map_err(corrupt)? as u64;
-    let start = size
-        .checked_sub(TRAILER_LEN as u64 + header_len)
-        .ok_or_else(|| {
-            corrupt(bunker_format::FormatError::Malformed(
-                "header longer than the pack",
-            ))
-        })?;
-    let sealed = repo
-        .backend()
-        .read_range(FileKind::Pack, name, start, header_len)?;
-    parse_header(repo.keys(), &sealed, size).map_err(corrupt)
-}
-
 /// What `repair snapshots` did to one snapshot.
 #[derive(Debug)]
 pub struct SnapshotRepair {
     /// The damaged snapshot.
     pub original: SnapshotEntry,
     /// Its repaired replacement (none in a dry run).
-    pub repaired: Option<bunker_format::id::SnapshotId>,
+    pub repaired: Option<SnapshotId>,
     /// Paths left out: damaged files, and directories whose listing was lost.
     pub removed: Vec<String>,
 }
 
+/// What `repair snapshots` did.
+#[derive(Debug, Default)]
+pub struct SnapshotsRepair {
+    /// Snapshots with damaged content, each rewritten without it.
+    pub repaired: Vec<SnapshotRepair>,
+    /// Snapshot files that cannot be read at all: nothing in them can be
+    /// saved; removed with `forget`.
+    pub unreadable: Vec<SnapshotId>,
+}
+
 /// Finds damaged snapshots (by a structural check, or reading every pack
 /// with `read_data`) and writes for each a new snapshot without the damaged
-/// files; unreadable directories become empty. The originals are kept
-/// unless `forget` is set.
+/// files; unreadable directories become empty. The originals, and snapshot
+/// files that cannot be read at all, are kept unless `forget` is set.
 pub fn repair_snapshots(
     repo: Repository<Open>,
     read_data: bool,
     forget: bool,
     dry_run: bool,
-) -> Result<Vec<SnapshotRepair>> {
+) -> Result<SnapshotsRepair> {
     let session = match dry_run {
         true => None,
         false => Some(lock::session(&repo, "repair snapshots")?),
@@ -150,7 +128,8 @@ pub fn repair_snapshots(
         Arc::new(NoProgress),
     )?;
     let damaged: HashSet<BlobId> = report.damaged_blobs;
-    let hit: HashSet<bunker_format::id::SnapshotId> = report
+    let unreadable = report.unreadable_snapshots;
+    let hit: HashSet<SnapshotId> = report
         .damage
         .iter()
         .flat_map(|d| d.affected.iter().map(|a| a.snapshot))
@@ -206,7 +185,15 @@ pub fn repair_snapshots(
             removed,
         });
     }
-    Ok(out)
+    if forget && !dry_run {
+        for id in &unreadable {
+            repo.backend().remove(FileKind::Snapshot, &id.to_hex())?;
+        }
+    }
+    Ok(SnapshotsRepair {
+        repaired: out,
+        unreadable,
+    })
 }
 
 struct Rewriter<'a> {

@@ -4,7 +4,7 @@
 //! [`Repository<Indexed>`], which has loaded every index file, can be asked
 //! for blobs. The states are types so the compiler enforces the order.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use bunker_backend::{Backend, ErrorKind, FileKind};
@@ -14,11 +14,12 @@ use bunker_format::condemnation::Condemnation;
 use bunker_format::config::RepoConfig;
 use bunker_format::crypto::{fill_random, MasterKey, RepoKeys};
 use bunker_format::id::{
-    storage_hash, storage_name, BlobId, IndexId, PackId, RecordId, SnapshotId,
+    storage_hash, storage_name, BlobId, IndexId, KeyId, PackId, RecordId, SnapshotId,
 };
 use bunker_format::index::IndexFile;
 use bunker_format::keyfile::{KdfParams, KeyFile};
 use bunker_format::object::{open_object, seal_object, ObjectKind};
+use bunker_format::pack::{parse_header, parse_trailer, PackEntry, TRAILER_LEN};
 use bunker_format::parity::Repair;
 use bunker_format::snapshot::Snapshot;
 use bunker_format::tree::Tree;
@@ -26,6 +27,7 @@ use bunker_format::FormatError;
 
 use crate::identity::{hostname, username};
 use crate::index::{BlobLocation, IndexBuilder, MasterIndex};
+use crate::notices::Notices;
 use crate::{EngineError, Result};
 
 /// State: keys and config loaded, index not loaded.
@@ -44,6 +46,7 @@ pub struct Repository<S = Open> {
     config: RepoConfig,
     chunker: Chunker,
     key_name: String,
+    notices: Arc<Notices>,
     state: S,
 }
 
@@ -83,11 +86,109 @@ pub struct SnapshotEntry {
     pub snapshot: Snapshot,
 }
 
-fn not_found(backend: &dyn Backend, detail: &str) -> EngineError {
-    EngineError::RepositoryNotFound {
-        location: backend.location(),
-        detail: detail.to_string(),
+/// Every snapshot file, read: the readable ones, and those that are not.
+#[derive(Debug, Default)]
+pub struct SnapshotList {
+    /// Readable snapshots, oldest first.
+    pub entries: Vec<SnapshotEntry>,
+    /// Snapshot files that could not be decoded (damaged, or written with another key).
+    pub unreadable: Vec<UnreadableSnapshot>,
+}
+
+/// A snapshot file that could not be read.
+#[derive(Debug)]
+pub struct UnreadableSnapshot {
+    /// Its name.
+    pub id: SnapshotId,
+    /// Why.
+    pub error: EngineError,
+}
+
+/// Every condemnation record: the readable ones, and those that are not.
+#[derive(Debug, Default)]
+pub struct RecordList {
+    /// Readable records, by generation.
+    pub records: Vec<(RecordId, Condemnation)>,
+    /// Records that cannot be read, and why.
+    pub unreadable: Vec<(RecordId, EngineError)>,
+}
+
+/// A key file as listed: readable, or damaged.
+#[derive(Debug)]
+pub struct KeyEntry {
+    /// Its name (the hash of its bytes).
+    pub name: String,
+    /// The key file, or why it cannot be read.
+    pub key: Result<KeyFile>,
+}
+
+/// Everything read while loading the index, for callers that report
+/// problems themselves (`check`).
+pub struct IndexLoad {
+    /// The repository with what could be read.
+    pub repo: Repository<Indexed>,
+    /// Index files that could not be read.
+    pub errors: Vec<EngineError>,
+    /// Every pack on storage with its size, listed after the index files
+    /// were read (so every pack they name was written before the listing).
+    pub stored: HashMap<PackId, u64>,
+}
+
+/// The name of a stored file as an id, or `None` for a stray file (a
+/// `.DS_Store`, an editor's backup), which is told once and otherwise ignored.
+fn parse_name<T: std::str::FromStr>(notices: &Notices, kind: FileKind, name: &str) -> Option<T> {
+    let parsed = name.parse().ok();
+    if parsed.is_none() {
+        notices.add(format!(
+            "ignored {}/{}: not a file bunker writes",
+            kind.dir(),
+            name.escape_debug()
+        ));
     }
+    parsed
+}
+
+/// Why the config file is missing: an empty place, or a damaged repository.
+fn missing_config(backend: &dyn Backend) -> EngineError {
+    let holds = |kind| backend.list(kind).map(|l| !l.is_empty()).unwrap_or(false);
+    let parts: Vec<&str> = [
+        (FileKind::Key, "key files"),
+        (FileKind::Snapshot, "snapshots"),
+        (FileKind::Index, "index files"),
+    ]
+    .into_iter()
+    .filter(|(kind, _)| holds(*kind))
+    .map(|(_, what)| what)
+    .collect();
+    if parts.is_empty() {
+        return EngineError::not_found(backend.location(), "no bunker repository here");
+    }
+    EngineError::RepositoryDamaged {
+        location: backend.location(),
+        detail: format!(
+            "its config file is missing, though it holds {}; restore `config` from a copy of the repository (`bunker init` will not overwrite this)",
+            parts.join(" and ")
+        ),
+    }
+}
+
+/// Reads a key file and checks it against its name (the hash of its bytes),
+/// so a damaged key file is reported as damage, not as a wrong password.
+fn read_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
+    let label = format!("keys/{name}");
+    let bytes = backend.read(FileKind::Key, name)?;
+    if storage_name(&bytes) != name {
+        return Err(EngineError::corrupt(
+            label,
+            FormatError::IdMismatch(name.to_string()),
+        ));
+    }
+    KeyFile::from_json(&bytes).map_err(|e| EngineError::corrupt(label, e))
+}
+
+/// The first characters of a stored name, for messages.
+pub fn short_name(name: &str) -> &str {
+    name.get(..8).unwrap_or(name)
 }
 
 impl Repository<Open> {
@@ -95,8 +196,14 @@ impl Repository<Open> {
     /// last, so a repository exists only once it is complete).
     pub fn init(backend: Arc<dyn Backend>, password: &[u8], options: InitOptions) -> Result<Self> {
         let mut config = options.config()?;
-        if backend.exists(FileKind::Config, "")? || !backend.list(FileKind::Key)?.is_empty() {
+        if backend.exists(FileKind::Config, "")? {
             return Err(EngineError::RepositoryExists(backend.location()));
+        }
+        if let EngineError::RepositoryDamaged { location, detail } = missing_config(&*backend) {
+            return Err(EngineError::RepositoryDamaged {
+                location,
+                detail: format!("{detail}; refusing to create a repository over it"),
+            });
         }
         backend.create()?;
         let master = MasterKey::generate();
@@ -110,51 +217,82 @@ impl Repository<Open> {
             config.compression_level,
         );
         backend.write(FileKind::Config, "", &stored)?;
-        Ok(Self::assemble(backend, master, config, key_name))
+        Ok(Self::assemble(
+            backend,
+            master,
+            config,
+            key_name,
+            Arc::default(),
+        ))
     }
 
-    /// Opens a repository with a password, trying each key file.
+    /// Opens a repository with a password, trying each key file. A damaged
+    /// key file is skipped (and told); a password that opens none of the
+    /// readable ones is [`EngineError::WrongPassword`].
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self> {
         let config_bytes = match backend.read(FileKind::Config, "") {
             Ok(b) => b,
-            Err(e) if e.kind == ErrorKind::NotFound => {
-                return Err(not_found(&*backend, "no config file"))
-            }
+            Err(e) if e.kind == ErrorKind::NotFound => return Err(missing_config(&*backend)),
             Err(e) => return Err(e.into()),
         };
+        let notices = Arc::new(Notices::default());
         let key_files = backend.list(FileKind::Key)?;
-        if key_files.is_empty() {
-            return Err(not_found(&*backend, "no key files"));
-        }
-        let mut last_error = None;
+        let mut wrong_password = false;
+        let mut damaged = Vec::new();
         for info in &key_files {
-            let parsed = backend
-                .read(FileKind::Key, &info.name)
-                .map_err(EngineError::from)
-                .and_then(|b| {
-                    KeyFile::from_json(&b)
-                        .map_err(|e| EngineError::corrupt(format!("keys/{}", info.name), e))
-                });
-            let master = match parsed.map(|kf| kf.open(password)) {
-                Ok(Ok(master)) => master,
-                Ok(Err(FormatError::WrongPassword)) => continue,
-                Ok(Err(e)) => {
-                    last_error = Some(EngineError::corrupt(format!("keys/{}", info.name), e));
+            if parse_name::<KeyId>(&notices, FileKind::Key, &info.name).is_none() {
+                continue;
+            }
+            let opened = read_key_file(&*backend, &info.name).and_then(|kf| {
+                kf.open(password).map_err(|e| match e {
+                    FormatError::WrongPassword => EngineError::WrongPassword(String::new()),
+                    e => EngineError::corrupt(format!("keys/{}", info.name), e),
+                })
+            });
+            let master = match opened {
+                Ok(master) => master,
+                Err(EngineError::WrongPassword(_)) => {
+                    wrong_password = true;
                     continue;
                 }
-                Err(e) => {
-                    last_error = Some(e);
+                Err(e @ EngineError::Corrupt { .. }) => {
+                    damaged.push((info.name.clone(), e));
                     continue;
                 }
+                Err(e) => return Err(e),
             };
+            for (name, e) in &damaged {
+                notices.add(format!(
+                    "{e}; `bunker key remove {}` removes the damaged key file",
+                    short_name(name)
+                ));
+            }
             let keys = master.derive();
             let plain = open_object(&keys, ObjectKind::Config, &config_bytes)
                 .map_err(|e| EngineError::corrupt("config", e))?;
             let config =
                 RepoConfig::decode(&plain).map_err(|e| EngineError::corrupt("config", e))?;
-            return Ok(Self::assemble(backend, master, config, info.name.clone()));
+            return Ok(Self::assemble(
+                backend,
+                master,
+                config,
+                info.name.clone(),
+                notices,
+            ));
         }
-        Err(last_error.unwrap_or_else(|| EngineError::WrongPassword(backend.location())))
+        if wrong_password {
+            return Err(EngineError::WrongPassword(backend.location()));
+        }
+        let detail = match damaged.into_iter().next() {
+            Some((_, e)) => format!(
+                "no key file can be read ({e}); restore keys/ from a copy of the repository"
+            ),
+            None => "it has no key files (keys/ is missing or empty), so no password can open it; restore keys/ from a copy of the repository".to_string(),
+        };
+        Err(EngineError::RepositoryDamaged {
+            location: backend.location(),
+            detail,
+        })
     }
 
     fn assemble(
@@ -162,6 +300,7 @@ impl Repository<Open> {
         master: MasterKey,
         config: RepoConfig,
         key_name: String,
+        notices: Arc<Notices>,
     ) -> Self {
         let keys = master.derive();
         let chunker = Chunker::new(config.chunker, keys.chunker_key());
@@ -172,60 +311,99 @@ impl Repository<Open> {
             config,
             chunker,
             key_name,
+            notices,
             state: Open,
         }
     }
 
-    /// Loads every index file; any unreadable index file is an error.
+    /// Loads every readable index file. An unreadable one is told (with the
+    /// advice to run `repair index`) and left out, as are packs missing from
+    /// storage: a blob stored again elsewhere is read from there.
     pub fn load_index(self) -> Result<Repository<Indexed>> {
-        let (repo, mut errors) = self.load_index_lenient()?;
-        match errors.is_empty() {
-            true => Ok(repo),
-            false => Err(errors.swap_remove(0)),
-        }
+        self.load_index_told(&HashSet::new())
     }
 
-    /// Loads every readable index file and returns the errors of the others.
-    pub fn load_index_lenient(self) -> Result<(Repository<Indexed>, Vec<EngineError>)> {
-        self.load_index_marking(&HashSet::new())
-    }
-
-    /// Loads the index a writer uses: every index file, with the packs a
-    /// prune has condemned marked so that their blobs can be read but are
-    /// never deduplicated against. A backup that started after a
-    /// condemnation never references those packs, which is what lets prune
-    /// delete them once the sessions that started earlier end.
+    /// Loads the index a writer uses: as [`load_index`](Self::load_index),
+    /// with the packs a prune has condemned marked so that their blobs can
+    /// be read but are never deduplicated against. A backup that started
+    /// after a condemnation never references those packs, which is what lets
+    /// prune delete them once the sessions that started earlier end. Blobs
+    /// found only in packs missing from storage count as absent too, so a
+    /// backup stores them again rather than reference lost data.
     pub fn load_index_for_writing(self) -> Result<Repository<Indexed>> {
         let condemned: HashSet<PackId> = self
-            .condemnations()?
+            .readable_condemnations()?
             .into_iter()
             .flat_map(|(_, r)| r.packs)
             .collect();
-        let (repo, mut errors) = self.load_index_marking(&condemned)?;
-        match errors.is_empty() {
-            true => Ok(repo),
-            false => Err(errors.swap_remove(0)),
-        }
+        self.load_index_told(&condemned)
     }
 
-    fn load_index_marking(
-        self,
-        condemned: &HashSet<PackId>,
-    ) -> Result<(Repository<Indexed>, Vec<EngineError>)> {
-        let mut index = IndexBuilder::new()?;
-        let mut errors = Vec::new();
-        for file in self.read_index_files()? {
-            match file {
-                Ok((_, f)) => index.add(&f, condemned)?,
-                Err(e) => errors.push(e),
-            }
+    fn load_index_told(self, condemned: &HashSet<PackId>) -> Result<Repository<Indexed>> {
+        let load = self.load_index_report(condemned)?;
+        let notices = &load.repo.notices;
+        for e in &load.errors {
+            notices.add(format!(
+                "{e}: left out of the index; `bunker repair index` rebuilds it from the packs"
+            ));
         }
-        Ok((
-            self.with_state(Indexed {
-                index: Arc::new(index.finish()?),
-            }),
-            errors,
-        ))
+        let absent: Vec<(PackId, u64)> = load.repo.index().absent_packs().collect();
+        if let Some((first, _)) = absent.first() {
+            notices.add(format!(
+                "{} pack(s) named by the index are missing from storage or damaged (pack {} and others): data found only there is stored again by the next backup that has it; `bunker check` names what older snapshots lost",
+                absent.len(),
+                first.short()
+            ));
+        }
+        Ok(load.repo)
+    }
+
+    /// Loads every readable index file, with `condemned` packs marked, and
+    /// returns what could not be read. Index files that vanish while being
+    /// read (a prune replaced them) make it list and read again.
+    pub fn load_index_report(self, condemned: &HashSet<PackId>) -> Result<IndexLoad> {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let mut index = IndexBuilder::new()?;
+            let mut errors = Vec::new();
+            let mut vanished = false;
+            for file in self.read_index_files()? {
+                match file {
+                    Ok((_, f)) => index.add(&f, condemned)?,
+                    Err(EngineError::Backend(e))
+                        if e.kind == ErrorKind::NotFound && attempt < ATTEMPTS =>
+                    {
+                        vanished = true;
+                        break;
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            if vanished {
+                continue;
+            }
+            // Listed after the index files were read: every pack they name
+            // was written before them.
+            let stored: HashMap<PackId, u64> = self
+                .backend
+                .list(FileKind::Pack)?
+                .into_iter()
+                .filter_map(|f| Some((f.name.parse().ok()?, f.size)))
+                .collect();
+            let absent: HashSet<PackId> = index
+                .packs()
+                .iter()
+                .filter(|(id, length)| stored.get(id) != Some(length))
+                .map(|(id, _)| *id)
+                .collect();
+            let index = Arc::new(index.finish(&absent)?);
+            return Ok(IndexLoad {
+                repo: self.with_state(Indexed { index }),
+                errors,
+                stored,
+            });
+        }
+        unreachable!("the last attempt returns")
     }
 }
 
@@ -239,6 +417,7 @@ impl<S> Repository<S> {
             config,
             chunker,
             key_name,
+            notices,
             ..
         } = self;
         Repository {
@@ -248,6 +427,7 @@ impl<S> Repository<S> {
             config,
             chunker,
             key_name,
+            notices,
             state,
         }
     }
@@ -261,8 +441,15 @@ impl<S> Repository<S> {
             config: self.config.clone(),
             chunker: self.chunker.clone(),
             key_name: self.key_name.clone(),
+            notices: self.notices.clone(),
             state: Open,
         }
+    }
+
+    /// Problems met and gone past (damaged snapshot or key files, unreadable
+    /// index files, stray files), each told once.
+    pub fn notices(&self) -> &Notices {
+        &self.notices
     }
 
     /// The storage.
@@ -343,16 +530,21 @@ impl<S> Repository<S> {
         &self,
     ) -> Result<impl Iterator<Item = Result<(IndexId, IndexFile)>> + '_> {
         let files = self.backend.list(FileKind::Index)?;
-        Ok(files.into_iter().map(move |f| {
-            let id: IndexId = f
-                .name
-                .parse()
-                .map_err(|e| EngineError::corrupt(format!("index/{}", f.name), e))?;
-            let plain = self.read_object(FileKind::Index, ObjectKind::Index, &f.name)?;
-            let file = IndexFile::decode(&plain)
-                .map_err(|e| EngineError::corrupt(format!("index/{}", f.name), e))?;
-            Ok((id, file))
+        Ok(files.into_iter().filter_map(move |f| {
+            let id: IndexId = parse_name(&self.notices, FileKind::Index, &f.name)?;
+            Some(self.read_index_file(id))
         }))
+    }
+
+    /// Reads one index file.
+    fn read_index_file(&self, id: IndexId) -> Result<(IndexId, IndexFile)> {
+        {
+            let name = id.to_hex();
+            let plain = self.read_object(FileKind::Index, ObjectKind::Index, &name)?;
+            let file = IndexFile::decode(&plain)
+                .map_err(|e| EngineError::corrupt(format!("index/{name}"), e))?;
+            Ok((id, file))
+        }
     }
 
     /// Writes an index file.
@@ -379,48 +571,99 @@ impl<S> Repository<S> {
         Snapshot::decode(&plain).map_err(|e| EngineError::corrupt(format!("snapshots/{id}"), e))
     }
 
-    /// All snapshots, oldest first. Unreadable snapshots are errors.
-    pub fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
-        let mut out = Vec::new();
+    /// Every snapshot file, read. Damaged ones are returned apart; a storage
+    /// failure is an error; a snapshot forgotten since the listing is skipped.
+    pub fn snapshot_list(&self) -> Result<SnapshotList> {
+        let mut list = SnapshotList::default();
         for f in self.backend.list(FileKind::Snapshot)? {
-            let id: SnapshotId = f
-                .name
-                .parse()
-                .map_err(|e| EngineError::corrupt(format!("snapshots/{}", f.name), e))?;
-            let snapshot = match self.read_snapshot(&id) {
-                Ok(s) => s,
-                // Forgotten since the listing (forget runs concurrently).
-                Err(EngineError::Backend(e)) if e.kind == ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
+            let Some(id) = parse_name::<SnapshotId>(&self.notices, FileKind::Snapshot, &f.name)
+            else {
+                continue;
             };
-            out.push(SnapshotEntry { id, snapshot });
+            match self.read_snapshot(&id) {
+                Ok(snapshot) => list.entries.push(SnapshotEntry { id, snapshot }),
+                // Forgotten since the listing (forget runs concurrently).
+                Err(EngineError::Backend(e)) if e.kind == ErrorKind::NotFound => {}
+                Err(e @ EngineError::Corrupt { .. }) => {
+                    list.unreadable.push(UnreadableSnapshot { id, error: e })
+                }
+                Err(e) => return Err(e),
+            }
         }
-        out.sort_by(|a, b| {
+        list.entries.sort_by(|a, b| {
             a.snapshot
                 .time_ns
                 .cmp(&b.snapshot.time_ns)
                 .then(a.id.cmp(&b.id))
         });
-        Ok(out)
+        Ok(list)
     }
 
-    /// Every condemnation record (prune's pending deletions). An unreadable
-    /// record is an error: guessing what it condemned could lose data.
-    pub fn condemnations(&self) -> Result<Vec<(RecordId, Condemnation)>> {
+    /// The readable snapshots, oldest first. Each damaged snapshot file is
+    /// told once (with how to remove it) and left out.
+    pub fn snapshots(&self) -> Result<Vec<SnapshotEntry>> {
+        let list = self.snapshot_list()?;
+        for u in &list.unreadable {
+            self.notices.add(format!(
+                "skipped snapshot {}: {}; `bunker forget {}` removes it",
+                u.id.short(),
+                u.error,
+                u.id.short()
+            ));
+        }
+        Ok(list.entries)
+    }
+
+    /// Every condemnation record (prune's pending deletions), and the names
+    /// of those that cannot be read.
+    pub fn condemnation_list(&self) -> Result<RecordList> {
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         for f in self.backend.list(FileKind::Condemned)? {
+            let Some(id) = parse_name::<RecordId>(&self.notices, FileKind::Condemned, &f.name)
+            else {
+                continue;
+            };
             let label = format!("condemned/{}", f.name);
-            let id: RecordId = f
-                .name
-                .parse()
-                .map_err(|e| EngineError::corrupt(&label, e))?;
-            let plain = self.read_named(FileKind::Condemned, ObjectKind::Condemnation, &f.name)?;
-            let record =
-                Condemnation::decode(&plain).map_err(|e| EngineError::corrupt(label, e))?;
-            out.push((id, record));
+            let record = self
+                .read_named(FileKind::Condemned, ObjectKind::Condemnation, &f.name)
+                .and_then(|plain| {
+                    Condemnation::decode(&plain).map_err(|e| EngineError::corrupt(label, e))
+                });
+            match record {
+                Ok(r) => out.push((id, r)),
+                Err(EngineError::Backend(e)) if e.kind == ErrorKind::NotFound => {}
+                Err(e @ EngineError::Corrupt { .. }) => unreadable.push((id, e)),
+                Err(e) => return Err(e),
+            }
         }
         out.sort_by_key(|(_, r)| r.generation);
-        Ok(out)
+        Ok(RecordList {
+            records: out,
+            unreadable,
+        })
+    }
+
+    /// Every condemnation record. An unreadable record is an error: guessing
+    /// what it condemned could lose data (prune removes it, under its lock).
+    pub fn condemnations(&self) -> Result<Vec<(RecordId, Condemnation)>> {
+        let list = self.condemnation_list()?;
+        match list.unreadable.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(list.records),
+        }
+    }
+
+    /// The readable condemnation records; unreadable ones are told. For
+    /// writers: a prune refuses to delete anything while a record is
+    /// unreadable, so ignoring its marks risks nothing.
+    fn readable_condemnations(&self) -> Result<Vec<(RecordId, Condemnation)>> {
+        let list = self.condemnation_list()?;
+        for (_, e) in list.unreadable {
+            self.notices
+                .add(format!("{e}; the next `bunker prune` removes it"));
+        }
+        Ok(list.records)
     }
 
     /// Writes (or rewrites) a condemnation record.
@@ -433,14 +676,21 @@ impl<S> Repository<S> {
         )
     }
 
-    /// Key files with their names.
-    pub fn key_files(&self) -> Result<Vec<(String, KeyFile)>> {
+    /// Every key file, readable or damaged.
+    pub fn key_files(&self) -> Result<Vec<KeyEntry>> {
         let mut out = Vec::new();
         for f in self.backend.list(FileKind::Key)? {
-            let bytes = self.backend.read(FileKind::Key, &f.name)?;
-            let kf = KeyFile::from_json(&bytes)
-                .map_err(|e| EngineError::corrupt(format!("keys/{}", f.name), e))?;
-            out.push((f.name, kf));
+            if parse_name::<KeyId>(&self.notices, FileKind::Key, &f.name).is_none() {
+                continue;
+            }
+            let key = read_key_file(&*self.backend, &f.name);
+            if let Err(EngineError::Backend(e)) = &key {
+                if e.kind != ErrorKind::NotFound {
+                    return Err(key.unwrap_err());
+                }
+                continue;
+            }
+            out.push(KeyEntry { name: f.name, key });
         }
         Ok(out)
     }
@@ -450,7 +700,7 @@ impl<S> Repository<S> {
         write_key(&*self.backend, &self.master, password, kdf)
     }
 
-    /// Removes a key file. The key in use and the last key cannot be removed.
+    /// Removes a key file (damaged or not). The key in use cannot be removed.
     pub fn remove_key(&self, name: &str) -> Result<()> {
         if name == self.key_name {
             return Err(EngineError::Invalid(
@@ -468,6 +718,30 @@ impl<S> Repository<S> {
         }
         self.backend.remove(FileKind::Key, name)?;
         Ok(())
+    }
+
+    /// Replaces the key in use by one under a new password: the new key file
+    /// is written and proved to open the repository before the old one is
+    /// removed. Returns the new key's name.
+    pub fn change_password(&mut self, password: &[u8], kdf: KdfParams) -> Result<String> {
+        let name = self.add_key(password, kdf)?;
+        let opened = read_key_file(&*self.backend, &name).and_then(|kf| {
+            kf.open(password)
+                .map_err(|e| EngineError::corrupt(format!("keys/{name}"), e))
+        });
+        match opened {
+            Ok(master) if master.as_bytes() == self.master.as_bytes() => {}
+            other => {
+                let _ = self.backend.remove(FileKind::Key, &name);
+                return Err(match other {
+                    Err(e) => e,
+                    Ok(_) => EngineError::Internal("the new key file wraps another key".into()),
+                });
+            }
+        }
+        let old = std::mem::replace(&mut self.key_name, name.clone());
+        self.backend.remove(FileKind::Key, &old)?;
+        Ok(name)
     }
 }
 
@@ -488,6 +762,32 @@ pub enum PackRead {
 }
 
 impl<S> Repository<S> {
+    /// Reads a pack's header (from its end: trailer, then sealed header)
+    /// without reading its blobs; `size` is its length on storage.
+    pub fn read_pack_header(&self, id: &PackId, size: u64) -> Result<Vec<PackEntry>> {
+        let name = id.to_hex();
+        let corrupt = |e| EngineError::corrupt(format!("pack {name}"), e);
+        if size < TRAILER_LEN as u64 {
+            return Err(corrupt(FormatError::Malformed(
+                "shorter than a pack trailer",
+            )));
+        }
+        let trailer = self.backend.read_range(
+            FileKind::Pack,
+            &name,
+            size - TRAILER_LEN as u64,
+            TRAILER_LEN as u64,
+        )?;
+        let header_len = parse_trailer(&trailer).map_err(corrupt)? as u64;
+        let start = size
+            .checked_sub(TRAILER_LEN as u64 + header_len)
+            .ok_or_else(|| corrupt(FormatError::Malformed("header longer than the pack")))?;
+        let sealed = self
+            .backend
+            .read_range(FileKind::Pack, &name, start, header_len)?;
+        parse_header(&self.keys, &sealed, size).map_err(corrupt)
+    }
+
     /// Reads a whole pack and checks it against its name; a damaged (or
     /// missing) pack is rebuilt from its parity file when the repository
     /// keeps parity.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use bunker_engine::backend::{
     Backend, BackendError, ErrorKind, FileInfo, FileKind, Location, OpenDalBackend,
 };
-use bunker_engine::backup::{backup, BackupOptions};
+use bunker_engine::backup::{backup, BackupOptions, BackupSource};
 use bunker_engine::check::{check, CheckOptions};
 use bunker_engine::format::keyfile::KdfParams;
 use bunker_engine::restore::{restore, RestoreOptions};
@@ -175,20 +175,12 @@ impl World {
     }
 
     fn backup(&self) -> bunker_engine::Result<bunker_engine::backup::BackupOutcome> {
-        let repo = Arc::new(self.open().load_index_for_writing()?);
         backup(
-            repo,
+            self.open(),
+            BackupSource::Paths(vec![self.source.clone()]),
             BackupOptions {
-                paths: vec![self.source.clone()],
-                selection: Default::default(),
-                tags: vec![],
                 host: Some("faults".into()),
-                time_ns: None,
-                dry_run: false,
-                scan_totals: false,
-                mode: Default::default(),
-                parent: None,
-                session: None,
+                ..Default::default()
             },
             Arc::new(NoProgress),
         )

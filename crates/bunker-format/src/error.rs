@@ -10,7 +10,7 @@ pub enum FormatError {
     #[error("malformed object: {0}")]
     Malformed(&'static str),
     /// Decrypted and decompressed, but the content does not hash to its id.
-    #[error("content does not match its id {0}")]
+    #[error("content does not match its id (damaged, or replaced by other content)")]
     IdMismatch(String),
     /// The object was written by a format version this build cannot read.
     #[error("unsupported {kind} version {version} (this build reads version {supported})")]

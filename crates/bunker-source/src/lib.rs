@@ -6,10 +6,12 @@
 
 mod metadata;
 mod pattern;
+mod protect;
 mod reach;
 mod walk;
 
 pub use metadata::node_from_metadata;
 pub use pattern::{PatternError, PatternSet};
+pub use protect::ProtectedPaths;
 pub use reach::ReachablePath;
 pub use walk::{walk, Visitor, WalkOptions};

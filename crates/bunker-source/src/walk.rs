@@ -8,7 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use bunker_format::tree::{Node, NodeKind};
 
-use crate::{node_from_metadata, PatternSet, ReachablePath};
+use crate::{node_from_metadata, PatternSet, ProtectedPaths, ReachablePath};
 
 /// What to select.
 #[derive(Clone, Debug, Default)]
@@ -24,6 +24,9 @@ pub struct WalkOptions {
     pub exclude_caches: bool,
     /// Leave out files larger than this many bytes.
     pub exclude_larger_than: Option<u64>,
+    /// Never back these up (the repository itself, its cache, bunker's keys),
+    /// however they are reached.
+    pub protected: ProtectedPaths,
 }
 
 /// The header that makes a `CACHEDIR.TAG` valid (<https://bford.info/cachedir/>).
@@ -124,8 +127,14 @@ impl Walker<'_> {
 
     /// A directory on the way to a selected path: only the selected part of it is walked.
     fn ancestor(&mut self, path: &Path, selection: &Selection) {
-        let node = match std::fs::symlink_metadata(path).and_then(|m| node_from_metadata(path, &m))
-        {
+        let meta = match std::fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) => return self.visitor.error(path, e),
+        };
+        if let Some(p) = self.options.protected.is(&meta) {
+            return self.visitor.error(path, protected_error(p));
+        }
+        let node = match node_from_metadata(path, &meta) {
             Ok(n) => n,
             Err(e) => return self.visitor.error(path, e),
         };
@@ -151,6 +160,13 @@ impl Walker<'_> {
             Ok(m) => m,
             Err(e) => return self.visitor.error(path, e),
         };
+        if let Some(p) = self.options.protected.is(&meta) {
+            // Inside a selected directory: left out, as restic leaves out its repository.
+            if root_dev.is_none() {
+                self.visitor.error(path, protected_error(p));
+            }
+            return;
+        }
         let node = match node_from_metadata(reach.path(), &meta) {
             Ok(n) => n,
             Err(e) => return self.visitor.error(path, e),
@@ -215,6 +231,13 @@ impl Walker<'_> {
             self.entry(&dir.join(name), dev);
         }
     }
+}
+
+fn protected_error(protected: &Path) -> std::io::Error {
+    std::io::Error::other(format!(
+        "is (or is inside) {}, which bunker never backs up",
+        protected.display()
+    ))
 }
 
 #[cfg(test)]

@@ -4,15 +4,17 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
-use bunker_engine::backup::{backup, backup_stdin, BackupOptions, BackupOutcome, StdinSource};
+use anyhow::{Context, Result};
+use bunker_engine::backup::{
+    backup, source_paths, stream_filename, BackupOptions, BackupOutcome, BackupSource, StdinSource,
+};
 use bunker_engine::find::{find_snapshot, SnapshotFilter};
 use bunker_engine::format::snapshot::BackupMode;
-use bunker_engine::lock;
 use bunker_engine::source::{PatternSet, WalkOptions};
 use serde_json::json;
 
 use crate::context::{GlobalArgs, Target};
+use crate::exit::Usage;
 use crate::{exit, format, progress};
 
 /// Back up files and directories (or standard input).
@@ -52,7 +54,7 @@ pub struct Args {
     #[arg(long, conflicts_with = "paths")]
     stdin: bool,
     /// Name of the file that holds standard input in the snapshot
-    #[arg(long, default_value = "stdin", value_name = "NAME")]
+    #[arg(long, default_value = "stdin", value_name = "NAME", value_parser = parse_stdin_filename)]
     stdin_filename: String,
     /// full: read everything; incremental: compare with the newest snapshot of the
     /// same host and paths; differential: compare with the newest full one
@@ -62,8 +64,13 @@ pub struct Args {
     #[arg(long, value_name = "SNAPSHOT", conflicts_with = "stdin")]
     parent: Option<String>,
     /// Snapshot time instead of now (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local)
-    #[arg(long, value_name = "TIME")]
-    time: Option<String>,
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    time: Option<i64>,
+}
+
+fn parse_stdin_filename(text: &str) -> Result<String, String> {
+    stream_filename(text).map_err(|e| e.to_string())?;
+    Ok(text.to_string())
 }
 
 /// The backup strategies.
@@ -92,32 +99,28 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             .with_context(|| format!("cannot read exclude file {}", f.display()))?;
         patterns.extend(text.lines().map(str::to_string));
     }
-    let paths = args
-        .paths
-        .iter()
-        .map(|p| std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display())))
-        .collect::<Result<Vec<_>>>()?;
-    let time_ns = args.time.as_deref().map(parse_time).transpose()?;
+    let excludes = PatternSet::new(patterns).map_err(|e| Usage(e.to_string()))?;
+    let source = match args.stdin {
+        true => BackupSource::Stream(StdinSource {
+            filename: args.stdin_filename,
+            reader: Box::new(std::io::stdin()) as Box<dyn Read + Send>,
+        }),
+        false => {
+            let paths = args
+                .paths
+                .iter()
+                .map(|p| {
+                    std::path::absolute(p)
+                        .with_context(|| format!("cannot resolve {}", p.display()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            // Before anything is created: a backup of nothing saves nothing.
+            BackupSource::Paths(source_paths(&paths)?)
+        }
+    };
 
     let target = Target::select(global)?;
-    // Never back up the repository into itself (the default one lives under $HOME).
-    if let Some(p) = target
-        .location
-        .local_path()
-        .and_then(|d| std::path::absolute(d).ok())
-        .and_then(|d| PatternSet::literal(&d))
-    {
-        patterns.push(p);
-    }
-    let excludes = PatternSet::new(patterns)?;
     let repo = target.open_or_create_default(global)?;
-    // The session lock goes first: a prune that condemns packs after this
-    // point waits for us; one that did before is excluded from our index.
-    let session = match args.dry_run {
-        true => None,
-        false => Some(lock::session(&repo, "backup")?),
-    };
-    let repo = std::sync::Arc::new(repo.load_index_for_writing()?);
     let parent = match &args.parent {
         Some(name) => Some(find_snapshot(
             &repo.snapshots()?,
@@ -130,36 +133,23 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     let options = BackupOptions {
         mode: args.mode.into(),
         parent,
-        paths,
         selection: WalkOptions {
             excludes,
             one_file_system: args.one_file_system,
             exclude_if_present: args.exclude_if_present,
             exclude_caches: args.exclude_caches,
             exclude_larger_than: args.exclude_larger_than,
+            // Never the repository itself, however it is named or reached.
+            protected: target.protected_from_backup(),
         },
         tags: args.tags,
         host: args.host,
-        time_ns,
+        time_ns: args.time,
         dry_run: args.dry_run,
         scan_totals: !global.quiet && !global.json,
-        session,
     };
     let started = Instant::now();
-    let outcome = if args.stdin {
-        let reader: Box<dyn Read + Send> = Box::new(std::io::stdin());
-        backup_stdin(
-            repo,
-            StdinSource {
-                filename: args.stdin_filename,
-                reader,
-            },
-            options,
-            reporter.clone(),
-        )
-    } else {
-        backup(repo, options, reporter.clone())
-    };
+    let outcome = backup(repo, source, options, reporter.clone());
     reporter.finish();
     let outcome = outcome?;
     print_summary(
@@ -204,7 +194,7 @@ fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry
         return;
     }
     if let Some(note) = &outcome.note {
-        eprintln!("bunker: {note}");
+        crate::errln!("bunker: {note}");
     }
     if global.quiet {
         return;
@@ -243,9 +233,10 @@ fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry
     }
 }
 
-fn parse_time(text: &str) -> Result<i64> {
+fn parse_time(text: &str) -> Result<i64, String> {
+    let out_of_range = || format!("{text:?} is out of range");
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
-        return t.timestamp_nanos_opt().context("time out of range");
+        return t.timestamp_nanos_opt().ok_or_else(out_of_range);
     }
     for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"] {
         let parsed = chrono::NaiveDateTime::parse_from_str(text, fmt).or_else(|_| {
@@ -254,9 +245,11 @@ fn parse_time(text: &str) -> Result<i64> {
         });
         if let Ok(naive) = parsed {
             if let Some(local) = naive.and_local_timezone(chrono::Local).earliest() {
-                return local.timestamp_nanos_opt().context("time out of range");
+                return local.timestamp_nanos_opt().ok_or_else(out_of_range);
             }
         }
     }
-    bail!("--time {text:?}: expected RFC 3339 or YYYY-MM-DD[ HH:MM[:SS]]")
+    Err(format!(
+        "{text:?} is not a time: expected RFC 3339 or YYYY-MM-DD[ HH:MM[:SS]]"
+    ))
 }

@@ -70,6 +70,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             "damage": report.damage.iter().map(|d| json!({
                 "object": d.object,
                 "problem": d.problem,
+                "remedy": d.remedy,
                 "affected": d.affected.iter().map(|a| json!({
                     "snapshot": a.snapshot.to_hex(),
                     "paths": a.paths,
@@ -84,22 +85,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         }));
     } else {
         for w in &report.warnings {
-            eprintln!("bunker: warning: {w}");
+            crate::errln!("bunker: warning: {w}");
         }
         for r in &report.repaired {
-            eprintln!("bunker: repaired: {r}");
-        }
-        // Errors not tied to one object (unreadable index files) come first.
-        let general = report.errors.len() - report.damage.len();
-        for e in &report.errors[..general] {
-            eprintln!("bunker: damaged: {e}");
+            crate::errln!("bunker: repaired: {r}");
         }
         for d in &report.damage {
-            eprintln!("bunker: damaged: {}: {}", d.object, d.problem);
+            crate::errln!("bunker: damaged: {}: {}", d.object, d.problem);
             for a in &d.affected {
                 const SHOWN: usize = 5;
                 let more = a.paths.len().saturating_sub(SHOWN);
-                eprintln!(
+                crate::errln!(
                     "bunker:   affects snapshot {}: {}{}",
                     a.snapshot.short(),
                     a.paths[..a.paths.len().min(SHOWN)].join(", "),
@@ -110,9 +106,10 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
                     }
                 );
             }
+            crate::errln!("bunker:   to fix: {}", d.remedy);
         }
         for s in &report.sources {
-            eprintln!(
+            crate::errln!(
                 "bunker: {} snapshot(s) of {} on {} damaged; newest intact: {}",
                 s.damaged.len(),
                 s.paths.join(" "),
@@ -135,7 +132,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
                 crate::outln!("no errors were found");
             }
         } else {
-            eprintln!(
+            crate::errln!(
                 "bunker: error: the repository has {} damaged object(s), named above",
                 report.errors.len()
             );

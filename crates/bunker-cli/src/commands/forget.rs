@@ -1,13 +1,15 @@
 //! `bunker forget`
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use bunker_engine::find::{find_snapshot, SnapshotFilter};
 use bunker_engine::forget::{self, Decision, ForgetGroup, GroupBy, KeepDuration, KeepPolicy};
+use bunker_engine::format::id::SnapshotId;
 use serde_json::{json, Value};
 
 use super::prune::PruneArgs;
 use super::FilterArgs;
 use crate::context::{GlobalArgs, Target};
+use crate::exit::Usage;
 use crate::{exit, format};
 
 /// Remove snapshots by a retention policy (or by id); `--prune` frees their data.
@@ -51,6 +53,9 @@ pub struct Args {
     /// Prune afterwards, freeing the space of the forgotten snapshots
     #[arg(long)]
     prune: bool,
+    /// Let the policy remove every snapshot of a group (refused otherwise)
+    #[arg(long)]
+    allow_empty_groups: bool,
     #[command(flatten)]
     prune_options: PruneArgs,
 }
@@ -83,19 +88,33 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         tags: args.keep_tag.clone(),
     };
     if policy.is_empty() && args.ids.is_empty() {
-        bail!("nothing to forget: give snapshot ids or at least one --keep-* rule (nothing was removed)");
+        crate::usage!("nothing to forget: give snapshot ids or at least one --keep-* rule (nothing was removed)");
     }
     if !policy.is_empty() && !args.ids.is_empty() {
-        bail!("give either snapshot ids or --keep-* rules, not both");
+        crate::usage!("give either snapshot ids or --keep-* rules, not both");
     }
-    let prune_options = args.prune_options.options(args.dry_run)?;
+    policy.validate().map_err(Usage)?;
+    let prune_options = args.prune_options.options(args.dry_run);
     let repo = Target::select(global)?.open(global)?;
+    let list = repo.snapshot_list()?;
     let snapshots = args.filter.filter().apply(repo.snapshots()?);
+    let mut unreadable: Vec<SnapshotId> = Vec::new();
     let groups: Vec<ForgetGroup> = if args.ids.is_empty() {
         forget::plan(&snapshots, args.group_by, &policy)
     } else {
         let mut decisions = Vec::new();
         for id in &args.ids {
+            // A damaged snapshot file can be forgotten by its name alone.
+            let damaged: Vec<SnapshotId> = list
+                .unreadable
+                .iter()
+                .map(|u| u.id)
+                .filter(|u| id.len() >= 4 && u.to_hex().starts_with(&id.to_ascii_lowercase()))
+                .collect();
+            if let [one] = damaged.as_slice() {
+                unreadable.push(*one);
+                continue;
+            }
             let entry = find_snapshot(&snapshots, id, &SnapshotFilter::default())?;
             decisions.push(Decision {
                 entry,
@@ -108,13 +127,35 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             decisions,
         }]
     };
-    let removed: Vec<_> = groups
+    let emptied: Vec<&ForgetGroup> = match args.ids.is_empty() {
+        true => groups.iter().filter(|g| g.removes_all()).collect(),
+        false => Vec::new(),
+    };
+    let mut removed: Vec<SnapshotId> = groups
         .iter()
         .flat_map(|g| &g.decisions)
         .filter(|d| !d.keep)
-        .map(|d| &d.entry)
+        .map(|d| d.entry.id)
         .collect();
+    removed.extend(&unreadable);
     print(&groups, global, args.dry_run);
+    for id in &unreadable {
+        if !global.quiet && !global.json {
+            crate::outln!("  remove  {}  (damaged snapshot file)", id.short());
+        }
+    }
+    if let Some(g) = emptied.first() {
+        let message = format!(
+            "the policy keeps none of the {} snapshot(s) of {}; add --allow-empty-groups to remove them all",
+            g.decisions.len(),
+            describe(g)
+        );
+        if args.dry_run {
+            crate::errln!("bunker: warning: {message}");
+        } else if !args.allow_empty_groups {
+            crate::usage!("{message} (nothing was removed)");
+        }
+    }
     if !args.dry_run {
         forget::remove(&repo, &removed)?;
         if !global.quiet && !global.json {
@@ -125,6 +166,24 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         return super::prune::run_on(repo, &prune_options, global);
     }
     Ok(exit::OK)
+}
+
+/// A group's key in words, e.g. `host web1, paths /srv`.
+fn describe(g: &ForgetGroup) -> String {
+    let mut title = Vec::new();
+    if let Some(h) = &g.key.host {
+        title.push(format!("host {h}"));
+    }
+    if let Some(p) = &g.key.paths {
+        title.push(format!("paths {}", p.join(" ")));
+    }
+    if let Some(t) = &g.key.tags {
+        title.push(format!("tags {}", t.join(",")));
+    }
+    match title.is_empty() {
+        true => "the repository".to_string(),
+        false => title.join(", "),
+    }
 }
 
 fn print(groups: &[ForgetGroup], global: &GlobalArgs, dry_run: bool) {
@@ -161,18 +220,8 @@ fn print(groups: &[ForgetGroup], global: &GlobalArgs, dry_run: bool) {
         return;
     }
     for g in groups {
-        let mut title = Vec::new();
-        if let Some(h) = &g.key.host {
-            title.push(format!("host {h}"));
-        }
-        if let Some(p) = &g.key.paths {
-            title.push(format!("paths {}", p.join(" ")));
-        }
-        if let Some(t) = &g.key.tags {
-            title.push(format!("tags {}", t.join(",")));
-        }
-        if !title.is_empty() {
-            crate::outln!("{}:", title.join(", "));
+        if g.key != Default::default() {
+            crate::outln!("{}:", describe(g));
         }
         for d in &g.decisions {
             let verb = if d.keep { "keep" } else { "remove" };

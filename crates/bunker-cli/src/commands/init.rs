@@ -10,11 +10,12 @@ use crate::exit;
 /// Create a repository.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Target size of pack files (default 16M; larger suits high-latency storage)
-    #[arg(long, value_name = "SIZE", value_parser = crate::format::parse_size)]
-    pack_size: Option<u64>,
+    /// Target size of pack files, 1M to 1G (default 16M; larger suits high-latency storage)
+    #[arg(long, value_name = "SIZE", value_parser = parse_pack_size)]
+    pack_size: Option<u32>,
     /// zstd compression level for new data, -7 (fastest) to 22 (smallest); default 3
-    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true)]
+    #[arg(long, value_name = "LEVEL", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i32).range(-7..=22))]
     compression: Option<i32>,
     /// Keep Reed–Solomon parity per pack (about 6 % more space): damage to up
     /// to 4 of a pack's 64 shards is repaired on read and by `check --repair`
@@ -22,17 +23,19 @@ pub struct Args {
     parity: bool,
 }
 
+fn parse_pack_size(text: &str) -> Result<u32, String> {
+    let n = crate::format::parse_size(text)?;
+    match u32::try_from(n) {
+        Ok(n) if (1 << 20..=1 << 30).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?} is outside 1M..1G")),
+    }
+}
+
 /// Creates the repository named by `-r`, or the default one.
 pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     let target = Target::select(global)?;
-    let pack_size = match args.pack_size {
-        Some(n) => {
-            Some(u32::try_from(n).map_err(|_| anyhow::anyhow!("--pack-size must be at most 1G"))?)
-        }
-        None => None,
-    };
     let options = InitOptions {
-        pack_size,
+        pack_size: args.pack_size,
         compression_level: args.compression,
         parity: args.parity,
         ..Default::default()

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
+use bunker_engine::repository::short_name;
 use serde_json::json;
 
 use crate::context::{kdf_params, GlobalArgs, Target};
@@ -17,7 +18,7 @@ pub struct Args {
 
 #[derive(clap::Subcommand, Debug)]
 enum Action {
-    /// List keys
+    /// List keys (a damaged key file is shown as such)
     List,
     /// Add a key with a new password
     Add {
@@ -25,7 +26,7 @@ enum Action {
         #[arg(long, value_name = "FILE")]
         new_password_file: Option<PathBuf>,
     },
-    /// Remove a key (not the one in use)
+    /// Remove a key, damaged or not (not the one in use)
     Remove {
         /// Key id or unique prefix
         id: String,
@@ -40,34 +41,11 @@ enum Action {
 
 /// Runs the key action.
 pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
-    let repo = Target::select(global)?.open(global)?;
+    let mut repo = Target::select(global)?.open(global)?;
     match args.action {
-        Action::List => {
-            let keys = repo.key_files()?;
-            if global.json {
-                let list: Vec<_> = keys
-                    .iter()
-                    .map(|(name, k)| {
-                        json!({ "id": name, "current": name == repo.key_name(), "created": k.created, "hostname": k.hostname, "username": k.username })
-                    })
-                    .collect();
-                super::print_json(&serde_json::Value::Array(list));
-            } else {
-                crate::outln!("  {:<10}  {:<12}  {:<16}  Created", "ID", "User", "Host");
-                for (name, k) in &keys {
-                    let mark = if name == repo.key_name() { "*" } else { " " };
-                    crate::outln!(
-                        "{mark} {:<10}  {:<12}  {:<16}  {}",
-                        &name[..8],
-                        k.username,
-                        k.hostname,
-                        k.created
-                    );
-                }
-            }
-        }
+        Action::List => list(&repo, global)?,
         Action::Add { new_password_file } => {
-            let pw = password::obtain_new(new_password_file.as_deref(), None)?;
+            let pw = new_password(new_password_file)?;
             let name = repo.add_key(&pw, kdf_params()?)?;
             report(global, "added", &name);
         }
@@ -75,7 +53,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             let names: Vec<String> = repo
                 .key_files()?
                 .into_iter()
-                .map(|(n, _)| n)
+                .map(|k| k.name)
                 .filter(|n| n.starts_with(&id))
                 .collect();
             let name = match names.as_slice() {
@@ -87,20 +65,63 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             report(global, "removed", &name);
         }
         Action::Passwd { new_password_file } => {
-            let pw = password::obtain_new(new_password_file.as_deref(), None)?;
-            let name = repo.add_key(&pw, kdf_params()?)?;
-            repo.backend()
-                .remove(bunker_engine::backend::FileKind::Key, repo.key_name())?;
+            let pw = new_password(new_password_file)?;
+            let name = repo.change_password(&pw, kdf_params()?)?;
             report(global, "changed password; new key", &name);
         }
     }
     Ok(exit::OK)
 }
 
+fn new_password(file: Option<PathBuf>) -> Result<password::Secret> {
+    password::obtain_new(file.as_deref(), None, "--new-password-file FILE")
+}
+
+/// Text from a key file, printable: control characters escaped.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(char::escape_default)
+        .collect::<String>()
+}
+
+fn list(repo: &bunker_engine::Repository, global: &GlobalArgs) -> Result<()> {
+    let keys = repo.key_files()?;
+    if global.json {
+        let list: Vec<_> = keys
+            .iter()
+            .map(|k| match &k.key {
+                Ok(f) => json!({ "id": k.name, "current": k.name == repo.key_name(), "created": f.created, "hostname": f.hostname, "username": f.username }),
+                Err(e) => json!({ "id": k.name, "current": false, "damaged": e.to_string() }),
+            })
+            .collect();
+        super::print_json(&serde_json::Value::Array(list));
+        return Ok(());
+    }
+    crate::outln!("  {:<10}  {:<12}  {:<16}  Created", "ID", "User", "Host");
+    for k in &keys {
+        let mark = if k.name == repo.key_name() { "*" } else { " " };
+        match &k.key {
+            Ok(f) => crate::outln!(
+                "{mark} {:<10}  {:<12}  {:<16}  {}",
+                short_name(&k.name),
+                printable(&f.username),
+                printable(&f.hostname),
+                printable(&f.created)
+            ),
+            Err(e) => crate::outln!(
+                "{mark} {:<10}  damaged: {e} (`bunker key remove {}` removes it)",
+                short_name(&k.name),
+                short_name(&k.name)
+            ),
+        }
+    }
+    Ok(())
+}
+
 fn report(global: &GlobalArgs, what: &str, name: &str) {
     if global.json {
         super::print_json(&json!({ "message_type": what, "id": name }));
     } else if !global.quiet {
-        crate::outln!("{what} {}", &name[..8]);
+        crate::outln!("{what} {}", short_name(name));
     }
 }

@@ -73,7 +73,9 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     let start = find_node(&repo, &entry.snapshot.tree, &args.path)?;
     let base = format!("/{}", args.path.trim_matches('/'));
     let mut items = Vec::new();
-    let mut emit = |path: &str, node: &Node| -> bunker_engine::Result<()> {
+    let mut emit = |path: &[u8], node: &Node| -> bunker_engine::Result<()> {
+        let path = String::from_utf8_lossy(path);
+        let path = path.as_ref();
         if global.json {
             items.push(node_json(path, node));
         } else if args.long {
@@ -84,8 +86,8 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         Ok(())
     };
     match (start.kind, start.subtree) {
-        (NodeKind::Dir, Some(sub)) => visit_tree(&repo, &sub, &base, &mut emit)?,
-        _ => emit(&base, &start)?,
+        (NodeKind::Dir, Some(sub)) => visit_tree(&repo, &sub, base.as_bytes(), &mut emit)?,
+        _ => emit(base.as_bytes(), &start)?,
     }
     if global.json {
         super::print_json(&json!({ "snapshot": entry.id.to_hex(), "nodes": items }));

@@ -1,6 +1,6 @@
 //! `bunker prune`
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use bunker_engine::prune::{prune, PruneOptions, PruneReport};
 use bunker_engine::Open;
 use bunker_engine::Repository;
@@ -23,30 +23,34 @@ pub struct Args {
 #[derive(clap::Args, Debug)]
 pub struct PruneArgs {
     /// Repack a pack when at least this share of it is unused
-    #[arg(long, value_name = "PERCENT", default_value = "25%")]
-    pub repack_threshold: String,
+    #[arg(long, value_name = "PERCENT", default_value = "25%", value_parser = parse_percent)]
+    pub repack_threshold: f64,
+}
+
+/// `25%` or `25` → 0.25.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let t = text.trim();
+    match t.strip_suffix('%').unwrap_or(t).parse::<f64>() {
+        Ok(p) if (0.0..=100.0).contains(&p) => Ok(p / 100.0),
+        _ => Err(format!(
+            "{text:?} is not a percentage between 0 and 100, like 25%"
+        )),
+    }
 }
 
 impl PruneArgs {
     /// The engine's options.
-    pub fn options(&self, dry_run: bool) -> Result<PruneOptions> {
-        let text = self.repack_threshold.trim();
-        let number = text.strip_suffix('%').unwrap_or(text);
-        match number.parse::<f64>() {
-            Ok(p) if (0.0..=100.0).contains(&p) => Ok(PruneOptions {
-                repack_threshold: p / 100.0,
-                dry_run,
-            }),
-            _ => bail!(
-                "--repack-threshold {text:?}: expected a percentage between 0 and 100, like 25%"
-            ),
+    pub fn options(&self, dry_run: bool) -> PruneOptions {
+        PruneOptions {
+            repack_threshold: self.repack_threshold,
+            dry_run,
         }
     }
 }
 
 /// Prunes and prints what was freed.
 pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
-    let options = args.options.options(args.dry_run)?;
+    let options = args.options.options(args.dry_run);
     let repo = Target::select(global)?.open(global)?;
     run_on(repo, &options, global)
 }
@@ -74,12 +78,15 @@ fn print(r: &PruneReport, global: &GlobalArgs) {
             "bytes_waiting": r.bytes_waiting,
             "sessions_waiting": r.sessions_waiting,
             "generation": r.generation,
+            "small_packs_merged": r.small_packs_merged,
+            "staged_files_removed": r.staged_removed,
+            "staged_bytes_removed": r.staged_bytes,
             "warnings": r.warnings,
         }));
         return;
     }
     for w in &r.warnings {
-        eprintln!("bunker: warning: {w}");
+        crate::errln!("bunker: warning: {w}");
     }
     if global.quiet {
         return;
@@ -100,6 +107,20 @@ fn print(r: &PruneReport, global: &GlobalArgs) {
             r.packs_repacked,
             r.blobs_repacked,
             format::bytes(r.bytes_repacked)
+        );
+    }
+    if r.small_packs_merged > 0 {
+        crate::outln!(
+            "merged {} small packs into larger ones",
+            r.small_packs_merged
+        );
+    }
+    if r.staged_removed > 0 {
+        let verb = if r.dry_run { "would remove" } else { "removed" };
+        crate::outln!(
+            "{verb} {} unfinished files ({}) left in tmp/ by processes that died",
+            r.staged_removed,
+            format::bytes(r.staged_bytes)
         );
     }
     if r.packs_rescued > 0 {

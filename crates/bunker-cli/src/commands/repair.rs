@@ -47,7 +47,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
                 }));
             } else {
                 for u in &r.unreadable {
-                    eprintln!("bunker: warning: left out of the index: {u}");
+                    crate::errln!("bunker: warning: left out of the index: {u}");
                 }
                 if !global.quiet {
                     crate::outln!(
@@ -64,22 +64,27 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             forget,
             dry_run,
         } => {
-            let repairs = repair_snapshots(repo, read_data, forget, dry_run)?;
+            let result = repair_snapshots(repo, read_data, forget, dry_run)?;
+            let removed_unreadable = forget && !dry_run;
             if global.json {
-                super::print_json(&json!(repairs
-                    .iter()
-                    .map(|r| json!({
-                        "original": r.original.id.to_hex(),
-                        "repaired": r.repaired.map(|i| i.to_hex()),
-                        "removed": r.removed,
-                        "original_forgotten": forget && !dry_run,
-                    }))
-                    .collect::<Vec<_>>()));
+                super::print_json(&json!({
+                    "repaired": result.repaired
+                        .iter()
+                        .map(|r| json!({
+                            "original": r.original.id.to_hex(),
+                            "repaired": r.repaired.map(|i| i.to_hex()),
+                            "removed": r.removed,
+                            "original_forgotten": forget && !dry_run,
+                        }))
+                        .collect::<Vec<_>>(),
+                    "unreadable": result.unreadable.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+                    "unreadable_removed": removed_unreadable,
+                }));
             } else if !global.quiet {
-                if repairs.is_empty() {
+                if result.repaired.is_empty() && result.unreadable.is_empty() {
                     crate::outln!("no damaged snapshots");
                 }
-                for r in &repairs {
+                for r in &result.repaired {
                     let new = r.repaired.map_or("(dry run)".to_string(), |i| i.short());
                     crate::outln!(
                         "snapshot {} -> {}: left out {} path(s)",
@@ -89,6 +94,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
                     );
                     for p in &r.removed {
                         crate::outln!("  - {p}");
+                    }
+                }
+                for id in &result.unreadable {
+                    match removed_unreadable {
+                        true => crate::outln!("snapshot {}: its file is unreadable; removed", id.short()),
+                        false => crate::outln!(
+                            "snapshot {}: its file is unreadable, nothing in it can be saved; --forget removes it",
+                            id.short()
+                        ),
                     }
                 }
             }

@@ -11,6 +11,7 @@ use serde_json::json;
 
 use super::FilterArgs;
 use crate::context::{GlobalArgs, Target};
+use crate::exit::Usage;
 use crate::{exit, format, progress};
 
 /// Restore a snapshot into a directory.
@@ -68,13 +69,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         Some((n, p)) => (n.to_string(), p.to_string()),
         None => (args.snapshot.clone(), "/".to_string()),
     };
-    let repo = Target::select(global)?.open_indexed(global)?;
+    let includes = PatternSet::new(args.includes).map_err(|e| Usage(e.to_string()))?;
+    let excludes = PatternSet::new(args.excludes).map_err(|e| Usage(e.to_string()))?;
+    let target = Target::select(global)?;
+    let repo = target.open_indexed(global)?;
     let entry = find_snapshot(&repo.snapshots()?, &name, &args.filter.filter())?;
     let options = RestoreOptions {
         target: args.target.clone(),
         subpath,
-        includes: PatternSet::new(args.includes)?,
-        excludes: PatternSet::new(args.excludes)?,
+        includes,
+        excludes,
+        protected: target.protected_from_restore(global),
         verify: args.verify,
         overwrite: args.overwrite.into(),
         delete: args.delete,
@@ -107,11 +112,15 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             "verified": summary.verified,
             "changes": changes,
             "errors": summary.errors,
+            "warnings": summary.warnings,
             "seconds": seconds,
         }));
     } else {
+        for w in &summary.warnings {
+            crate::errln!("bunker: warning: {w}");
+        }
         for e in &summary.errors {
-            eprintln!("bunker: error: {e}");
+            crate::errln!("bunker: error: {e}");
         }
         for (mark, path) in &summary.changes {
             crate::outln!("{mark}    {path}");

@@ -31,13 +31,20 @@ use crate::failpoint;
 use crate::identity::{hostname, now_ns, username};
 use crate::lock::LockGuard;
 use crate::progress::Progress;
-use crate::repository::{Indexed, Repository, SnapshotEntry};
+use crate::repository::{Indexed, Open, Repository, SnapshotEntry};
 use crate::{EngineError, Result};
 
-/// What to back up, and how.
+/// What to back up.
+pub enum BackupSource {
+    /// Files and directories, as absolute paths.
+    Paths(Vec<PathBuf>),
+    /// One stream, stored as a file at the snapshot's root.
+    Stream(StdinSource),
+}
+
+/// How to back up.
+#[derive(Default)]
 pub struct BackupOptions {
-    /// Absolute source paths.
-    pub paths: Vec<PathBuf>,
     /// What to leave out: patterns, other file systems, tagged directories, large files.
     pub selection: WalkOptions,
     /// Tags to record.
@@ -54,10 +61,6 @@ pub struct BackupOptions {
     pub mode: BackupMode,
     /// `--parent`: compare against this snapshot instead of the chosen one.
     pub parent: Option<SnapshotEntry>,
-    /// The session lock this backup holds (taken before its index was
-    /// loaded); checked just before the snapshot is written, and released
-    /// when the options are dropped.
-    pub session: Option<LockGuard>,
 }
 
 /// A stream to back up as a single file.
@@ -78,96 +81,142 @@ pub struct BackupOutcome {
     pub note: Option<String>,
 }
 
-/// Backs up files and directories.
-pub fn backup(
-    repo: Arc<Repository<Indexed>>,
-    options: BackupOptions,
-    progress: Arc<dyn Progress>,
-) -> Result<BackupOutcome> {
-    if options.paths.is_empty() {
+/// The paths to back up, each once, in the order given; an error if none
+/// exists (nothing is then written, not even an empty snapshot) or if a path
+/// is not absolute.
+pub fn source_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut unique: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        if !p.is_absolute() {
+            return Err(EngineError::Invalid(format!(
+                "{}: source paths must be absolute",
+                p.display()
+            )));
+        }
+        if !unique.contains(p) {
+            unique.push(p.clone());
+        }
+    }
+    if unique.is_empty() {
         return Err(EngineError::Invalid(
             "nothing to back up: give at least one path".into(),
         ));
     }
-    let started = now_ns();
-    let paths: Vec<String> = options
-        .paths
+    let missing: Vec<String> = unique
         .iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_err())
         .map(|p| p.display().to_string())
         .collect();
-    let host = options.host.clone().unwrap_or_else(hostname);
-    let choice = select_parent(
-        &repo.snapshots()?,
-        options.mode,
-        &host,
-        &paths,
-        options.parent.clone(),
-    );
-    let walk_options = options.selection.clone();
-    if options.scan_totals {
-        pipeline::spawn_scanner(
-            options.paths.clone(),
-            walk_options.clone(),
-            progress.clone(),
-        );
-    }
-    let parent_tree = choice.parent.as_ref().map(|p| p.snapshot.tree);
-    let run = pipeline::run_walk(
-        repo.clone(),
-        &options.paths,
-        &walk_options,
-        progress,
-        options.dry_run,
-        parent_tree,
-    )?;
-    if run.counts.files + run.counts.dirs + run.counts.specials == 0 {
+    if missing.len() == unique.len() {
         return Err(EngineError::Invalid(format!(
-            "nothing to back up: none of the given paths could be read ({})",
-            run.skipped.join("; ")
+            "nothing to back up: {} {} not exist; no snapshot was saved",
+            missing.join(", "),
+            if missing.len() == 1 { "does" } else { "do" }
         )));
     }
-    let excludes = options.selection.excludes.patterns().to_vec();
-    finish(repo, run, paths, excludes, &options, choice, started)
+    Ok(unique)
 }
 
-/// Backs up one stream as a file named `source.filename` at the snapshot's root.
-pub fn backup_stdin(
-    repo: Arc<Repository<Indexed>>,
-    source: StdinSource,
+/// Checks a stream's file name: one plain name, stored at the snapshot's root.
+pub fn stream_filename(name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0') {
+        return Err(EngineError::Invalid(format!(
+            "--stdin-filename {name:?} must be a plain file name (no `/`, not `.` or `..`)"
+        )));
+    }
+    Ok(())
+}
+
+/// Backs up `source` into `repo`: takes a session lock (so that a prune
+/// running meanwhile waits for this backup), loads the index a writer needs,
+/// stores what is new, and writes the snapshot last, after checking that
+/// the session was not declared dead.
+pub fn backup(
+    repo: Repository<Open>,
+    source: BackupSource,
     options: BackupOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<BackupOutcome> {
-    let name = source.filename.clone();
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(EngineError::Invalid(format!(
-            "--stdin-filename {name:?} must be a plain file name"
-        )));
-    }
+    let paths = match &source {
+        BackupSource::Paths(paths) => Some(source_paths(paths)?),
+        BackupSource::Stream(s) => {
+            stream_filename(&s.filename)?;
+            None
+        }
+    };
+    // The session lock goes first: a prune that condemns packs after this
+    // point waits for us; one that did before is excluded from our index.
+    let session = match options.dry_run {
+        true => None,
+        false => Some(crate::lock::session(&repo, "backup")?),
+    };
+    let repo = Arc::new(repo.load_index_for_writing()?);
     let started = now_ns();
-    let run = pipeline::run_stream(repo.clone(), source, progress, options.dry_run)?;
-    // A stream has no metadata to compare: it is always read whole.
-    let choice = ParentChoice {
-        parent: None,
-        mode: BackupMode::Full,
-        note: None,
+    let (run, paths, excludes, choice) = match (source, paths) {
+        (BackupSource::Paths(_), Some(paths)) => {
+            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            let host = options.host.clone().unwrap_or_else(hostname);
+            let choice = select_parent(
+                &repo.snapshots()?,
+                options.mode,
+                &host,
+                &shown,
+                options.parent.clone(),
+            );
+            if options.scan_totals {
+                pipeline::spawn_scanner(paths.clone(), options.selection.clone(), progress.clone());
+            }
+            let parent_tree = choice.parent.as_ref().map(|p| p.snapshot.tree);
+            let run = pipeline::run_walk(
+                repo.clone(),
+                &paths,
+                &options.selection,
+                progress,
+                options.dry_run,
+                parent_tree,
+            )?;
+            if run.counts.files + run.counts.specials == 0 && !run.skipped.is_empty() {
+                return Err(EngineError::Invalid(format!(
+                    "nothing to back up: none of the given paths could be read ({}); no snapshot was saved",
+                    run.skipped.join("; ")
+                )));
+            }
+            let excludes = options.selection.excludes.patterns().to_vec();
+            (run, shown, excludes, choice)
+        }
+        (BackupSource::Stream(stream), _) => {
+            let name = stream.filename.clone();
+            let run = pipeline::run_stream(repo.clone(), stream, progress, options.dry_run)?;
+            // A stream has no metadata to compare: it is always read whole.
+            let choice = ParentChoice {
+                parent: None,
+                mode: BackupMode::Full,
+                note: None,
+            };
+            (run, vec![format!("/{name}")], Vec::new(), choice)
+        }
+        (BackupSource::Paths(_), None) => unreachable!("paths were checked above"),
     };
     finish(
         repo,
         run,
-        vec![format!("/{name}")],
-        Vec::new(),
+        paths,
+        excludes,
         &options,
+        session.as_ref(),
         choice,
         started,
     )
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish(
     repo: Arc<Repository<Indexed>>,
     run: pipeline::RunResult,
     paths: Vec<String>,
     excludes: Vec<String>,
     options: &BackupOptions,
+    session: Option<&LockGuard>,
     choice: ParentChoice,
     started: i64,
 ) -> Result<BackupOutcome> {
@@ -203,7 +252,7 @@ fn finish(
         None
     } else {
         failpoint::pause("backup-before-snapshot");
-        if let Some(session) = &options.session {
+        if let Some(session) = session {
             session.confirm()?;
         }
         Some(repo.write_snapshot(&snapshot)?)

@@ -176,6 +176,7 @@ fn start(
                 .name(format!("bunker-seal-{i}"))
                 .spawn(move || {
                     for (kind, id, data) in rx {
+                        crate::failpoint::panic_at("backup-seal");
                         if sink
                             .add(encode_blob(&keys, kind, id, &data, level))
                             .is_err()
@@ -214,20 +215,45 @@ fn complete<T>(
         ..
     } = stage;
     drop(seal_tx);
-    for h in sealers.handles {
-        let _ = h.join();
-    }
+    let panicked = join_all(sealers.handles);
     // The sink is finished in every case: packs already sealed are written and
     // indexed, so an interrupted or failed backup leaves them for the next one.
     let sink_result = sink.finish();
     match (outcome, sink_result) {
+        // A sealer that died may have dropped a blob the trees reference.
+        _ if panicked.is_some() => Err(EngineError::Internal(format!(
+            "a backup thread failed: {}",
+            panicked.unwrap_or_default()
+        ))),
         (_, Err(e)) => Err(e),
         // An interrupted walk ends early without an error of its own: never
         // let its partial tree become a snapshot.
-        _ if crate::interrupt::requested() => Err(EngineError::Interrupted),
+        _ if crate::interrupt::requested() => Err(EngineError::Interrupted(
+            "what was already stored is kept, and the next backup reuses it",
+        )),
         (Ok(v), Ok(stats)) => Ok((v, stats, bytes_read.into_inner())),
         (Err(e), Ok(_)) => Err(e),
     }
+}
+
+/// Joins threads; the message of the first that panicked, if any did.
+fn join_all(handles: Vec<JoinHandle<()>>) -> Option<String> {
+    let mut first = None;
+    for h in handles {
+        if let Err(p) = h.join() {
+            first.get_or_insert_with(|| panic_message(&p));
+        }
+    }
+    first
+}
+
+/// A panic's message, as `panic!` was given it.
+pub(crate) fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".to_string())
 }
 
 struct FileJob {
@@ -291,10 +317,18 @@ pub(super) fn run_walk(
     } = feeder;
     drop(jobs);
     drop(events);
-    let built = builder.join().unwrap_or(Err(EngineError::Aborted));
-    for r in readers {
-        let _ = r.join();
-    }
+    let built = builder.join().unwrap_or_else(|p| {
+        Err(EngineError::Internal(format!(
+            "the tree builder failed: {}",
+            panic_message(&p)
+        )))
+    });
+    let built = match join_all(readers) {
+        Some(p) => Err(EngineError::Internal(format!(
+            "a reader thread failed: {p}"
+        ))),
+        None => built,
+    };
     let (built, stats, bytes_read) = complete(stage, sealers, built)?;
     counts.bytes_read = bytes_read;
     skipped.extend(built.skipped);

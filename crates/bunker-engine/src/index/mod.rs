@@ -82,15 +82,31 @@ impl IndexBuilder {
         Ok(())
     }
 
-    /// Sorts the entries. A blob stored twice keeps its first location that
-    /// is not condemned, or its first location.
-    pub fn finish(self) -> Result<MasterIndex> {
+    /// The packs added so far, with their recorded lengths.
+    pub fn packs(&self) -> &[(PackId, u64)] {
+        &self.packs
+    }
+
+    /// Sorts the entries. `absent` are indexed packs that storage does not
+    /// hold (or holds at another length). A blob stored twice keeps its first
+    /// location in a pack that is neither condemned nor absent, else its
+    /// first in a condemned pack, else its first.
+    pub fn finish(self, absent: &HashSet<PackId>) -> Result<MasterIndex> {
+        let absent: HashSet<u32> = absent
+            .iter()
+            .filter_map(|p| self.pack_positions.get(p).copied())
+            .collect();
         let condemned = self.condemned;
+        let rank = |pack: u32| match (absent.contains(&pack), condemned.contains(&pack)) {
+            (false, false) => 0,
+            (false, true) => 1,
+            (true, _) => 2,
+        };
         let (table, prefixes) = self
             .table
             .finish(|same| {
-                same.iter()
-                    .position(|(_, l)| !condemned.contains(&l.pack))
+                (0..same.len())
+                    .min_by_key(|&i| rank(same[i].1.pack))
                     .unwrap_or(0)
             })
             .map_err(EngineError::IndexTable)?;
@@ -101,6 +117,7 @@ impl IndexBuilder {
             table,
             packs,
             condemned,
+            absent,
         })
     }
 }
@@ -115,6 +132,8 @@ pub struct MasterIndex {
     /// Positions of packs a prune condemned: readable, but not to be
     /// referenced by new snapshots (see `docs/FORMAT.md`, "Prune").
     condemned: HashSet<u32>,
+    /// Positions of packs missing from storage (or of another length).
+    absent: HashSet<u32>,
 }
 
 impl MasterIndex {
@@ -137,12 +156,24 @@ impl MasterIndex {
         Ok(None)
     }
 
-    /// True if the blob is stored in a pack that new snapshots may reference.
+    /// True if the blob is stored in a pack that new snapshots may
+    /// reference: one that exists and that no prune condemned.
     pub fn contains(&self, id: &BlobId) -> Result<bool> {
         Ok(match self.get(id)? {
-            Some(l) => !self.condemned.contains(&l.pack),
+            Some(l) => !self.condemned.contains(&l.pack) && !self.absent.contains(&l.pack),
             None => false,
         })
+    }
+
+    /// True if the pack at `pos` was missing from storage (or of another
+    /// length) when the index was loaded.
+    pub fn is_absent(&self, pos: u32) -> bool {
+        self.absent.contains(&pos)
+    }
+
+    /// The packs missing from storage when the index was loaded.
+    pub fn absent_packs(&self) -> impl Iterator<Item = (PackId, u64)> + '_ {
+        self.absent.iter().map(|&p| self.packs[p as usize])
     }
 
     /// The pack id and recorded length at a position.
@@ -178,7 +209,7 @@ impl MasterIndex {
         self.prefixes.capacity() * 8
             + self.table.heap_bytes()
             + self.packs.capacity() * std::mem::size_of::<(PackId, u64)>()
-            + self.condemned.capacity() * 8
+            + (self.condemned.capacity() + self.absent.capacity()) * 8
     }
 }
 
@@ -194,7 +225,7 @@ mod tests {
         for f in files {
             builder.add(f, &HashSet::new()).unwrap();
         }
-        builder.finish().unwrap()
+        builder.finish(&HashSet::new()).unwrap()
     }
 
     /// A distinct, well-spread id for each `n`.
@@ -297,7 +328,7 @@ mod tests {
             .add(&first, &HashSet::from([PackId([1; 32])]))
             .unwrap();
         builder.add(&second, &HashSet::new()).unwrap();
-        let index = builder.finish().unwrap();
+        let index = builder.finish(&HashSet::new()).unwrap();
         assert_eq!(index.len(), 2);
         assert_eq!(
             index.pack(index.get(&x).unwrap().unwrap().pack).0,
@@ -313,6 +344,34 @@ mod tests {
             index.pack(index.get(&x).unwrap().unwrap().pack).0,
             PackId([2; 32])
         );
+    }
+
+    #[test]
+    fn a_blob_in_a_pack_missing_from_storage_prefers_any_other_copy() {
+        let (x, y) = (id(1), id(2));
+        let lost = IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![pack(1, [(x, BlobType::Data), (y, BlobType::Data)])],
+        };
+        let condemned = IndexFile {
+            supersedes: Vec::new(),
+            packs: vec![pack(2, [(x, BlobType::Data)])],
+        };
+        let mut builder = IndexBuilder::new().unwrap();
+        builder.add(&lost, &HashSet::new()).unwrap();
+        builder
+            .add(&condemned, &HashSet::from([PackId([2; 32])]))
+            .unwrap();
+        let index = builder.finish(&HashSet::from([PackId([1; 32])])).unwrap();
+        // The condemned copy exists, so it is read, but never deduplicated against.
+        let loc = index.get(&x).unwrap().unwrap();
+        assert_eq!(index.pack(loc.pack).0, PackId([2; 32]));
+        assert!(!index.contains(&x).unwrap());
+        // Only in the lost pack: located (so readers can name the damage), not stored.
+        let loc = index.get(&y).unwrap().unwrap();
+        assert!(index.is_absent(loc.pack));
+        assert!(!index.contains(&y).unwrap());
+        assert_eq!(index.absent_packs().count(), 1);
     }
 
     /// The bound: at most 16 bytes of memory per stored chunk, with
@@ -341,7 +400,7 @@ mod tests {
                 )
                 .unwrap();
         }
-        let index = builder.finish().unwrap();
+        let index = builder.finish(&HashSet::new()).unwrap();
         assert_eq!(index.len() as u64, CHUNKS);
         let per_chunk = index.heap_bytes() as f64 / CHUNKS as f64;
         eprintln!("index memory: {per_chunk:.2} bytes per chunk");

@@ -11,7 +11,7 @@ use bunker_format::id::BlobId;
 use bunker_format::tree::Node;
 use bunker_source::ReachablePath;
 
-use super::Overwrite;
+use super::{Overwrite, RestoreOptions};
 use crate::progress::Progress;
 use crate::repository::{Indexed, Repository};
 use crate::{EngineError, Result};
@@ -27,6 +27,8 @@ pub(super) enum FileOutcome {
     Unchanged,
     /// Existed and `--overwrite` said to keep it.
     Kept,
+    /// Existed and is protected (a key file): left alone.
+    Protected,
 }
 
 /// Where each chunk of an existing file is, found by chunking it as a backup would.
@@ -55,10 +57,10 @@ pub(super) fn restore_content(
     repo: &Repository<Indexed>,
     target: &Path,
     node: &Node,
-    overwrite: Overwrite,
-    dry_run: bool,
+    options: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<FileOutcome> {
+    let (overwrite, dry_run) = (options.overwrite, options.dry_run);
     let io = |e| EngineError::io(target, e);
     let reach = ReachablePath::new(target).map_err(io)?;
     let existing = match std::fs::symlink_metadata(reach.path()) {
@@ -66,6 +68,12 @@ pub(super) fn restore_content(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(e)),
     };
+    if existing
+        .as_ref()
+        .is_some_and(|m| options.protected.is(m).is_some())
+    {
+        return Ok(FileOutcome::Protected);
+    }
     let Some(meta) = existing else {
         if !dry_run {
             write_fresh(repo, target, node, None, progress)?;

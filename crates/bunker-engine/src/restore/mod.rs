@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use bunker_format::id::BlobId;
 use bunker_format::tree::{Node, NodeKind};
-use bunker_source::{PatternSet, ReachablePath};
+use bunker_source::{PatternSet, ProtectedPaths, ReachablePath};
 use crossbeam_channel::bounded;
 
 pub use file::verify_file;
@@ -64,6 +64,9 @@ pub struct RestoreOptions {
     pub delete: bool,
     /// Decide everything, change nothing; list the changes.
     pub dry_run: bool,
+    /// Never write into, over or delete these: the repository being read,
+    /// its cache, bunker's key and config files.
+    pub protected: ProtectedPaths,
 }
 
 /// What a restore did (or, in a dry run, would do).
@@ -91,6 +94,8 @@ pub struct RestoreSummary {
     pub changes: Vec<(char, String)>,
     /// Problems, one line each, naming the path.
     pub errors: Vec<String>,
+    /// Things left alone on purpose (a protected path in the way), one line each.
+    pub warnings: Vec<String>,
 }
 
 struct FileTask {
@@ -124,6 +129,13 @@ pub fn restore(
             "--delete cannot be combined with --include".into(),
         ));
     }
+    if let Some(p) = options.protected.containing(&options.target) {
+        return Err(EngineError::Invalid(format!(
+            "refusing to restore into {}: it is (or is inside) {}, which a restore must never overwrite",
+            options.target.display(),
+            p.display()
+        )));
+    }
     let start = find_node(&repo, root, &options.subpath)?;
     if !options.dry_run {
         std::fs::create_dir_all(&options.target)
@@ -149,15 +161,11 @@ pub fn restore(
                 &mut plan,
             )?;
         }
-        _ => plan_node(
-            &repo,
-            start,
-            &base,
-            &options.target,
-            true,
-            options,
-            &mut plan,
-        )?,
+        // A single file is restored into the target directory, by its name.
+        _ => {
+            let dest = options.target.join(OsStr::from_bytes(&start.name));
+            plan_node(&repo, start, &base, &dest, true, options, &mut plan)?
+        }
     }
     let total: u64 = plan.files.iter().map(|f| f.node.size).sum();
     progress.set_total(plan.files.len() as u64, total);
@@ -174,7 +182,9 @@ pub fn restore(
     run_workers(&repo, files, options, &*progress, &shared);
     summary = shared.into_inner().expect("lock");
     if crate::interrupt::requested() {
-        return Err(EngineError::Interrupted);
+        return Err(EngineError::Interrupted(
+            "the files restored so far are complete; run the restore again to finish",
+        ));
     }
     for (first, dest) in links {
         let exists =
@@ -257,6 +267,10 @@ fn run_workers(
                                 }
                                 FileOutcome::Unchanged => s.unchanged += 1,
                                 FileOutcome::Kept => s.kept += 1,
+                                FileOutcome::Protected => {
+                                    s.kept += 1;
+                                    s.warnings.push(protected_note(&path));
+                                }
                             }
                             match outcome {
                                 FileOutcome::Created if options.dry_run => {
@@ -270,12 +284,15 @@ fn run_workers(
                             if let FileOutcome::Rewritten { reused } = outcome {
                                 s.reused_bytes += reused;
                             }
-                            if options.verify && !options.dry_run && outcome != FileOutcome::Kept {
+                            if options.verify
+                                && !options.dry_run
+                                && !matches!(outcome, FileOutcome::Kept | FileOutcome::Protected)
+                            {
                                 s.verified += 1;
                             }
                         }
                         Err(e) => {
-                            let message = format!("{path}: {e}");
+                            let message = naming(&path, &e);
                             progress.warning(&message);
                             s.errors.push(message);
                         }
@@ -318,15 +335,8 @@ fn restore_file(
     options: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<FileOutcome> {
-    let outcome = file::restore_content(
-        repo,
-        &task.target,
-        &task.node,
-        options.overwrite,
-        options.dry_run,
-        progress,
-    )?;
-    if options.dry_run || outcome == FileOutcome::Kept {
+    let outcome = file::restore_content(repo, &task.target, &task.node, options, progress)?;
+    if options.dry_run || matches!(outcome, FileOutcome::Kept | FileOutcome::Protected) {
         return Ok(outcome);
     }
     let reach = ReachablePath::new(&task.target).map_err(|e| EngineError::io(&task.target, e))?;
@@ -399,8 +409,19 @@ fn plan_deletions(
             continue;
         }
         let path = format!("{prefix}/{}", name.to_string_lossy());
-        if !options.excludes.matches(Path::new(&path)) {
-            plan.deletions.push(target.join(&name));
+        if options.excludes.matches(Path::new(&path)) {
+            continue;
+        }
+        let dest = target.join(&name);
+        let protected = entry.metadata().is_ok_and(|m| {
+            options.protected.is(&m).is_some() || (m.is_dir() && options.protected.holds(&m))
+        });
+        match protected {
+            true => plan
+                .summary
+                .warnings
+                .push(protected_note(&dest.display().to_string())),
+            false => plan.deletions.push(dest),
         }
     }
 }
@@ -429,8 +450,8 @@ fn plan_node(
     }
     match node.kind {
         NodeKind::Dir => {
-            if included {
-                plan_dir(dest, options, plan)?;
+            if included && !plan_dir(dest, options, plan)? {
+                return Ok(());
             }
             let subtree = node
                 .subtree
@@ -463,11 +484,18 @@ fn plan_node(
 }
 
 /// Makes sure a directory exists at `dest`, replacing a non-directory there.
-fn plan_dir(real: &Path, options: &RestoreOptions, plan: &mut Plan) -> Result<()> {
+/// False if `dest` is a protected directory, which is left alone.
+fn plan_dir(real: &Path, options: &RestoreOptions, plan: &mut Plan) -> Result<bool> {
     let reach = ReachablePath::new(real).map_err(|e| EngineError::io(real, e))?;
     let dest = reach.path();
     match std::fs::symlink_metadata(dest) {
-        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(m) if options.protected.is(&m).is_some() => {
+            plan.summary
+                .warnings
+                .push(protected_note(&real.display().to_string()));
+            return Ok(false);
+        }
+        Ok(m) if m.is_dir() => return Ok(true),
         Ok(_) if !options.dry_run => {
             std::fs::remove_file(dest).map_err(|e| EngineError::io(real, e))?
         }
@@ -478,9 +506,24 @@ fn plan_dir(real: &Path, options: &RestoreOptions, plan: &mut Plan) -> Result<()
         plan.summary
             .changes
             .push(('+', format!("{}/", real.display())));
-        return Ok(());
+        return Ok(true);
     }
-    std::fs::create_dir(dest).map_err(|e| EngineError::io(real, e))
+    std::fs::create_dir(dest).map_err(|e| EngineError::io(real, e))?;
+    Ok(true)
+}
+
+/// Why a path was left alone.
+fn protected_note(path: &str) -> String {
+    format!("{path}: left alone: it is (or holds) the repository being read, or bunker's own keys or cache")
+}
+
+/// An error's message, naming `path` once.
+fn naming(path: &str, e: &EngineError) -> String {
+    let text = e.to_string();
+    match text.contains(path) {
+        true => text,
+        false => format!("{path}: {text}"),
+    }
 }
 
 fn plan_special(real: &Path, node: &Node, options: &RestoreOptions, plan: &mut Plan) {
