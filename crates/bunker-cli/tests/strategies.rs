@@ -157,22 +157,6 @@ fn full_backup_notices_content_changed_behind_same_size_and_mtime() {
     assert_eq!(out.stdout, b"ORIGINAL CONTENT, 32 BYTES LONG.");
 }
 
-/// Same file contents (byte for byte) below two directories.
-fn assert_same_contents(expected: &std::path::Path, actual: &std::path::Path) {
-    let want = files_below(expected);
-    let got = files_below(actual);
-    assert_eq!(want.len(), got.len(), "file count");
-    for (path, _) in want {
-        let rel = path.strip_prefix(expected).unwrap();
-        assert_eq!(
-            fs::read(actual.join(rel)).unwrap(),
-            fs::read(&path).unwrap(),
-            "{}",
-            rel.display()
-        );
-    }
-}
-
 #[test]
 fn incremental_and_differential_restore_after_their_full_is_forgotten_and_pruned() {
     let env = TestEnv::new();

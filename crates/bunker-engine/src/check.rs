@@ -14,8 +14,8 @@ use std::sync::Arc;
 use bunker_backend::FileKind;
 use bunker_format::blob::{decode_blob, BlobType};
 use bunker_format::id::{BlobId, PackId, SnapshotId};
-use bunker_format::pack::{parse_header, parse_trailer, TRAILER_LEN};
-use bunker_format::tree::NodeKind;
+use bunker_format::pack::{parse_header, parse_trailer, PackEntry, TRAILER_LEN};
+use bunker_format::tree::{NodeKind, Tree};
 
 use crate::lock::{self, LockStore};
 use crate::progress::Progress;
@@ -216,6 +216,7 @@ pub fn check(
             &format!("`bunker forget {}` removes it", u.id.short()),
         );
     }
+    crate::failpoint::pause("check-listed-snapshots");
     let load = repo.load_index_report(&condemned)?;
     let repo = load.repo;
     for e in load.errors {
@@ -320,7 +321,7 @@ fn unindexed_packs(
     stored: &HashMap<PackId, u64>,
     condemned: &HashSet<PackId>,
     report: &mut CheckReport,
-) -> HashMap<BlobId, PackId> {
+) -> HashMap<BlobId, (PackId, PackEntry)> {
     let indexed: HashSet<PackId> = repo.index().packs().iter().map(|(p, _)| *p).collect();
     let mut held = HashMap::new();
     let mut names: Vec<(&PackId, &u64)> = stored
@@ -338,7 +339,7 @@ fn unindexed_packs(
         match repo.read_pack_header(pack, size) {
             Ok(entries) => {
                 for e in entries {
-                    held.entry(e.id).or_insert(*pack);
+                    held.entry(e.id).or_insert((*pack, e));
                 }
             }
             Err(e) => report.warnings.push(format!(
@@ -377,7 +378,7 @@ fn report_staged(repo: &Repository<Indexed>, report: &mut CheckReport) -> Result
 fn check_snapshots(
     repo: &Repository<Indexed>,
     snapshots: &[SnapshotEntry],
-    unindexed: &HashMap<BlobId, PackId>,
+    unindexed: &HashMap<BlobId, (PackId, PackEntry)>,
     report: &mut CheckReport,
     damage: &mut DamageMap,
 ) -> Result<()> {
@@ -412,6 +413,7 @@ fn check_snapshots(
     let hit = walker.unindexed_hits;
     let mut harmless: Vec<&PackId> = unindexed
         .values()
+        .map(|(p, _)| p)
         .filter(|p| !hit.contains(*p))
         .collect::<HashSet<_>>()
         .into_iter()
@@ -433,7 +435,7 @@ struct SnapshotWalker<'a> {
     repo: &'a Repository<Indexed>,
     damage: &'a mut DamageMap,
     /// Blobs held by packs no index names.
-    unindexed: &'a HashMap<BlobId, PackId>,
+    unindexed: &'a HashMap<BlobId, (PackId, PackEntry)>,
     /// Unindexed packs holding something a snapshot needs.
     unindexed_hits: HashSet<PackId>,
     /// Trees with no damage anywhere below.
@@ -445,7 +447,7 @@ struct SnapshotWalker<'a> {
 impl SnapshotWalker<'_> {
     /// The damage object for a blob that no index names.
     fn unindexed_blob(&mut self, kind: BlobType, id: &BlobId) -> usize {
-        let object = match self.unindexed.get(id) {
+        let object = match self.unindexed.get(id).map(|(p, _)| p) {
             Some(pack) => {
                 self.unindexed_hits.insert(*pack);
                 self.damage.object(
@@ -490,12 +492,50 @@ impl SnapshotWalker<'_> {
                 self.damage.blob(*tree, object);
                 self.damage
                     .hit(object, *snapshot, format!("{here} (whole directory)"));
+                // A tree that only an unindexed pack holds is still read, so
+                // that every such pack below it is named too.
+                if let Some(t) = self.read_unindexed_tree(tree) {
+                    self.walk_children(snapshot, &t, path)?;
+                }
                 return Ok(true);
             }
         };
         self.decoded.insert(*tree);
+        let damaged = self.walk_children(snapshot, &tree_data, path)?;
+        if !damaged {
+            self.clean.insert(*tree);
+        }
+        Ok(damaged)
+    }
+
+    /// A tree read straight from a pack that no index names.
+    fn read_unindexed_tree(&self, id: &BlobId) -> Option<Tree> {
+        let (pack, entry) = self.unindexed.get(id)?;
+        let stored = self
+            .repo
+            .backend()
+            .read_range(
+                FileKind::Pack,
+                &pack.to_hex(),
+                entry.offset as u64,
+                entry.length as u64,
+            )
+            .ok()?;
+        let plain = decode_blob(
+            self.repo.keys(),
+            BlobType::Tree,
+            id,
+            entry.raw_length,
+            &stored,
+        )
+        .ok()?;
+        Tree::decode(&plain).ok()
+    }
+
+    /// Walks a tree's entries; true if anything below is damaged.
+    fn walk_children(&mut self, snapshot: &SnapshotId, tree: &Tree, path: &str) -> Result<bool> {
         let mut damaged = false;
-        for node in &tree_data.nodes {
+        for node in &tree.nodes {
             let child = format!("{path}/{}", node.name_lossy());
             match node.kind {
                 NodeKind::Dir => {
@@ -519,9 +559,6 @@ impl SnapshotWalker<'_> {
                 }
                 _ => {}
             }
-        }
-        if !damaged {
-            self.clean.insert(*tree);
         }
         Ok(damaged)
     }

@@ -36,11 +36,13 @@ pub struct IndexRepair {
 /// files that existed when it started. Packs a prune condemned are left out.
 pub fn repair_index(repo: Repository<Open>) -> Result<IndexRepair> {
     let _lock = lock::exclusive(&repo, "repair index")?;
+    // Index files only: a stray file in index/ is not ours to remove.
     let old: Vec<String> = repo
         .backend()
         .list(FileKind::Index)?
         .into_iter()
         .map(|f| f.name)
+        .filter(|n| n.parse::<bunker_format::id::IndexId>().is_ok())
         .collect();
     let condemned: HashSet<PackId> = repo
         .condemnations()?

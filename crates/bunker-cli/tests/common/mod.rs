@@ -90,6 +90,11 @@ impl TestEnv {
     /// `bunker -r REPO --password-file FILE` as a std `Command`, for tests
     /// that spawn, signal or race processes (assert_cmd's cannot be spawned).
     pub fn spawnable(&self) -> std::process::Command {
+        self.spawnable_with_password(&self.password_file)
+    }
+
+    /// [`spawnable`](Self::spawnable) with another password file.
+    pub fn spawnable_with_password(&self, password_file: &Path) -> std::process::Command {
         let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_bunker"));
         c.env("HOME", &self.home)
             .env("BUNKER_KDF_PARAMS", "m=1024,t=1,p=1")
@@ -98,7 +103,7 @@ impl TestEnv {
             .arg("-r")
             .arg(&self.repo)
             .arg("--password-file")
-            .arg(&self.password_file);
+            .arg(password_file);
         for v in SCRUBBED_VARS {
             c.env_remove(v);
         }
@@ -484,6 +489,22 @@ pub fn wait_for_pause(child: &mut std::process::Child, name: &str) -> String {
         if line.trim_end() == wanted {
             return seen;
         }
+    }
+}
+
+/// Same file contents (byte for byte) below two directories.
+pub fn assert_same_contents(expected: &Path, actual: &Path) {
+    let want = files_below(expected);
+    let got = files_below(actual);
+    assert_eq!(want.len(), got.len(), "file count");
+    for (path, _) in want {
+        let rel = path.strip_prefix(expected).unwrap();
+        assert_eq!(
+            fs::read(actual.join(rel)).unwrap(),
+            fs::read(&path).unwrap(),
+            "{}",
+            rel.display()
+        );
     }
 }
 
