@@ -117,6 +117,11 @@ pub trait Backend: Send + Sync {
     }
     /// Lists the files of a kind with their sizes.
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError>;
+    /// Lists the names of the files of a kind, for callers that need no
+    /// sizes (a local listing then reads no inode).
+    fn list_names(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {
+        Ok(self.list(kind)?.into_iter().map(|f| f.name).collect())
+    }
     /// The size of one file.
     fn size(&self, kind: FileKind, name: &str) -> Result<u64, BackendError>;
     /// Removes a file; removing a missing file succeeds.

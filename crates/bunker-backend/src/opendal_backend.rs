@@ -329,6 +329,32 @@ impl Backend for OpenDalBackend {
         Ok(out)
     }
 
+    fn list_names(&self, kind: FileKind) -> Result<Vec<String>, BackendError> {
+        let Some(root) = &self.local_root else {
+            return Ok(self.list(kind)?.into_iter().map(|f| f.name).collect());
+        };
+        if matches!(kind, FileKind::Pack | FileKind::Parity) {
+            return Ok(self.list(kind)?.into_iter().map(|f| f.name).collect());
+        }
+        let dir = root.join(kind.dir());
+        let failed = |e| BackendError::from((format!("list {}", kind.dir()).as_str(), e));
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(failed(e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(failed)?;
+            // The directory entry's type, without reading the inode.
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
     fn size(&self, kind: FileKind, name: &str) -> Result<u64, BackendError> {
         let path = kind.path(name);
         let meta = self
@@ -451,6 +477,9 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("repo/data/zz")).unwrap();
         std::fs::write(dir.path().join("repo/data/zz/.DS_Store"), b"x").unwrap();
         assert_eq!(b.list(FileKind::Pack).unwrap()[0].name, ".DS_Store");
+        b.write(FileKind::Snapshot, "s2", b"2").unwrap();
+        b.write(FileKind::Snapshot, "s1", b"1").unwrap();
+        assert_eq!(b.list_names(FileKind::Snapshot).unwrap(), ["s1", "s2"]);
     }
 
     #[test]

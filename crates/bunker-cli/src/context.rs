@@ -41,6 +41,25 @@ pub struct GlobalArgs {
     /// Print only errors and warnings
     #[arg(short, long, global = true)]
     pub quiet: bool,
+
+    /// Keep the local cache under DIR (default: the user's cache directory)
+    #[arg(long, env = "BUNKER_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Use no local cache: read everything from the repository
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+}
+
+impl GlobalArgs {
+    /// Where the local cache lives, unless `--no-cache`.
+    pub fn cache_root(&self) -> Option<PathBuf> {
+        match (self.no_cache, &self.cache_dir) {
+            (true, _) => None,
+            (false, Some(dir)) => Some(dir.clone()),
+            (false, None) => DefaultPaths::resolve().ok().map(|d| d.cache_dir),
+        }
+    }
 }
 
 /// Where the zero-configuration default lives.
@@ -161,11 +180,14 @@ impl Target {
     pub fn open(&self, global: &GlobalArgs) -> Result<Repository<Open>> {
         let backend = self.backend(false)?;
         let password = self.password(global)?;
-        let repo = Repository::open(backend, &password).map_err(|e| match e {
+        let mut repo = Repository::open(backend, &password).map_err(|e| match e {
             EngineError::RepositoryNotFound { detail, .. } => self.not_found(&detail),
             other => other,
         })?;
         warn_notices(&repo);
+        if let Some(root) = global.cache_root() {
+            repo.use_cache(&root);
+        }
         Ok(repo)
     }
 
@@ -209,8 +231,11 @@ impl Target {
     pub fn open_or_create_default(&self, global: &GlobalArgs) -> Result<Repository<Open>> {
         if let Some(d) = &self.default {
             if !d.repository.join("config").exists() {
-                let (repo, key_file) = self.init(global, InitOptions::default())?;
+                let (mut repo, key_file) = self.init(global, InitOptions::default())?;
                 warn_notices(&repo);
+                if let Some(root) = global.cache_root() {
+                    repo.use_cache(&root);
+                }
                 crate::errln!(
                     "bunker: created the default repository at {}",
                     d.repository.display()
@@ -230,14 +255,14 @@ impl Target {
 
     /// What a backup never stores: the repository itself (when local) and
     /// bunker's cache, however they are reached.
-    pub fn protected_from_backup(&self) -> ProtectedPaths {
+    pub fn protected_from_backup(&self, global: &GlobalArgs) -> ProtectedPaths {
         let mut paths: Vec<PathBuf> = self
             .location
             .local_path()
             .map(Path::to_path_buf)
             .into_iter()
             .collect();
-        paths.extend(DefaultPaths::resolve().ok().map(|d| d.cache_dir));
+        paths.extend(global.cache_root());
         ProtectedPaths::new(paths)
     }
 
@@ -251,9 +276,8 @@ impl Target {
             .map(Path::to_path_buf)
             .into_iter()
             .collect();
-        if let Ok(d) = DefaultPaths::resolve() {
-            paths.extend([d.config_dir, d.cache_dir]);
-        }
+        paths.extend(DefaultPaths::resolve().ok().map(|d| d.config_dir));
+        paths.extend(global.cache_root());
         paths.extend(global.password_file.clone());
         ProtectedPaths::new(paths)
     }

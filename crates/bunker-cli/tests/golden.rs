@@ -44,6 +44,9 @@ fn bunker(repo: &Path, args: &[&str]) -> Output {
         .env_remove("BUNKER_PASSWORD")
         .env_remove("BUNKER_PASSWORD_COMMAND")
         .env_remove("BUNKER_PASSWORD_FILE")
+        // Copies of one golden repository share its id, so a cache would
+        // answer for a damaged copy with what an intact one held.
+        .arg("--no-cache")
         .arg("-r")
         .arg(repo)
         .arg("--password-file")

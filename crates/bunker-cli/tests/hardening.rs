@@ -430,6 +430,9 @@ fn one_damaged_snapshot_never_blocks_the_rest() {
     let all = ids(&env);
     let (damaged, intact) = (&all[0], &all[1]);
     flip_byte(&env.repo.join("snapshots").join(damaged), 20);
+    // As on a machine that never read it: a cached snapshot stays readable
+    // (its content was verified when cached), and only `check` reads the file.
+    fs::remove_dir_all(env.home.join(".cache/bunker")).unwrap();
     let short = &damaged[..8];
 
     let out = run(env.cmd().args(["snapshots", "--json"]));
@@ -472,6 +475,7 @@ fn one_damaged_snapshot_never_blocks_the_rest() {
     // repair snapshots --forget removes a damaged file too.
     let last = ids(&env).pop().unwrap();
     flip_byte(&env.repo.join("snapshots").join(&last), 20);
+    fs::remove_dir_all(env.home.join(".cache/bunker")).unwrap();
     let out = run(env
         .cmd()
         .args(["repair", "snapshots", "--forget", "--json"]));
@@ -827,4 +831,39 @@ fn engine_failures_are_never_hidden() {
     prune.kill().unwrap();
     prune.wait().unwrap();
     expect_code(&out, 11, "check --repair while a prune runs");
+}
+
+#[test]
+fn snapshots_are_listed_from_a_cache_that_is_never_trusted_blindly() {
+    let env = TestEnv::new();
+    let (a, _) = two_sources(&env);
+    let cache_root = env.home.join(".cache/bunker");
+    let all = ids(&env);
+    let cached = files_below(&cache_root);
+    assert_eq!(cached.len(), 1, "one cache file: {cached:?}");
+    let cache_file = cached[0].0.clone();
+
+    // A snapshot forgotten elsewhere is not revived by the cache.
+    let out = run(env.cmd().args(["--no-cache", "forget", &all[0][..8]]));
+    expect_code(&out, 0, "forget without the cache");
+    assert_eq!(ids(&env), vec![all[1].clone()]);
+    // A damaged cache is discarded and rebuilt; the listing stays right.
+    flip_byte(&cache_file, 60);
+    assert_eq!(ids(&env), vec![all[1].clone()]);
+    // Another repository's cache (another key) in its place is discarded.
+    let other = env.path("other");
+    expect_code(&env.on_repo(&other, &["init"]), 0, "init another");
+    expect_code(&env.on_repo(&other, &["backup", s(&a)]), 0, "backup");
+    expect_code(&env.on_repo(&other, &["snapshots"]), 0, "snapshots");
+    let other_cache = files_below(&cache_root)
+        .into_iter()
+        .map(|(p, _)| p)
+        .find(|p| *p != cache_file)
+        .unwrap();
+    fs::copy(&other_cache, &cache_file).unwrap();
+    assert_eq!(ids(&env), vec![all[1].clone()]);
+    // check reads the snapshot files themselves, not the cache.
+    flip_byte(&env.repo.join("snapshots").join(&all[1]), 20);
+    let out = run(env.cmd().arg("check"));
+    expect_code(&out, 1, "check of a damaged snapshot file that is cached");
 }

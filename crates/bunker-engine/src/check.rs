@@ -203,7 +203,8 @@ pub fn check(
         .into_iter()
         .flat_map(|(_, r)| r.packs)
         .collect();
-    let snapshots = repo.snapshot_list()?;
+    // The files themselves, not the cache: damage at rest must show.
+    let snapshots = repo.snapshot_list_from_storage()?;
     report.snapshots = snapshots.entries.len() + snapshots.unreadable.len();
     for u in &snapshots.unreadable {
         report.unreadable_snapshots.push(u.id);

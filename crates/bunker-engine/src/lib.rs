@@ -5,6 +5,7 @@
 //! [`EngineError`]s that say what failed, on what, and what to do.
 
 pub mod backup;
+pub mod cache;
 pub mod check;
 pub mod diff;
 pub mod dump;

@@ -67,8 +67,8 @@ impl LockStore {
     /// is returned as `None`: callers treat it as held by someone unknown.
     pub fn list(&self) -> Result<Vec<(LockId, Option<Lock>)>> {
         let mut out = Vec::new();
-        for f in self.backend.list(FileKind::Lock)? {
-            let Ok(id) = f.name.parse::<LockId>() else {
+        for name in self.backend.list_names(FileKind::Lock)? {
+            let Ok(id) = name.parse::<LockId>() else {
                 continue;
             };
             match self.read(&id) {

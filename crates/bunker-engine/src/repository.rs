@@ -25,6 +25,7 @@ use bunker_format::snapshot::Snapshot;
 use bunker_format::tree::Tree;
 use bunker_format::FormatError;
 
+use crate::cache::Cache;
 use crate::identity::{hostname, username};
 use crate::index::{BlobLocation, IndexBuilder, MasterIndex};
 use crate::notices::Notices;
@@ -47,6 +48,7 @@ pub struct Repository<S = Open> {
     chunker: Chunker,
     key_name: String,
     notices: Arc<Notices>,
+    cache: Option<Arc<Cache>>,
     state: S,
 }
 
@@ -236,17 +238,17 @@ impl Repository<Open> {
             Err(e) => return Err(e.into()),
         };
         let notices = Arc::new(Notices::default());
-        let key_files = backend.list(FileKind::Key)?;
+        let key_files = backend.list_names(FileKind::Key)?;
         let mut wrong_password = false;
         let mut damaged = Vec::new();
-        for info in &key_files {
-            if parse_name::<KeyId>(&notices, FileKind::Key, &info.name).is_none() {
+        for name in &key_files {
+            if parse_name::<KeyId>(&notices, FileKind::Key, name).is_none() {
                 continue;
             }
-            let opened = read_key_file(&*backend, &info.name).and_then(|kf| {
+            let opened = read_key_file(&*backend, name).and_then(|kf| {
                 kf.open(password).map_err(|e| match e {
                     FormatError::WrongPassword => EngineError::WrongPassword(String::new()),
-                    e => EngineError::corrupt(format!("keys/{}", info.name), e),
+                    e => EngineError::corrupt(format!("keys/{name}"), e),
                 })
             });
             let master = match opened {
@@ -256,7 +258,7 @@ impl Repository<Open> {
                     continue;
                 }
                 Err(e @ EngineError::Corrupt { .. }) => {
-                    damaged.push((info.name.clone(), e));
+                    damaged.push((name.clone(), e));
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -276,7 +278,7 @@ impl Repository<Open> {
                 backend,
                 master,
                 config,
-                info.name.clone(),
+                name.clone(),
                 notices,
             ));
         }
@@ -312,6 +314,7 @@ impl Repository<Open> {
             chunker,
             key_name,
             notices,
+            cache: None,
             state: Open,
         }
     }
@@ -418,6 +421,7 @@ impl<S> Repository<S> {
             chunker,
             key_name,
             notices,
+            cache,
             ..
         } = self;
         Repository {
@@ -428,6 +432,7 @@ impl<S> Repository<S> {
             chunker,
             key_name,
             notices,
+            cache,
             state,
         }
     }
@@ -442,7 +447,21 @@ impl<S> Repository<S> {
             chunker: self.chunker.clone(),
             key_name: self.key_name.clone(),
             notices: self.notices.clone(),
+            cache: self.cache.clone(),
             state: Open,
+        }
+    }
+
+    /// Keeps a local cache of what is read (see [`Cache`]) under `root`, in
+    /// a directory of this repository's own. A cache that cannot be created
+    /// is told and not used.
+    pub fn use_cache(&mut self, root: &std::path::Path) {
+        match Cache::open(root, &self.config.id) {
+            Ok(cache) => self.cache = Some(Arc::new(cache)),
+            Err(e) => self.notices.add(format!(
+                "cannot use the cache in {}: {e}; going on without it",
+                root.display()
+            )),
         }
     }
 
@@ -529,9 +548,9 @@ impl<S> Repository<S> {
     pub fn read_index_files(
         &self,
     ) -> Result<impl Iterator<Item = Result<(IndexId, IndexFile)>> + '_> {
-        let files = self.backend.list(FileKind::Index)?;
-        Ok(files.into_iter().filter_map(move |f| {
-            let id: IndexId = parse_name(&self.notices, FileKind::Index, &f.name)?;
+        let files = self.backend.list_names(FileKind::Index)?;
+        Ok(files.into_iter().filter_map(move |name| {
+            let id: IndexId = parse_name(&self.notices, FileKind::Index, &name)?;
             Some(self.read_index_file(id))
         }))
     }
@@ -573,13 +592,35 @@ impl<S> Repository<S> {
 
     /// Every snapshot file, read. Damaged ones are returned apart; a storage
     /// failure is an error; a snapshot forgotten since the listing is skipped.
+    /// Snapshots found in the cache (verified when they were cached) are
+    /// not read again; the cache is brought up to date.
     pub fn snapshot_list(&self) -> Result<SnapshotList> {
+        self.list_snapshots(self.cache.as_deref())
+    }
+
+    /// [`snapshot_list`](Self::snapshot_list) reading every snapshot file
+    /// from storage, as `check` must.
+    pub fn snapshot_list_from_storage(&self) -> Result<SnapshotList> {
+        self.list_snapshots(None)
+    }
+
+    fn list_snapshots(&self, cache: Option<&Cache>) -> Result<SnapshotList> {
         let mut list = SnapshotList::default();
-        for f in self.backend.list(FileKind::Snapshot)? {
-            let Some(id) = parse_name::<SnapshotId>(&self.notices, FileKind::Snapshot, &f.name)
+        let mut cached = match cache {
+            Some(c) => c.snapshots(&self.keys),
+            None => HashMap::new(),
+        };
+        let mut from_cache = 0;
+        for name in self.backend.list_names(FileKind::Snapshot)? {
+            let Some(id) = parse_name::<SnapshotId>(&self.notices, FileKind::Snapshot, &name)
             else {
                 continue;
             };
+            if let Some(snapshot) = cached.remove(&id) {
+                from_cache += 1;
+                list.entries.push(SnapshotEntry { id, snapshot });
+                continue;
+            }
             match self.read_snapshot(&id) {
                 Ok(snapshot) => list.entries.push(SnapshotEntry { id, snapshot }),
                 // Forgotten since the listing (forget runs concurrently).
@@ -596,6 +637,12 @@ impl<S> Repository<S> {
                 .cmp(&b.snapshot.time_ns)
                 .then(a.id.cmp(&b.id))
         });
+        // Rewritten when it gained or lost a snapshot.
+        if let Some(cache) = cache {
+            if from_cache != list.entries.len() || !cached.is_empty() {
+                cache.store_snapshots(&self.keys, self.config.compression_level, &list.entries);
+            }
+        }
         Ok(list)
     }
 
@@ -679,18 +726,18 @@ impl<S> Repository<S> {
     /// Every key file, readable or damaged.
     pub fn key_files(&self) -> Result<Vec<KeyEntry>> {
         let mut out = Vec::new();
-        for f in self.backend.list(FileKind::Key)? {
-            if parse_name::<KeyId>(&self.notices, FileKind::Key, &f.name).is_none() {
+        for name in self.backend.list_names(FileKind::Key)? {
+            if parse_name::<KeyId>(&self.notices, FileKind::Key, &name).is_none() {
                 continue;
             }
-            let key = read_key_file(&*self.backend, &f.name);
+            let key = read_key_file(&*self.backend, &name);
             if let Err(EngineError::Backend(e)) = &key {
                 if e.kind != ErrorKind::NotFound {
                     return Err(key.unwrap_err());
                 }
                 continue;
             }
-            out.push(KeyEntry { name: f.name, key });
+            out.push(KeyEntry { name, key });
         }
         Ok(out)
     }

@@ -21,6 +21,7 @@ pub mod object;
 pub mod pack;
 pub mod parity;
 pub mod snapshot;
+pub mod snapshot_cache;
 pub mod tree;
 
 pub use error::FormatError;

@@ -33,6 +33,8 @@ pub enum ObjectKind {
     Lock = b'L' as isize,
     /// A condemnation record written by prune.
     Condemnation = b'D' as isize,
+    /// The local cache of decoded snapshots (never in the repository).
+    SnapshotCache = b'K' as isize,
 }
 
 impl ObjectKind {
@@ -43,6 +45,7 @@ impl ObjectKind {
             ObjectKind::Snapshot => "snapshot",
             ObjectKind::Lock => "lock",
             ObjectKind::Condemnation => "condemnation record",
+            ObjectKind::SnapshotCache => "snapshot cache",
         }
     }
 
@@ -74,6 +77,7 @@ pub fn check_prefix(kind: ObjectKind, stored: &[u8]) -> Result<(), FormatError> 
             ObjectKind::Snapshot => "not a bunker snapshot file",
             ObjectKind::Lock => "not a bunker lock file",
             ObjectKind::Condemnation => "not a bunker condemnation record",
+            ObjectKind::SnapshotCache => "not a bunker snapshot cache",
         }));
     }
     if stored[5] != FORMAT_VERSION {

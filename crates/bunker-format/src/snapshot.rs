@@ -70,7 +70,7 @@ pub struct SnapshotSummary {
 }
 
 /// A snapshot, stored encrypted under `snapshots/`.
-#[derive(Clone, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
 #[cbor(map)]
 pub struct Snapshot {
     /// When the backup started (or `--time`), Unix nanoseconds, UTC.

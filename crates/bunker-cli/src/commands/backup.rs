@@ -140,7 +140,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             exclude_caches: args.exclude_caches,
             exclude_larger_than: args.exclude_larger_than,
             // Never the repository itself, however it is named or reached.
-            protected: target.protected_from_backup(),
+            protected: target.protected_from_backup(global),
         },
         tags: args.tags,
         host: args.host,

@@ -20,6 +20,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 const SCRUBBED_VARS: &[&str] = &[
     "XDG_DATA_HOME",
     "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "BUNKER_CACHE_DIR",
     "BUNKER_REPOSITORY",
     "BUNKER_PASSWORD",
     "BUNKER_PASSWORD_FILE",
