@@ -127,13 +127,7 @@ fn persist_local(tmp: tempfile::NamedTempFile, dest: &Path) -> std::io::Result<(
 /// `stat` per file, without OpenDAL's per-entry round trips.
 fn list_local(dir: &Path, fanout: bool) -> std::io::Result<Vec<FileInfo>> {
     let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
+    for entry in dir_entries(dir)? {
         let meta = match entry.metadata() {
             Ok(m) => m,
             // Removed since the directory was read.
@@ -150,6 +144,15 @@ fn list_local(dir: &Path, fanout: bool) -> std::io::Result<Vec<FileInfo>> {
         }
     }
     Ok(out)
+}
+
+/// The entries of a local directory; none if it does not exist.
+fn dir_entries(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => entries.collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -336,16 +339,10 @@ impl Backend for OpenDalBackend {
         if matches!(kind, FileKind::Pack | FileKind::Parity) {
             return Ok(self.list(kind)?.into_iter().map(|f| f.name).collect());
         }
-        let dir = root.join(kind.dir());
-        let failed = |e| BackendError::from((format!("list {}", kind.dir()).as_str(), e));
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(failed(e)),
-        };
+        let entries = dir_entries(&root.join(kind.dir()))
+            .map_err(|e| BackendError::from((format!("list {}", kind.dir()).as_str(), e)))?;
         let mut names = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(failed)?;
             // The directory entry's type, without reading the inode.
             if entry.file_type().is_ok_and(|t| t.is_file()) {
                 names.push(entry.file_name().to_string_lossy().into_owned());
@@ -367,16 +364,10 @@ impl Backend for OpenDalBackend {
         let Some(root) = &self.local_root else {
             return Ok(Vec::new());
         };
-        let dir = root.join(TMP_DIR);
-        let read = |e| BackendError::from(("list tmp", e));
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(read(e)),
-        };
+        let entries =
+            dir_entries(&root.join(TMP_DIR)).map_err(|e| BackendError::from(("list tmp", e)))?;
         let mut out = Vec::new();
         for entry in entries {
-            let entry = entry.map_err(read)?;
             let Ok(meta) = entry.metadata() else { continue };
             if !meta.is_file() {
                 continue;

@@ -253,29 +253,22 @@ impl Target {
         self.open(global)
     }
 
+    /// The repository's directory, when it is local.
+    fn local_path(&self) -> Option<PathBuf> {
+        self.location.local_path().map(Path::to_path_buf)
+    }
+
     /// What a backup never stores: the repository itself (when local) and
     /// bunker's cache, however they are reached.
     pub fn protected_from_backup(&self, global: &GlobalArgs) -> ProtectedPaths {
-        let mut paths: Vec<PathBuf> = self
-            .location
-            .local_path()
-            .map(Path::to_path_buf)
-            .into_iter()
-            .collect();
-        paths.extend(global.cache_root());
-        ProtectedPaths::new(paths)
+        ProtectedPaths::new(self.local_path().into_iter().chain(global.cache_root()))
     }
 
     /// What a restore never writes into, over, or deletes: the repository
     /// (when local), bunker's cache and config directory (the default key),
     /// and the password file.
     pub fn protected_from_restore(&self, global: &GlobalArgs) -> ProtectedPaths {
-        let mut paths: Vec<PathBuf> = self
-            .location
-            .local_path()
-            .map(Path::to_path_buf)
-            .into_iter()
-            .collect();
+        let mut paths: Vec<PathBuf> = self.local_path().into_iter().collect();
         paths.extend(DefaultPaths::resolve().ok().map(|d| d.config_dir));
         paths.extend(global.cache_root());
         paths.extend(global.password_file.clone());

@@ -234,7 +234,7 @@ pub fn check(
     if options.read_data || options.read_data_subset.is_some() || options.repair {
         read_packs(&repo, &options, &mut report, &mut damage, &*progress)?;
         if !report.repaired.is_empty() {
-            stored = stored_packs(&repo)?;
+            stored = repo.stored_packs()?;
         }
     }
     check_packs_exist(&repo, &stored, &condemned, &mut report, &mut damage)?;
@@ -269,16 +269,6 @@ pub fn check(
     }
     report.damaged_blobs = blobs.into_keys().collect();
     Ok(report)
-}
-
-/// Every pack on storage with its size.
-fn stored_packs(repo: &Repository<Indexed>) -> Result<HashMap<PackId, u64>> {
-    Ok(repo
-        .backend()
-        .list(FileKind::Pack)?
-        .into_iter()
-        .filter_map(|f| Some((f.name.parse().ok()?, f.size)))
-        .collect())
 }
 
 /// Indexed packs that storage does not hold at their indexed length.

@@ -254,7 +254,7 @@ fn plan(repo: &Repository<Indexed>, threshold: f64, used: &mut HashSet<BlobId>) 
     let snapshots = reference_blobs(repo, used)?;
     let used = &*used;
     let files = read_index_files(repo)?;
-    let stored: HashMap<PackId, u64> = stored_packs(repo)?;
+    let stored: HashMap<PackId, u64> = repo.stored_packs()?;
     let mut counted: HashSet<BlobId> = HashSet::with_capacity(used.len());
     let mut seen: HashSet<PackId> = HashSet::new();
     let mut plan = Plan {
@@ -545,7 +545,7 @@ fn delete_condemned(
         repo.backend().remove(FileKind::Index, &index.to_hex())?;
         report.indexes_deleted += 1;
     }
-    let sizes = stored_packs(repo)?;
+    let sizes = repo.stored_packs()?;
     for pack in &deleting {
         if let Some(size) = sizes.get(pack) {
             repo.backend().remove(FileKind::Pack, &pack.to_hex())?;
@@ -572,17 +572,8 @@ fn read_index_files(repo: &Repository<Indexed>) -> Result<Vec<(IndexId, IndexFil
         })
 }
 
-fn stored_packs(repo: &Repository<Indexed>) -> Result<HashMap<PackId, u64>> {
-    Ok(repo
-        .backend()
-        .list(FileKind::Pack)?
-        .into_iter()
-        .filter_map(|f| Some((f.name.parse().ok()?, f.size)))
-        .collect())
-}
-
 fn pack_sizes(repo: &Repository<Indexed>, packs: &[PackId]) -> Result<u64> {
-    let sizes = stored_packs(repo)?;
+    let sizes = repo.stored_packs()?;
     Ok(packs.iter().filter_map(|p| sizes.get(p)).sum())
 }
 

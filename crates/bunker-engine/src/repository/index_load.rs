@@ -1,0 +1,170 @@
+//! Loading the index: every readable index file, with the packs that
+//! storage no longer holds (or that a prune condemned) marked.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use bunker_backend::{ErrorKind, FileKind};
+use bunker_format::blob::BlobType;
+use bunker_format::id::{BlobId, IndexId, PackId};
+use bunker_format::index::IndexFile;
+use bunker_format::object::ObjectKind;
+
+use super::{parse_name, Indexed, Open, Repository};
+use crate::index::{BlobLocation, IndexBuilder, MasterIndex};
+use crate::{EngineError, Result};
+
+/// Everything read while loading the index, for callers that report
+/// problems themselves (`check`).
+pub struct IndexLoad {
+    /// The repository with what could be read.
+    pub repo: Repository<Indexed>,
+    /// Index files that could not be read.
+    pub errors: Vec<EngineError>,
+    /// Every pack on storage with its size, listed after the index files
+    /// were read (so every pack they name was written before the listing).
+    pub stored: HashMap<PackId, u64>,
+}
+
+impl Repository<Open> {
+    /// Loads every readable index file. An unreadable one is told (with the
+    /// advice to run `repair index`) and left out, as are packs missing from
+    /// storage: a blob stored again elsewhere is read from there.
+    pub fn load_index(self) -> Result<Repository<Indexed>> {
+        self.load_index_told(&HashSet::new())
+    }
+
+    /// Loads the index a writer uses: as [`load_index`](Self::load_index),
+    /// with the packs a prune has condemned marked so that their blobs can
+    /// be read but are never deduplicated against. A backup that started
+    /// after a condemnation never references those packs, which is what lets
+    /// prune delete them once the sessions that started earlier end. Blobs
+    /// found only in packs missing from storage count as absent too, so a
+    /// backup stores them again rather than reference lost data.
+    pub fn load_index_for_writing(self) -> Result<Repository<Indexed>> {
+        let condemned: HashSet<PackId> = self
+            .readable_condemnations()?
+            .into_iter()
+            .flat_map(|(_, r)| r.packs)
+            .collect();
+        self.load_index_told(&condemned)
+    }
+
+    fn load_index_told(self, condemned: &HashSet<PackId>) -> Result<Repository<Indexed>> {
+        let load = self.load_index_report(condemned)?;
+        let notices = &load.repo.notices;
+        for e in &load.errors {
+            notices.add(format!(
+                "{e}: left out of the index; `bunker repair index` rebuilds it from the packs"
+            ));
+        }
+        let absent: Vec<(PackId, u64)> = load.repo.index().absent_packs().collect();
+        if let Some((first, _)) = absent.first() {
+            notices.add(format!(
+                "{} pack(s) named by the index are missing from storage or damaged (pack {} and others): data found only there is stored again by the next backup that has it; `bunker check` names what older snapshots lost",
+                absent.len(),
+                first.short()
+            ));
+        }
+        Ok(load.repo)
+    }
+
+    /// Loads every readable index file, with `condemned` packs marked, and
+    /// returns what could not be read. Index files that vanish while being
+    /// read (a prune replaced them) make it list and read again.
+    pub fn load_index_report(self, condemned: &HashSet<PackId>) -> Result<IndexLoad> {
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let mut index = IndexBuilder::new()?;
+            let mut errors = Vec::new();
+            let mut vanished = false;
+            for file in self.read_index_files()? {
+                match file {
+                    Ok((_, f)) => index.add(&f, condemned)?,
+                    Err(EngineError::Backend(e))
+                        if e.kind == ErrorKind::NotFound && attempt < ATTEMPTS =>
+                    {
+                        vanished = true;
+                        break;
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            if vanished {
+                continue;
+            }
+            // Listed after the index files were read: every pack they name
+            // was written before them.
+            let stored = self.stored_packs()?;
+            let absent: HashSet<PackId> = index
+                .packs()
+                .iter()
+                .filter(|(id, length)| stored.get(id) != Some(length))
+                .map(|(id, _)| *id)
+                .collect();
+            let index = Arc::new(index.finish(&absent)?);
+            return Ok(IndexLoad {
+                repo: self.with_state(Indexed { index }),
+                errors,
+                stored,
+            });
+        }
+        unreachable!("the last attempt returns")
+    }
+}
+
+impl<S> Repository<S> {
+    /// Reads every index file; each item is that file's id and content, or the error reading it.
+    pub fn read_index_files(
+        &self,
+    ) -> Result<impl Iterator<Item = Result<(IndexId, IndexFile)>> + '_> {
+        let files = self.backend.list_names(FileKind::Index)?;
+        Ok(files.into_iter().filter_map(move |name| {
+            let id: IndexId = parse_name(&self.notices, FileKind::Index, &name)?;
+            Some(self.read_index_file(id))
+        }))
+    }
+
+    /// Reads one index file.
+    fn read_index_file(&self, id: IndexId) -> Result<(IndexId, IndexFile)> {
+        {
+            let name = id.to_hex();
+            let plain = self.read_object(FileKind::Index, ObjectKind::Index, &name)?;
+            let file = IndexFile::decode(&plain)
+                .map_err(|e| EngineError::corrupt(format!("index/{name}"), e))?;
+            Ok((id, file))
+        }
+    }
+
+    /// Writes an index file.
+    pub fn write_index(&self, file: &IndexFile) -> Result<IndexId> {
+        Ok(IndexId(self.write_object(
+            FileKind::Index,
+            ObjectKind::Index,
+            &file.encode(),
+        )?))
+    }
+}
+
+impl Repository<Indexed> {
+    /// The same repository with every index file read again (after this
+    /// process or another changed them).
+    pub fn reload_index(&self) -> Result<Repository<Indexed>> {
+        self.reopened().load_index()
+    }
+
+    /// The loaded index.
+    pub fn index(&self) -> &Arc<MasterIndex> {
+        &self.state.index
+    }
+
+    /// Where a blob is stored; an error if no index has it.
+    pub fn locate(&self, kind: BlobType, id: &BlobId) -> Result<BlobLocation> {
+        self.index()
+            .get(id)?
+            .ok_or_else(|| EngineError::BlobMissing {
+                kind: kind.name(),
+                id: id.to_hex(),
+            })
+    }
+}

@@ -1,0 +1,125 @@
+//! Key files: reading them (damaged ones apart), adding, removing, re-keying.
+
+use bunker_backend::{Backend, ErrorKind, FileKind};
+use bunker_format::crypto::MasterKey;
+use bunker_format::id::{storage_name, KeyId};
+use bunker_format::keyfile::{KdfParams, KeyFile};
+use bunker_format::FormatError;
+
+use super::{parse_name, Repository};
+use crate::identity::{hostname, username};
+use crate::{EngineError, Result};
+
+/// A key file as listed: readable, or damaged.
+#[derive(Debug)]
+pub struct KeyEntry {
+    /// Its name (the hash of its bytes).
+    pub name: String,
+    /// The key file, or why it cannot be read.
+    pub key: Result<KeyFile>,
+}
+
+/// Reads a key file and checks it against its name (the hash of its bytes),
+/// so a damaged key file is reported as damage, not as a wrong password.
+pub(super) fn read_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
+    let label = format!("keys/{name}");
+    let bytes = backend.read(FileKind::Key, name)?;
+    if storage_name(&bytes) != name {
+        return Err(EngineError::corrupt(
+            label,
+            FormatError::IdMismatch(name.to_string()),
+        ));
+    }
+    KeyFile::from_json(&bytes).map_err(|e| EngineError::corrupt(label, e))
+}
+
+pub(super) fn write_key(
+    backend: &dyn Backend,
+    master: &MasterKey,
+    password: &[u8],
+    kdf: KdfParams,
+) -> Result<String> {
+    let kf = KeyFile::create(
+        master,
+        password,
+        kdf,
+        chrono::Utc::now().to_rfc3339(),
+        hostname(),
+        username(),
+    )
+    .map_err(|e| EngineError::Invalid(e.to_string()))?;
+    let bytes = kf.to_json();
+    let name = storage_name(&bytes);
+    backend.write(FileKind::Key, &name, &bytes)?;
+    Ok(name)
+}
+
+impl<S> Repository<S> {
+    /// Every key file, readable or damaged.
+    pub fn key_files(&self) -> Result<Vec<KeyEntry>> {
+        let mut out = Vec::new();
+        for name in self.backend.list_names(FileKind::Key)? {
+            if parse_name::<KeyId>(&self.notices, FileKind::Key, &name).is_none() {
+                continue;
+            }
+            let key = read_key_file(&*self.backend, &name);
+            if let Err(EngineError::Backend(e)) = &key {
+                if e.kind != ErrorKind::NotFound {
+                    return Err(key.unwrap_err());
+                }
+                continue;
+            }
+            out.push(KeyEntry { name, key });
+        }
+        Ok(out)
+    }
+
+    /// Adds a key file wrapping the same master key under a new password.
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
+        write_key(&*self.backend, &self.master, password, kdf)
+    }
+
+    /// Removes a key file (damaged or not). The key in use cannot be removed.
+    pub fn remove_key(&self, name: &str) -> Result<()> {
+        if name == self.key_name {
+            return Err(EngineError::Invalid(
+                "refusing to remove the key in use; open with another key first".into(),
+            ));
+        }
+        let names: Vec<String> = self
+            .backend
+            .list(FileKind::Key)?
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        if !names.iter().any(|n| n == name) {
+            return Err(EngineError::Invalid(format!("no key {name}")));
+        }
+        self.backend.remove(FileKind::Key, name)?;
+        Ok(())
+    }
+
+    /// Replaces the key in use by one under a new password: the new key file
+    /// is written and proved to open the repository before the old one is
+    /// removed. Returns the new key's name.
+    pub fn change_password(&mut self, password: &[u8], kdf: KdfParams) -> Result<String> {
+        let name = self.add_key(password, kdf)?;
+        let opened = read_key_file(&*self.backend, &name).and_then(|kf| {
+            kf.open(password)
+                .map_err(|e| EngineError::corrupt(format!("keys/{name}"), e))
+        });
+        match opened {
+            Ok(master) if master.as_bytes() == self.master.as_bytes() => {}
+            other => {
+                let _ = self.backend.remove(FileKind::Key, &name);
+                return Err(match other {
+                    Err(e) => e,
+                    Ok(_) => EngineError::Internal("the new key file wraps another key".into()),
+                });
+            }
+        }
+        let old = std::mem::replace(&mut self.key_name, name.clone());
+        self.backend.remove(FileKind::Key, &old)?;
+        Ok(name)
+    }
+}

@@ -1,0 +1,387 @@
+//! Opening, creating and reading a repository.
+//!
+//! A [`Repository<Open>`] knows its keys and config; only a
+//! [`Repository<Indexed>`], which has loaded every index file, can be asked
+//! for blobs. The states are types so the compiler enforces the order.
+
+mod index_load;
+mod keys;
+mod packs;
+mod records;
+mod snapshots;
+
+use std::sync::Arc;
+
+use bunker_backend::{Backend, ErrorKind, FileKind};
+use bunker_format::chunker::Chunker;
+use bunker_format::config::RepoConfig;
+use bunker_format::crypto::{fill_random, MasterKey, RepoKeys};
+use bunker_format::id::{storage_hash, storage_name, KeyId};
+use bunker_format::keyfile::KdfParams;
+use bunker_format::object::{open_object, seal_object, ObjectKind};
+use bunker_format::FormatError;
+
+use crate::cache::Cache;
+use crate::index::MasterIndex;
+use crate::notices::Notices;
+use crate::{EngineError, Result};
+use keys::{read_key_file, write_key};
+
+pub use index_load::IndexLoad;
+pub use keys::KeyEntry;
+pub use packs::PackRead;
+pub use records::RecordList;
+pub use snapshots::{SnapshotEntry, SnapshotList, UnreadableSnapshot};
+
+/// State: keys and config loaded, index not loaded.
+pub struct Open;
+
+/// State: every index file loaded.
+pub struct Indexed {
+    index: Arc<MasterIndex>,
+}
+
+/// An open repository in state `S`.
+pub struct Repository<S = Open> {
+    backend: Arc<dyn Backend>,
+    keys: RepoKeys,
+    master: MasterKey,
+    config: RepoConfig,
+    chunker: Chunker,
+    key_name: String,
+    notices: Arc<Notices>,
+    cache: Option<Arc<Cache>>,
+    state: S,
+}
+
+/// Settings for a new repository; `None` takes the format's default.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InitOptions {
+    /// Cost of the first key's password derivation.
+    pub kdf: KdfParams,
+    /// Pack target size in bytes (1 MiB..1 GiB).
+    pub pack_size: Option<u32>,
+    /// zstd level for new data (-7..22).
+    pub compression_level: Option<i32>,
+    /// Keep Reed–Solomon parity for every pack.
+    pub parity: bool,
+}
+
+impl InitOptions {
+    /// The config these options give (with a zero id), or why they are invalid.
+    pub fn config(&self) -> Result<RepoConfig> {
+        let mut config = RepoConfig::new([0u8; 32], chrono::Utc::now().timestamp());
+        config.pack_size = self.pack_size.unwrap_or(config.pack_size);
+        config.compression_level = self.compression_level.unwrap_or(config.compression_level);
+        config.parity = self.parity;
+        config
+            .validate()
+            .map_err(|e| EngineError::Invalid(format!("cannot create the repository: {e}")))?;
+        Ok(config)
+    }
+}
+
+/// The name of a stored file as an id, or `None` for a stray file (a
+/// `.DS_Store`, an editor's backup), which is told once and otherwise ignored.
+fn parse_name<T: std::str::FromStr>(notices: &Notices, kind: FileKind, name: &str) -> Option<T> {
+    let parsed = name.parse().ok();
+    if parsed.is_none() {
+        notices.add(format!(
+            "ignored {}/{}: not a file bunker writes",
+            kind.dir(),
+            name.escape_debug()
+        ));
+    }
+    parsed
+}
+
+/// Why the config file is missing: an empty place, or a damaged repository.
+fn missing_config(backend: &dyn Backend) -> EngineError {
+    let holds = |kind| backend.list(kind).map(|l| !l.is_empty()).unwrap_or(false);
+    let parts: Vec<&str> = [
+        (FileKind::Key, "key files"),
+        (FileKind::Snapshot, "snapshots"),
+        (FileKind::Index, "index files"),
+    ]
+    .into_iter()
+    .filter(|(kind, _)| holds(*kind))
+    .map(|(_, what)| what)
+    .collect();
+    if parts.is_empty() {
+        return EngineError::not_found(backend.location(), "no bunker repository here");
+    }
+    EngineError::RepositoryDamaged {
+        location: backend.location(),
+        detail: format!(
+            "its config file is missing, though it holds {}; restore `config` from a copy of the repository (`bunker init` will not overwrite this)",
+            parts.join(" and ")
+        ),
+    }
+}
+
+/// The first characters of a stored name, for messages.
+pub fn short_name(name: &str) -> &str {
+    name.get(..8).unwrap_or(name)
+}
+
+impl Repository<Open> {
+    /// Creates a repository: directories, first key, then config (written
+    /// last, so a repository exists only once it is complete).
+    pub fn init(backend: Arc<dyn Backend>, password: &[u8], options: InitOptions) -> Result<Self> {
+        let mut config = options.config()?;
+        if backend.exists(FileKind::Config, "")? {
+            return Err(EngineError::RepositoryExists(backend.location()));
+        }
+        if let EngineError::RepositoryDamaged { location, detail } = missing_config(&*backend) {
+            return Err(EngineError::RepositoryDamaged {
+                location,
+                detail: format!("{detail}; refusing to create a repository over it"),
+            });
+        }
+        backend.create()?;
+        let master = MasterKey::generate();
+        let key_name = write_key(&*backend, &master, password, options.kdf)?;
+        fill_random(&mut config.id);
+        let keys = master.derive();
+        let stored = seal_object(
+            &keys,
+            ObjectKind::Config,
+            &config.encode(),
+            config.compression_level,
+        );
+        backend.write(FileKind::Config, "", &stored)?;
+        Ok(Self::assemble(
+            backend,
+            master,
+            config,
+            key_name,
+            Arc::default(),
+        ))
+    }
+
+    /// Opens a repository with a password, trying each key file. A damaged
+    /// key file is skipped (and told); a password that opens none of the
+    /// readable ones is [`EngineError::WrongPassword`].
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self> {
+        let config_bytes = match backend.read(FileKind::Config, "") {
+            Ok(b) => b,
+            Err(e) if e.kind == ErrorKind::NotFound => return Err(missing_config(&*backend)),
+            Err(e) => return Err(e.into()),
+        };
+        let notices = Arc::new(Notices::default());
+        let key_files = backend.list_names(FileKind::Key)?;
+        let mut wrong_password = false;
+        let mut damaged = Vec::new();
+        for name in &key_files {
+            if parse_name::<KeyId>(&notices, FileKind::Key, name).is_none() {
+                continue;
+            }
+            let opened = read_key_file(&*backend, name).and_then(|kf| {
+                kf.open(password).map_err(|e| match e {
+                    FormatError::WrongPassword => EngineError::WrongPassword(String::new()),
+                    e => EngineError::corrupt(format!("keys/{name}"), e),
+                })
+            });
+            let master = match opened {
+                Ok(master) => master,
+                Err(EngineError::WrongPassword(_)) => {
+                    wrong_password = true;
+                    continue;
+                }
+                Err(e @ EngineError::Corrupt { .. }) => {
+                    damaged.push((name.clone(), e));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for (name, e) in &damaged {
+                notices.add(format!(
+                    "{e}; `bunker key remove {}` removes the damaged key file",
+                    short_name(name)
+                ));
+            }
+            let keys = master.derive();
+            let plain = open_object(&keys, ObjectKind::Config, &config_bytes)
+                .map_err(|e| EngineError::corrupt("config", e))?;
+            let config =
+                RepoConfig::decode(&plain).map_err(|e| EngineError::corrupt("config", e))?;
+            return Ok(Self::assemble(
+                backend,
+                master,
+                config,
+                name.clone(),
+                notices,
+            ));
+        }
+        if wrong_password {
+            return Err(EngineError::WrongPassword(backend.location()));
+        }
+        let detail = match damaged.into_iter().next() {
+            Some((_, e)) => format!(
+                "no key file can be read ({e}); restore keys/ from a copy of the repository"
+            ),
+            None => "it has no key files (keys/ is missing or empty), so no password can open it; restore keys/ from a copy of the repository".to_string(),
+        };
+        Err(EngineError::RepositoryDamaged {
+            location: backend.location(),
+            detail,
+        })
+    }
+
+    fn assemble(
+        backend: Arc<dyn Backend>,
+        master: MasterKey,
+        config: RepoConfig,
+        key_name: String,
+        notices: Arc<Notices>,
+    ) -> Self {
+        let keys = master.derive();
+        let chunker = Chunker::new(config.chunker, keys.chunker_key());
+        Repository {
+            backend,
+            keys,
+            master,
+            config,
+            chunker,
+            key_name,
+            notices,
+            cache: None,
+            state: Open,
+        }
+    }
+}
+
+impl<S> Repository<S> {
+    /// The same repository in another state.
+    fn with_state<T>(self, state: T) -> Repository<T> {
+        let Repository {
+            backend,
+            keys,
+            master,
+            config,
+            chunker,
+            key_name,
+            notices,
+            cache,
+            ..
+        } = self;
+        Repository {
+            backend,
+            keys,
+            master,
+            config,
+            chunker,
+            key_name,
+            notices,
+            cache,
+            state,
+        }
+    }
+
+    /// A second handle on the same repository, without its index.
+    pub fn reopened(&self) -> Repository<Open> {
+        Repository {
+            backend: self.backend.clone(),
+            keys: self.keys.clone(),
+            master: self.master.clone(),
+            config: self.config.clone(),
+            chunker: self.chunker.clone(),
+            key_name: self.key_name.clone(),
+            notices: self.notices.clone(),
+            cache: self.cache.clone(),
+            state: Open,
+        }
+    }
+
+    /// Keeps a local cache of what is read (see [`Cache`]) under `root`, in
+    /// a directory of this repository's own. A cache that cannot be created
+    /// is told and not used.
+    pub fn use_cache(&mut self, root: &std::path::Path) {
+        match Cache::open(root, &self.config.id) {
+            Ok(cache) => self.cache = Some(Arc::new(cache)),
+            Err(e) => self.notices.add(format!(
+                "cannot use the cache in {}: {e}; going on without it",
+                root.display()
+            )),
+        }
+    }
+
+    /// Problems met and gone past (damaged snapshot or key files, unreadable
+    /// index files, stray files), each told once.
+    pub fn notices(&self) -> &Notices {
+        &self.notices
+    }
+
+    /// The storage.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// Working keys.
+    pub fn keys(&self) -> &RepoKeys {
+        &self.keys
+    }
+
+    /// The config.
+    pub fn config(&self) -> &RepoConfig {
+        &self.config
+    }
+
+    /// The keyed chunker.
+    pub fn chunker(&self) -> &Chunker {
+        &self.chunker
+    }
+
+    /// Name of the key file that opened the repository.
+    pub fn key_name(&self) -> &str {
+        &self.key_name
+    }
+
+    /// Reads and decrypts one whole-file object named by the hash of its bytes.
+    fn read_object(&self, kind: FileKind, object: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        let stored = self.backend.read(kind, name)?;
+        let label = format!("{}/{}", kind.dir(), name);
+        if storage_name(&stored) != name {
+            return Err(EngineError::corrupt(
+                label,
+                FormatError::IdMismatch(name.to_string()),
+            ));
+        }
+        open_object(&self.keys, object, &stored).map_err(|e| EngineError::corrupt(label, e))
+    }
+
+    /// Reads and decrypts an object stored under a random name (a lock or a
+    /// condemnation record), which is rewritten in place and so cannot be
+    /// named by its hash.
+    pub(crate) fn read_named(
+        &self,
+        kind: FileKind,
+        object: ObjectKind,
+        name: &str,
+    ) -> Result<Vec<u8>> {
+        let stored = self.backend.read(kind, name)?;
+        open_object(&self.keys, object, &stored)
+            .map_err(|e| EngineError::corrupt(format!("{}/{}", kind.dir(), name), e))
+    }
+
+    /// Encrypts and stores (or replaces) an object under a random name.
+    pub(crate) fn write_named(
+        &self,
+        kind: FileKind,
+        object: ObjectKind,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<()> {
+        let stored = seal_object(&self.keys, object, payload, self.config.compression_level);
+        self.backend.write(kind, name, &stored)?;
+        Ok(())
+    }
+
+    /// Encrypts and stores an object under the hash of its bytes.
+    fn write_object(&self, kind: FileKind, object: ObjectKind, payload: &[u8]) -> Result<[u8; 32]> {
+        let stored = seal_object(&self.keys, object, payload, self.config.compression_level);
+        let id = storage_hash(&stored);
+        self.backend.write(kind, &storage_name(&stored), &stored)?;
+        Ok(id)
+    }
+}

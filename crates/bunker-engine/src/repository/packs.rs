@@ -1,0 +1,150 @@
+//! Reading packs and blobs, healing from parity where the repository keeps it.
+
+use std::collections::HashMap;
+
+use bunker_backend::{ErrorKind, FileKind};
+use bunker_format::blob::{decode_blob, BlobType};
+use bunker_format::id::{storage_hash, BlobId, PackId};
+use bunker_format::pack::{parse_header, parse_trailer, PackEntry, TRAILER_LEN};
+use bunker_format::parity::Repair;
+use bunker_format::tree::Tree;
+use bunker_format::FormatError;
+
+use super::{Indexed, Repository};
+use crate::{EngineError, Result};
+
+/// A whole pack as read by [`Repository::read_pack`].
+pub enum PackRead {
+    /// It matches its name.
+    Intact(Vec<u8>),
+    /// It did not match its name and was rebuilt from its parity file.
+    Healed {
+        /// The pack as written.
+        bytes: Vec<u8>,
+        /// Shards rebuilt.
+        shards: usize,
+    },
+    /// It does not match its name and could not be rebuilt: the bytes read
+    /// (empty if the pack is missing) and why parity did not help.
+    Damaged(Vec<u8>, String),
+}
+
+impl<S> Repository<S> {
+    /// Every pack on storage with its size (stray files left out).
+    pub fn stored_packs(&self) -> Result<HashMap<PackId, u64>> {
+        Ok(self
+            .backend
+            .list(FileKind::Pack)?
+            .into_iter()
+            .filter_map(|f| Some((f.name.parse().ok()?, f.size)))
+            .collect())
+    }
+
+    /// Reads a pack's header (from its end: trailer, then sealed header)
+    /// without reading its blobs; `size` is its length on storage.
+    pub fn read_pack_header(&self, id: &PackId, size: u64) -> Result<Vec<PackEntry>> {
+        let name = id.to_hex();
+        let corrupt = |e| EngineError::corrupt(format!("pack {name}"), e);
+        if size < TRAILER_LEN as u64 {
+            return Err(corrupt(FormatError::Malformed(
+                "shorter than a pack trailer",
+            )));
+        }
+        let trailer = self.backend.read_range(
+            FileKind::Pack,
+            &name,
+            size - TRAILER_LEN as u64,
+            TRAILER_LEN as u64,
+        )?;
+        let header_len = parse_trailer(&trailer).map_err(corrupt)? as u64;
+        let start = size
+            .checked_sub(TRAILER_LEN as u64 + header_len)
+            .ok_or_else(|| corrupt(FormatError::Malformed("header longer than the pack")))?;
+        let sealed = self
+            .backend
+            .read_range(FileKind::Pack, &name, start, header_len)?;
+        parse_header(&self.keys, &sealed, size).map_err(corrupt)
+    }
+
+    /// Reads a whole pack and checks it against its name; a damaged (or
+    /// missing) pack is rebuilt from its parity file when the repository
+    /// keeps parity.
+    pub fn read_pack(&self, id: &PackId) -> Result<PackRead> {
+        let name = id.to_hex();
+        let stored = match self.backend.read(FileKind::Pack, &name) {
+            Ok(b) => b,
+            Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        if storage_hash(&stored) == id.0 {
+            return Ok(PackRead::Intact(stored));
+        }
+        if !self.config.parity {
+            let why = match stored.is_empty() {
+                true => "missing",
+                false => "content does not match its name",
+            };
+            return Ok(PackRead::Damaged(stored, why.into()));
+        }
+        let parity = match self.backend.read(FileKind::Parity, &name) {
+            Ok(p) => p,
+            Err(e) => return Ok(PackRead::Damaged(stored, format!("no parity: {e}"))),
+        };
+        Ok(
+            match bunker_format::parity::repair(&stored, &parity, &id.0) {
+                Ok(Repair::Repaired { bytes, shards }) => PackRead::Healed { bytes, shards },
+                Ok(Repair::Intact) => PackRead::Intact(stored),
+                Err(e) => PackRead::Damaged(stored, format!("parity cannot repair it: {e}")),
+            },
+        )
+    }
+}
+
+impl Repository<Indexed> {
+    /// Reads, decrypts and verifies one blob. When the repository keeps
+    /// parity, a blob that fails to read is read again from its pack rebuilt
+    /// from parity (the damaged pack itself is left for `check --repair`).
+    pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Vec<u8>> {
+        let loc = self.locate(kind, id)?;
+        let (pack, _) = self.index().pack(loc.pack);
+        let decode = |stored: &[u8]| {
+            decode_blob(&self.keys, kind, id, loc.raw_length, stored).map_err(|e| {
+                EngineError::corrupt(
+                    format!(
+                        "{} blob {} in pack {}",
+                        kind.name(),
+                        id.short(),
+                        pack.short()
+                    ),
+                    e,
+                )
+            })
+        };
+        let first = self
+            .backend
+            .read_range(
+                FileKind::Pack,
+                &pack.to_hex(),
+                loc.offset as u64,
+                loc.length as u64,
+            )
+            .map_err(EngineError::from)
+            .and_then(|stored| decode(&stored));
+        match first {
+            Err(e) if self.config.parity => match self.read_pack(&pack)? {
+                PackRead::Healed { bytes, .. } => {
+                    let range = loc.offset as usize..(loc.offset + loc.length) as usize;
+                    decode(bytes.get(range).ok_or(e)?)
+                }
+                _ => Err(e),
+            },
+            other => other,
+        }
+    }
+
+    /// Reads and decodes a tree.
+    pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
+        let bytes = self.read_blob(BlobType::Tree, id)?;
+        Tree::decode(&bytes).map_err(|e| EngineError::corrupt(format!("tree {}", id.short()), e))
+    }
+}
