@@ -422,6 +422,24 @@ fn check_snapshots(
     Ok(())
 }
 
+/// What opening a directory's tree gave the walk.
+enum Opened {
+    /// Its entries, to walk.
+    Walk(WalkFrame),
+    /// Nothing to walk: whether anything below is damaged.
+    Done(bool),
+}
+
+/// A directory being walked.
+struct WalkFrame {
+    /// Its tree, remembered as clean if nothing below is damaged (none for
+    /// a tree read from an unindexed pack).
+    tree: Option<BlobId>,
+    path: String,
+    nodes: std::vec::IntoIter<bunker_format::tree::Node>,
+    damaged: bool,
+}
+
 struct SnapshotWalker<'a> {
     repo: &'a Repository<Indexed>,
     damage: &'a mut DamageMap,
@@ -457,10 +475,46 @@ impl SnapshotWalker<'_> {
         object
     }
 
-    /// Returns true if anything below `tree` is damaged.
-    fn walk(&mut self, snapshot: &SnapshotId, tree: &BlobId, path: &str) -> Result<bool> {
+    /// Returns true if anything below `root` is damaged. The walk keeps its
+    /// own stack, so a tree of any depth is safe.
+    fn walk(&mut self, snapshot: &SnapshotId, root: &BlobId, path: &str) -> Result<bool> {
+        let mut stack = match self.open(snapshot, root, path) {
+            Opened::Walk(frame) => vec![frame],
+            Opened::Done(damaged) => return Ok(damaged),
+        };
+        loop {
+            let top = stack
+                .last_mut()
+                .expect("the loop returns when the stack empties");
+            let Some(node) = top.nodes.next() else {
+                let done = stack.pop().expect("not empty");
+                if let (false, Some(tree)) = (done.damaged, done.tree) {
+                    self.clean.insert(tree);
+                }
+                match stack.last_mut() {
+                    Some(parent) => parent.damaged |= done.damaged,
+                    None => return Ok(done.damaged),
+                }
+                continue;
+            };
+            let child = format!("{}/{}", top.path, node.name_lossy());
+            match (node.kind, node.subtree) {
+                (NodeKind::Dir, Some(sub)) => match self.open(snapshot, &sub, &child) {
+                    Opened::Walk(frame) => stack.push(frame),
+                    Opened::Done(damaged) => top.damaged |= damaged,
+                },
+                (NodeKind::File, _) => top.damaged |= self.file(snapshot, &node.content, &child)?,
+                _ => {}
+            }
+        }
+    }
+
+    /// Loads a directory's tree for the walk. A damaged tree hits its whole
+    /// directory; one that only an unindexed pack holds is still walked, so
+    /// that every such pack below it is named too.
+    fn open(&mut self, snapshot: &SnapshotId, tree: &BlobId, path: &str) -> Opened {
         if self.clean.contains(tree) {
-            return Ok(false);
+            return Opened::Done(false);
         }
         let loaded = match self.damage.blobs.get(tree) {
             Some(&object) => Err(object),
@@ -476,27 +530,48 @@ impl SnapshotWalker<'_> {
                 )),
             },
         };
-        let here = if path.is_empty() { "/" } else { path };
-        let tree_data = match loaded {
-            Ok(t) => t,
+        match loaded {
+            Ok(t) => {
+                self.decoded.insert(*tree);
+                Opened::Walk(WalkFrame {
+                    tree: Some(*tree),
+                    path: path.to_string(),
+                    nodes: t.nodes.into_iter(),
+                    damaged: false,
+                })
+            }
             Err(object) => {
+                let here = if path.is_empty() { "/" } else { path };
                 self.damage.blob(*tree, object);
                 self.damage
                     .hit(object, *snapshot, format!("{here} (whole directory)"));
-                // A tree that only an unindexed pack holds is still read, so
-                // that every such pack below it is named too.
-                if let Some(t) = self.read_unindexed_tree(tree) {
-                    self.walk_children(snapshot, &t, path)?;
+                match self.read_unindexed_tree(tree) {
+                    Some(t) => Opened::Walk(WalkFrame {
+                        tree: None,
+                        path: path.to_string(),
+                        nodes: t.nodes.into_iter(),
+                        damaged: true,
+                    }),
+                    None => Opened::Done(true),
                 }
-                return Ok(true);
             }
-        };
-        self.decoded.insert(*tree);
-        let damaged = self.walk_children(snapshot, &tree_data, path)?;
-        if !damaged {
-            self.clean.insert(*tree);
         }
-        Ok(damaged)
+    }
+
+    /// Attributes a file's damaged blobs to it; true if it has any.
+    fn file(&mut self, snapshot: &SnapshotId, content: &[BlobId], path: &str) -> Result<bool> {
+        let mut hit = HashSet::new();
+        for id in content {
+            let object = match self.damage.blobs.get(id) {
+                Some(&o) => o,
+                None if self.repo.index().get(id)?.is_some() => continue,
+                None => self.unindexed_blob(BlobType::Data, id),
+            };
+            if hit.insert(object) {
+                self.damage.hit(object, *snapshot, path.to_string());
+            }
+        }
+        Ok(!hit.is_empty())
     }
 
     /// A tree read straight from a pack that no index names.
@@ -521,37 +596,6 @@ impl SnapshotWalker<'_> {
         )
         .ok()?;
         Tree::decode(&plain).ok()
-    }
-
-    /// Walks a tree's entries; true if anything below is damaged.
-    fn walk_children(&mut self, snapshot: &SnapshotId, tree: &Tree, path: &str) -> Result<bool> {
-        let mut damaged = false;
-        for node in &tree.nodes {
-            let child = format!("{path}/{}", node.name_lossy());
-            match node.kind {
-                NodeKind::Dir => {
-                    if let Some(sub) = node.subtree {
-                        damaged |= self.walk(snapshot, &sub, &child)?;
-                    }
-                }
-                NodeKind::File => {
-                    let mut hit = HashSet::new();
-                    for id in &node.content {
-                        let object = match self.damage.blobs.get(id) {
-                            Some(&o) => o,
-                            None if self.repo.index().get(id)?.is_some() => continue,
-                            None => self.unindexed_blob(BlobType::Data, id),
-                        };
-                        if hit.insert(object) {
-                            self.damage.hit(object, *snapshot, child.clone());
-                        }
-                    }
-                    damaged |= !hit.is_empty();
-                }
-                _ => {}
-            }
-        }
-        Ok(damaged)
     }
 }
 

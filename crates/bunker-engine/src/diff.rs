@@ -56,53 +56,81 @@ pub struct DiffEntry {
     pub kind: NodeKind,
 }
 
-/// Lists every path that differs between the trees `a` and `b`, in path order.
+/// Lists every path that differs between the trees `a` and `b`, in path
+/// order. The walk keeps its own stack, so trees of any depth are safe.
 pub fn diff(repo: &Repository<Indexed>, a: &BlobId, b: &BlobId) -> Result<Vec<DiffEntry>> {
     let mut out = Vec::new();
-    diff_trees(repo, Some(*a), Some(*b), "", &mut out)?;
+    let mut stack: Vec<DiffFrame> = open(repo, Some(*a), Some(*b), "")?.into_iter().collect();
+    while let Some(top) = stack.last_mut() {
+        let order = match (top.a.get(top.i), top.b.get(top.j)) {
+            (None, None) => {
+                stack.pop();
+                continue;
+            }
+            (Some(x), Some(y)) => x.name.cmp(&y.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+        };
+        let prefix = top.prefix.clone();
+        let below = match order {
+            std::cmp::Ordering::Less => {
+                top.i += 1;
+                whole(repo, &top.a[top.i - 1], &prefix, Change::Removed, &mut out)?;
+                None
+            }
+            std::cmp::Ordering::Greater => {
+                top.j += 1;
+                whole(repo, &top.b[top.j - 1], &prefix, Change::Added, &mut out)?;
+                None
+            }
+            std::cmp::Ordering::Equal => {
+                top.i += 1;
+                top.j += 1;
+                pair(
+                    repo,
+                    &top.a[top.i - 1],
+                    &top.b[top.j - 1],
+                    &prefix,
+                    &mut out,
+                )?
+            }
+        };
+        stack.extend(below);
+    }
     Ok(out)
 }
 
-fn diff_trees(
+/// Two directories' entries being compared, merged by name.
+struct DiffFrame {
+    a: Vec<Node>,
+    b: Vec<Node>,
+    i: usize,
+    j: usize,
+    prefix: String,
+}
+
+/// The frame comparing two trees (either may be absent), or none if they are equal.
+fn open(
     repo: &Repository<Indexed>,
     a: Option<BlobId>,
     b: Option<BlobId>,
     prefix: &str,
-    out: &mut Vec<DiffEntry>,
-) -> Result<()> {
+) -> Result<Option<DiffFrame>> {
     if a == b {
-        return Ok(());
+        return Ok(None);
     }
     let load = |id: Option<BlobId>| {
         id.map(|i| repo.load_tree(&i))
             .transpose()
             .map(Option::unwrap_or_default)
     };
-    let (ta, tb) = (load(a)?, load(b)?);
-    let (mut i, mut j) = (0, 0);
-    while i < ta.nodes.len() || j < tb.nodes.len() {
-        let order = match (ta.nodes.get(i), tb.nodes.get(j)) {
-            (Some(x), Some(y)) => x.name.cmp(&y.name),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
-        };
-        match order {
-            std::cmp::Ordering::Less => {
-                whole(repo, &ta.nodes[i], prefix, Change::Removed, out)?;
-                i += 1;
-            }
-            std::cmp::Ordering::Greater => {
-                whole(repo, &tb.nodes[j], prefix, Change::Added, out)?;
-                j += 1;
-            }
-            std::cmp::Ordering::Equal => {
-                pair(repo, &ta.nodes[i], &tb.nodes[j], prefix, out)?;
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    Ok(())
+    Ok(Some(DiffFrame {
+        a: load(a)?.nodes,
+        b: load(b)?.nodes,
+        i: 0,
+        j: 0,
+        prefix: prefix.to_string(),
+    }))
 }
 
 /// An entry present on one side only, with everything below it.
@@ -132,18 +160,20 @@ fn whole(
     Ok(())
 }
 
-/// An entry present on both sides.
+/// An entry present on both sides; two directories come back as the frame
+/// comparing their entries.
 fn pair(
     repo: &Repository<Indexed>,
     a: &Node,
     b: &Node,
     prefix: &str,
     out: &mut Vec<DiffEntry>,
-) -> Result<()> {
+) -> Result<Option<DiffFrame>> {
     let path = format!("{prefix}/{}", b.name_lossy());
     if a.kind != b.kind {
         whole(repo, a, prefix, Change::Removed, out)?;
-        return whole(repo, b, prefix, Change::Added, out);
+        whole(repo, b, prefix, Change::Added, out)?;
+        return Ok(None);
     }
     let content_differs =
         a.content != b.content || a.link_target != b.link_target || a.rdev != b.rdev;
@@ -160,7 +190,7 @@ fn pair(
                 kind: b.kind,
             });
         }
-        return diff_trees(repo, a.subtree, b.subtree, &path, out);
+        return open(repo, a.subtree, b.subtree, &path);
     }
     let change = if content_differs {
         Some(Change::Modified)
@@ -176,5 +206,5 @@ fn pair(
             kind: b.kind,
         });
     }
-    Ok(())
+    Ok(None)
 }

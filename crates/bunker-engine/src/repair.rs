@@ -198,6 +198,32 @@ pub fn repair_snapshots(
     })
 }
 
+/// A tree being rewritten without its damage.
+struct RewriteFrame {
+    tree: BlobId,
+    path: String,
+    old: std::vec::IntoIter<Node>,
+    nodes: Vec<Node>,
+    changed: bool,
+    /// The directory entry waiting for its subtree's new id.
+    pending: Option<Node>,
+}
+
+impl RewriteFrame {
+    /// Takes the pending directory entry back, with its subtree's new id.
+    fn adopt(&mut self, id: BlobId) {
+        let mut node = self
+            .pending
+            .take()
+            .expect("a directory waits for its subtree");
+        if node.subtree != Some(id) {
+            node.subtree = Some(id);
+            self.changed = true;
+        }
+        self.nodes.push(node);
+    }
+}
+
 struct Rewriter<'a> {
     repo: &'a Repository<Indexed>,
     sink: &'a PackSink,
@@ -209,9 +235,53 @@ struct Rewriter<'a> {
 
 impl Rewriter<'_> {
     /// The id of `tree` without its damage (the same id if it had none).
-    fn tree(&mut self, tree: &BlobId, path: &str) -> Result<BlobId> {
+    /// The walk keeps its own stack, so a tree of any depth is safe.
+    fn tree(&mut self, root: &BlobId, path: &str) -> Result<BlobId> {
+        let mut stack = match self.open(root, path)? {
+            Err(id) => return Ok(id),
+            Ok(frame) => vec![frame],
+        };
+        loop {
+            let top = stack
+                .last_mut()
+                .expect("the loop returns when the stack empties");
+            let Some(node) = top.old.next() else {
+                let done = stack.pop().expect("not empty");
+                let id = match done.changed {
+                    true => self.store(done.nodes)?,
+                    false => done.tree,
+                };
+                self.cache
+                    .insert(done.tree, (id != done.tree).then_some(id));
+                match stack.last_mut() {
+                    Some(parent) => parent.adopt(id),
+                    None => return Ok(id),
+                }
+                continue;
+            };
+            let child = format!("{}/{}", top.path, node.name_lossy());
+            match (node.kind, node.subtree) {
+                (NodeKind::File, _) if self.lost(&node.content)? => {
+                    self.removed.push(child);
+                    top.changed = true;
+                }
+                (NodeKind::Dir, Some(sub)) => {
+                    top.pending = Some(node);
+                    match self.open(&sub, &child)? {
+                        Err(id) => stack.last_mut().expect("not empty").adopt(id),
+                        Ok(frame) => stack.push(frame),
+                    }
+                }
+                _ => top.nodes.push(node),
+            }
+        }
+    }
+
+    /// The frame rewriting `tree`, or its final id if that is already known
+    /// (rewritten before, or its listing lost).
+    fn open(&mut self, tree: &BlobId, path: &str) -> Result<Result<RewriteFrame, BlobId>> {
         if let Some(done) = self.cache.get(tree) {
-            return Ok(done.unwrap_or(*tree));
+            return Ok(Err(done.unwrap_or(*tree)));
         }
         let loaded = match self.damaged.contains(tree) {
             true => None,
@@ -220,37 +290,16 @@ impl Rewriter<'_> {
         let Some(old) = loaded else {
             self.removed
                 .push(format!("{}/ (directory listing lost)", path));
-            return self.store(Vec::new());
+            return self.store(Vec::new()).map(Err);
         };
-        let mut nodes: Vec<Node> = Vec::with_capacity(old.nodes.len());
-        let mut changed = false;
-        for mut node in old.nodes {
-            let child = format!("{path}/{}", node.name_lossy());
-            match node.kind {
-                NodeKind::File if self.lost(&node.content)? => {
-                    self.removed.push(child);
-                    changed = true;
-                    continue;
-                }
-                NodeKind::Dir => {
-                    if let Some(sub) = node.subtree {
-                        let new = self.tree(&sub, &child)?;
-                        if new != sub {
-                            node.subtree = Some(new);
-                            changed = true;
-                        }
-                    }
-                }
-                _ => {}
-            }
-            nodes.push(node);
-        }
-        let id = match changed {
-            true => self.store(nodes)?,
-            false => *tree,
-        };
-        self.cache.insert(*tree, (id != *tree).then_some(id));
-        Ok(id)
+        Ok(Ok(RewriteFrame {
+            tree: *tree,
+            path: path.to_string(),
+            nodes: Vec::with_capacity(old.nodes.len()),
+            old: old.nodes.into_iter(),
+            changed: false,
+            pending: None,
+        }))
     }
 
     /// True if any of a file's blobs is damaged or in no index.

@@ -5,11 +5,19 @@
 //! (`openat` with `O_PATH`) and names the entry as `/proc/self/fd/N/name`,
 //! which the kernel resolves through the open directory: every path-based
 //! call (stat, open, mkdir, rename, xattrs, …) then works unchanged.
+//!
+//! Walks go depth-first, so each thread remembers the last directory it
+//! opened this way and starts the next walk down from there: reaching every
+//! entry of a tree 10,000 levels deep costs one `openat` per level, not one
+//! per level per entry. (This assumes the directories on the way are not
+//! replaced while a walk is under them, which holds for bunker's own walks.)
 
+use std::cell::RefCell;
 use std::ffi::{CString, OsStr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 /// Paths shorter than this are used as they are.
 const DIRECT_LIMIT: usize = 3800;
@@ -18,7 +26,12 @@ const DIRECT_LIMIT: usize = 3800;
 /// directory it goes through open while it lives.
 pub struct ReachablePath {
     path: PathBuf,
-    _dir: Option<OwnedFd>,
+    _dir: Option<Arc<OwnedFd>>,
+}
+
+thread_local! {
+    /// The last directory this thread opened beyond the direct limit, by path.
+    static LAST: RefCell<Option<(PathBuf, Arc<OwnedFd>)>> = const { RefCell::new(None) };
 }
 
 fn open_dir(at: Option<&OwnedFd>, name: &OsStr) -> std::io::Result<OwnedFd> {
@@ -40,6 +53,80 @@ fn open_dir(at: Option<&OwnedFd>, name: &OsStr) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Opens a directory given by its absolute path, however long: the longest
+/// prefix short enough directly, then one component at a time.
+fn open_from_root(dir: &Path) -> std::io::Result<OwnedFd> {
+    let parts: Vec<&OsStr> = normal_parts(dir);
+    let used = direct_parts(&parts);
+    let prefix: PathBuf = std::iter::once(OsStr::new("/"))
+        .chain(parts[..used].iter().copied())
+        .collect();
+    let start = open_dir(None, prefix.as_os_str())?;
+    parts[used..]
+        .iter()
+        .try_fold(start, |at, part| open_dir(Some(&at), part))
+}
+
+/// Opens `wanted` from the directory `at` (opened as `opened`): up to
+/// their common ancestor, then down. `None` when starting from the root
+/// costs fewer steps. Paths are compared as bytes (both absolute and
+/// normalized, as the walks make them), so a step costs no parsing of the
+/// whole path.
+fn from_last(opened: &Path, at: &OwnedFd, wanted: &Path) -> Option<std::io::Result<OwnedFd>> {
+    let (have, want) = (opened.as_os_str().as_bytes(), wanted.as_os_str().as_bytes());
+    let same = have.iter().zip(want).take_while(|(a, b)| a == b).count();
+    // The common ancestor ends at a separator (or where one path ends).
+    let boundary = |p: &[u8], i: usize| i == p.len() || p[i] == b'/';
+    let common = if boundary(have, same) && boundary(want, same) {
+        same
+    } else {
+        have[..same].iter().rposition(|b| *b == b'/')?
+    };
+    let ups = have[common..].iter().filter(|b| **b == b'/').count();
+    let downs: Vec<&OsStr> = want[common..]
+        .split(|b| *b == b'/')
+        .filter(|p| !p.is_empty())
+        .map(OsStr::from_bytes)
+        .collect();
+    let steps = ups + downs.len();
+    // Short moves (the usual, walking a tree) skip counting the other way.
+    if steps > 64 {
+        let parts = normal_parts(wanted);
+        if steps > parts.len() - direct_parts(&parts) {
+            return None;
+        }
+    }
+    let mut steps = std::iter::repeat_n(OsStr::new(".."), ups).chain(downs);
+    let Some(first) = steps.next() else {
+        return Some(open_dir(Some(at), OsStr::new(".")));
+    };
+    Some(
+        open_dir(Some(at), first)
+            .and_then(|start| steps.try_fold(start, |dir, part| open_dir(Some(&dir), part))),
+    )
+}
+
+/// How many leading components one direct call reaches.
+fn direct_parts(parts: &[&OsStr]) -> usize {
+    let mut len = 1;
+    parts
+        .iter()
+        .take_while(|p| {
+            len += p.len() + 1;
+            len < DIRECT_LIMIT
+        })
+        .count()
+}
+
+fn normal_parts(path: &Path) -> Vec<&OsStr> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
 impl ReachablePath {
     /// Makes `path` (absolute) reachable.
     pub fn new(path: &Path) -> std::io::Result<Self> {
@@ -52,25 +139,19 @@ impl ReachablePath {
         let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
             return Err(std::io::Error::other("path has no parent"));
         };
-        let parts: Vec<&OsStr> = parent
-            .components()
-            .filter_map(|c| match c {
-                Component::Normal(n) => Some(n),
-                _ => None,
-            })
-            .collect();
-        // Open the longest prefix that is short enough directly, then walk down.
-        let mut prefix = PathBuf::from("/");
-        let mut used = 0;
-        while used < parts.len() && prefix.as_os_str().len() + parts[used].len() + 1 < DIRECT_LIMIT
-        {
-            prefix.push(parts[used]);
-            used += 1;
-        }
-        let mut dir = open_dir(None, prefix.as_os_str())?;
-        for part in &parts[used..] {
-            dir = open_dir(Some(&dir), part)?;
-        }
+        let dir = LAST.with(|last| -> std::io::Result<Arc<OwnedFd>> {
+            let mut last = last.borrow_mut();
+            let dir = match last.as_ref() {
+                Some((opened, fd)) if parent.as_os_str() == opened.as_os_str() => fd.clone(),
+                Some((opened, fd)) => match from_last(opened, fd, parent) {
+                    Some(dir) => Arc::new(dir?),
+                    None => Arc::new(open_from_root(parent)?),
+                },
+                None => Arc::new(open_from_root(parent)?),
+            };
+            *last = Some((parent.to_path_buf(), dir.clone()));
+            Ok(dir)
+        })?;
         let short = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd())).join(name);
         Ok(ReachablePath {
             path: short,

@@ -1,7 +1,7 @@
 //! Depth-first walk of the selected paths.
 
 use std::collections::BTreeMap;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
@@ -87,7 +87,8 @@ impl Selection {
 }
 
 /// Walks `roots` (absolute, normalized paths), reporting to `visitor`.
-/// The implicit root directory `/` itself is not reported.
+/// The implicit root directory `/` itself is not reported. The walk keeps
+/// its own stack of open directories, so a tree of any depth is safe.
 pub fn walk(roots: &[PathBuf], options: &WalkOptions, visitor: &mut dyn Visitor) {
     let mut selection = Selection::default();
     for root in roots {
@@ -100,98 +101,152 @@ pub fn walk(roots: &[PathBuf], options: &WalkOptions, visitor: &mut dyn Visitor)
             .collect();
         selection.insert(&names);
     }
-    let mut walker = Walker { options, visitor };
+    let mut walker = Walker {
+        options,
+        visitor,
+        stack: Vec::new(),
+    };
+    let root = PathBuf::from("/");
     if selection.selected {
-        walker.children_of(Path::new("/"), None);
+        walker.open_dir(root, None, false);
     } else {
-        walker.selection_children(Path::new("/"), &selection);
+        walker.stack.push(Frame::Selection {
+            dir: root,
+            children: selection.children.iter(),
+            entered: false,
+        });
     }
+    walker.run();
 }
 
-struct Walker<'a> {
+/// A directory being walked: what is left of it.
+enum Frame<'s> {
+    /// An ancestor of selected paths: only its selected children.
+    Selection {
+        dir: PathBuf,
+        children: std::collections::btree_map::Iter<'s, Vec<u8>, Selection>,
+        entered: bool,
+    },
+    /// A selected directory: all its entries (or only its tag files).
+    Dir {
+        dir: PathBuf,
+        names: std::vec::IntoIter<OsString>,
+        dev: Option<u64>,
+        entered: bool,
+    },
+}
+
+struct Walker<'a, 's> {
     options: &'a WalkOptions,
     visitor: &'a mut dyn Visitor,
+    stack: Vec<Frame<'s>>,
 }
 
-impl Walker<'_> {
-    fn selection_children(&mut self, dir: &Path, selection: &Selection) {
-        for (name, child) in &selection.children {
-            let path = dir.join(std::ffi::OsStr::from_bytes(name));
-            if child.selected {
-                self.entry(&path, None);
-            } else {
-                self.ancestor(&path, child);
+impl<'s> Walker<'_, 's> {
+    /// Takes the next entry of the innermost open directory until none is left.
+    fn run(&mut self) {
+        while let Some(top) = self.stack.last_mut() {
+            let next = match top {
+                Frame::Selection { dir, children, .. } => children
+                    .next()
+                    .map(|(name, child)| (dir.join(OsStr::from_bytes(name)), Some(child), None)),
+                Frame::Dir {
+                    dir, names, dev, ..
+                } => names.next().map(|name| (dir.join(name), None, *dev)),
+            };
+            match next {
+                Some((path, Some(child), _)) if !child.selected => self.ancestor(path, child),
+                Some((path, Some(_), _)) => self.entry(path, None),
+                Some((path, None, dev)) => self.entry(path, dev),
+                None => {
+                    let (dir, entered) = match self.stack.pop().expect("top exists") {
+                        Frame::Selection { dir, entered, .. } | Frame::Dir { dir, entered, .. } => {
+                            (dir, entered)
+                        }
+                    };
+                    if entered {
+                        self.visitor.leave_dir(&dir);
+                    }
+                }
             }
         }
     }
 
     /// A directory on the way to a selected path: only the selected part of it is walked.
-    fn ancestor(&mut self, path: &Path, selection: &Selection) {
-        let meta = match std::fs::symlink_metadata(path) {
+    fn ancestor(&mut self, path: PathBuf, selection: &'s Selection) {
+        let meta = match std::fs::symlink_metadata(&path) {
             Ok(m) => m,
-            Err(e) => return self.visitor.error(path, e),
+            Err(e) => return self.visitor.error(&path, e),
         };
         if let Some(p) = self.options.protected.is(&meta) {
-            return self.visitor.error(path, protected_error(p));
+            return self.visitor.error(&path, protected_error(p));
         }
-        let node = match node_from_metadata(path, &meta) {
+        let node = match node_from_metadata(&path, &meta) {
             Ok(n) => n,
-            Err(e) => return self.visitor.error(path, e),
+            Err(e) => return self.visitor.error(&path, e),
         };
         if node.kind != NodeKind::Dir {
             return self
                 .visitor
-                .error(path, std::io::Error::other("not a directory"));
+                .error(&path, std::io::Error::other("not a directory"));
         }
-        self.visitor.enter_dir(path, node);
-        self.selection_children(path, selection);
-        self.visitor.leave_dir(path);
+        self.visitor.enter_dir(&path, node);
+        self.stack.push(Frame::Selection {
+            dir: path,
+            children: selection.children.iter(),
+            entered: true,
+        });
     }
 
-    fn entry(&mut self, path: &Path, root_dev: Option<u64>) {
-        if self.visitor.stop() || self.options.excludes.matches(path) {
+    fn entry(&mut self, path: PathBuf, root_dev: Option<u64>) {
+        if self.visitor.stop() || self.options.excludes.matches(&path) {
             return;
         }
-        let reach = match ReachablePath::new(path) {
+        let reach = match ReachablePath::new(&path) {
             Ok(r) => r,
-            Err(e) => return self.visitor.error(path, e),
+            Err(e) => return self.visitor.error(&path, e),
         };
         let meta = match std::fs::symlink_metadata(reach.path()) {
             Ok(m) => m,
-            Err(e) => return self.visitor.error(path, e),
+            Err(e) => return self.visitor.error(&path, e),
         };
         if let Some(p) = self.options.protected.is(&meta) {
             // Inside a selected directory: left out, as restic leaves out its repository.
             if root_dev.is_none() {
-                self.visitor.error(path, protected_error(p));
+                self.visitor.error(&path, protected_error(p));
             }
             return;
         }
         let node = match node_from_metadata(reach.path(), &meta) {
             Ok(n) => n,
-            Err(e) => return self.visitor.error(path, e),
+            Err(e) => return self.visitor.error(&path, e),
         };
         match node.kind {
             NodeKind::Dir => {
                 let dev = root_dev.unwrap_or(meta.dev());
-                self.visitor.enter_dir(path, node);
-                let tags = self.tag_files(path);
+                self.visitor.enter_dir(&path, node);
+                let tags = self.tag_files(&path);
                 if !tags.is_empty() {
-                    for tag in tags {
-                        self.entry(&path.join(tag), Some(dev));
-                    }
+                    let names = tags.into_iter().map(OsString::from).collect::<Vec<_>>();
+                    self.stack.push(Frame::Dir {
+                        dir: path,
+                        names: names.into_iter(),
+                        dev: Some(dev),
+                        entered: true,
+                    });
                 } else if !self.options.one_file_system || meta.dev() == dev {
-                    self.children_of(path, Some(dev));
+                    self.open_dir(path, Some(dev), true);
+                } else {
+                    self.visitor.leave_dir(&path);
                 }
-                self.visitor.leave_dir(path);
             }
             NodeKind::File
                 if self
                     .options
                     .exclude_larger_than
                     .is_some_and(|max| node.size > max) => {}
-            NodeKind::File => self.visitor.file(path, node),
-            _ => self.visitor.special(path, node),
+            NodeKind::File => self.visitor.file(&path, node),
+            _ => self.visitor.special(&path, node),
         }
     }
 
@@ -214,22 +269,28 @@ impl Walker<'_> {
         tags
     }
 
-    fn children_of(&mut self, dir: &Path, dev: Option<u64>) {
-        let read = match ReachablePath::new(dir).and_then(|r| std::fs::read_dir(r.path())) {
-            Ok(r) => r,
-            Err(e) => return self.visitor.error(dir, e),
-        };
+    /// Reads a directory's entries (sorted by name bytes) and makes it the
+    /// innermost open directory.
+    fn open_dir(&mut self, dir: PathBuf, dev: Option<u64>, entered: bool) {
         let mut names: Vec<OsString> = Vec::new();
-        for entry in read {
-            match entry {
-                Ok(e) => names.push(e.file_name()),
-                Err(e) => self.visitor.error(dir, e),
+        match ReachablePath::new(&dir).and_then(|r| std::fs::read_dir(r.path())) {
+            Ok(read) => {
+                for entry in read {
+                    match entry {
+                        Ok(e) => names.push(e.file_name()),
+                        Err(e) => self.visitor.error(&dir, e),
+                    }
+                }
             }
+            Err(e) => self.visitor.error(&dir, e),
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in names {
-            self.entry(&dir.join(name), dev);
-        }
+        self.stack.push(Frame::Dir {
+            dir,
+            names: names.into_iter(),
+            dev,
+            entered,
+        });
     }
 }
 

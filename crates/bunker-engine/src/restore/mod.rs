@@ -129,6 +129,17 @@ pub fn restore(
             "--delete cannot be combined with --include".into(),
         ));
     }
+    // Long paths are reached from the root (see `ReachablePath`).
+    let absolute =
+        std::path::absolute(&options.target).map_err(|e| EngineError::io(&options.target, e))?;
+    let options = &RestoreOptions {
+        target: absolute,
+        subpath: options.subpath.clone(),
+        includes: options.includes.clone(),
+        excludes: options.excludes.clone(),
+        protected: options.protected.clone(),
+        ..*options
+    };
     if let Some(p) = options.protected.containing(&options.target) {
         return Err(EngineError::Invalid(format!(
             "refusing to restore into {}: it is (or is inside) {}, which a restore must never overwrite",
@@ -164,7 +175,7 @@ pub fn restore(
         // A single file is restored into the target directory, by its name.
         _ => {
             let dest = options.target.join(OsStr::from_bytes(&start.name));
-            plan_node(&repo, start, &base, &dest, true, options, &mut plan)?
+            plan_node(&repo, start, &base, &dest, true, options, &mut plan)?;
         }
     }
     let total: u64 = plan.files.iter().map(|f| f.node.size).sum();
@@ -353,6 +364,22 @@ fn restore_file(
     Ok(outcome)
 }
 
+/// A directory whose entries are being planned.
+struct DirFrame {
+    nodes: std::vec::IntoIter<Node>,
+    prefix: String,
+    target: PathBuf,
+    included: bool,
+    /// Its entries' names, for `delete`.
+    names: HashSet<Vec<u8>>,
+    /// Its listing could not be read: nothing in the target is deleted.
+    damaged: bool,
+    /// Its own node, to give its metadata once its entries are planned.
+    node: Option<Node>,
+}
+
+/// Plans everything below the directory tree `tree`, restored at `target`.
+/// The walk keeps its own stack, so a tree of any depth is safe.
 fn plan_tree(
     repo: &Repository<Indexed>,
     tree: &BlobId,
@@ -362,9 +389,45 @@ fn plan_tree(
     options: &RestoreOptions,
     plan: &mut Plan,
 ) -> Result<()> {
-    let tree = match repo.load_tree(tree) {
-        Ok(t) => t,
-        // A damaged directory: restore everything else, and name it.
+    let mut stack = vec![open_dir(repo, tree, prefix, target, included, None, plan)?];
+    while let Some(top) = stack.last_mut() {
+        match top.nodes.next() {
+            Some(node) => {
+                let path = format!("{}/{}", top.prefix, node.name_lossy());
+                let dest = top.target.join(OsStr::from_bytes(&node.name));
+                top.names.insert(node.name.clone());
+                let included = top.included;
+                if let Some(frame) = plan_node(repo, node, &path, &dest, included, options, plan)? {
+                    stack.push(frame);
+                }
+            }
+            None => {
+                let done = stack.pop().expect("not empty");
+                if options.delete && done.included && !done.damaged {
+                    plan_deletions(&done.target, &done.prefix, &done.names, options, plan);
+                }
+                if let Some(node) = done.node {
+                    plan.dirs.push((done.target, node));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Loads a directory's entries; a damaged listing restores everything else
+/// and names the directory.
+fn open_dir(
+    repo: &Repository<Indexed>,
+    tree: &BlobId,
+    prefix: &str,
+    target: &Path,
+    included: bool,
+    node: Option<Node>,
+    plan: &mut Plan,
+) -> Result<DirFrame> {
+    let (nodes, damaged) = match repo.load_tree(tree) {
+        Ok(t) => (t.nodes, false),
         Err(
             e @ (EngineError::Corrupt { .. }
             | EngineError::BlobMissing { .. }
@@ -374,21 +437,19 @@ fn plan_tree(
                 "{}: directory not restored, its listing is damaged in the repository: {e}",
                 target.display()
             ));
-            return Ok(());
+            (Vec::new(), true)
         }
         Err(e) => return Err(e),
     };
-    let mut names: HashSet<Vec<u8>> = HashSet::new();
-    for node in tree.nodes {
-        let path = format!("{prefix}/{}", node.name_lossy());
-        let dest = target.join(OsStr::from_bytes(&node.name));
-        names.insert(node.name.clone());
-        plan_node(repo, node, &path, &dest, included, options, plan)?;
-    }
-    if options.delete && included {
-        plan_deletions(target, prefix, &names, options, plan);
-    }
-    Ok(())
+    Ok(DirFrame {
+        nodes: nodes.into_iter(),
+        prefix: prefix.to_string(),
+        target: target.to_path_buf(),
+        included,
+        names: HashSet::new(),
+        damaged,
+        node,
+    })
 }
 
 /// Entries of the target directory that the snapshot's directory lacks;
@@ -426,6 +487,7 @@ fn plan_deletions(
     }
 }
 
+/// Plans one entry; a directory comes back as the frame of its entries.
 fn plan_node(
     repo: &Repository<Indexed>,
     node: Node,
@@ -434,9 +496,9 @@ fn plan_node(
     included: bool,
     options: &RestoreOptions,
     plan: &mut Plan,
-) -> Result<()> {
+) -> Result<Option<DirFrame>> {
     if options.excludes.matches(Path::new(path)) {
-        return Ok(());
+        return Ok(None);
     }
     let parent_included = included;
     let included = included || options.includes.matches(Path::new(path));
@@ -451,15 +513,13 @@ fn plan_node(
     match node.kind {
         NodeKind::Dir => {
             if included && !plan_dir(dest, options, plan)? {
-                return Ok(());
+                return Ok(None);
             }
             let subtree = node
                 .subtree
                 .expect("decoded trees have a subtree on every directory");
-            plan_tree(repo, &subtree, path, dest, included, options, plan)?;
-            if included {
-                plan.dirs.push((dest.to_path_buf(), node));
-            }
+            let own = included.then_some(node);
+            return open_dir(repo, &subtree, path, dest, included, own, plan).map(Some);
         }
         _ if !included => {}
         NodeKind::File if node.links > 1 => match plan.link_groups.entry((node.device, node.inode))
@@ -480,7 +540,7 @@ fn plan_node(
         NodeKind::Socket => {}
         _ => plan_special(dest, &node, options, plan),
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Makes sure a directory exists at `dest`, replacing a non-directory there.
