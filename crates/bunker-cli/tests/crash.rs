@@ -22,6 +22,10 @@ fn kill_9_at_random_instants_never_damages_the_repository() {
     let mut rng = Rng::new(41);
     env.write_source_files(0..12, 2 << 20, &mut rng);
     let src = env.path("src").display().to_string();
+    // Kill instants are drawn within the time a whole backup takes here.
+    let started = std::time::Instant::now();
+    env.backup(&["--mode", "full", &src]);
+    let window = started.elapsed().as_millis().max(50) as u64;
     let trials = 16;
     let mut killed = 0;
     for trial in 0..trials {
@@ -32,12 +36,12 @@ fn kill_9_at_random_instants_never_damages_the_repository() {
         let before = snapshot_ids(&env);
         let mut child = env
             .spawnable()
-            .args(["backup", "-q", &src])
+            .args(["backup", "-q", "--mode", "full", &src])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.below(700)));
+        std::thread::sleep(Duration::from_millis(rng.below(window)));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }

@@ -632,7 +632,7 @@ fn read_packs(
     }
     progress.set_total(packs.len() as u64, packs.iter().map(|p| p.1).sum());
     let mut by_pack: HashMap<PackId, Vec<(BlobId, BlobType, u32)>> = HashMap::new();
-    for blob in repo.index().blobs() {
+    for blob in repo.index().all_locations() {
         let (id, loc) = blob?;
         by_pack
             .entry(repo.index().pack(loc.pack).0)

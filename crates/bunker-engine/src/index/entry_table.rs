@@ -96,17 +96,19 @@ impl TableBuilder {
         Ok(())
     }
 
-    /// Sorts every bucket by id. Of the entries that share an id, `choose`
-    /// gets them in the order they were pushed and returns the one to keep.
-    /// Returns the table and the sorted prefixes of the kept ids.
+    /// Sorts every bucket by id. The entries that share an id are given to
+    /// `order` in the order they were pushed; it returns the positions to
+    /// keep, best first, and they stay in that order. Returns the table,
+    /// the sorted prefixes of the kept entries, and the number of distinct ids.
     pub fn finish(
         mut self,
-        choose: impl Fn(&[Entry]) -> usize,
-    ) -> io::Result<(EntryTable, Vec<u64>)> {
+        order: impl Fn(&[Entry]) -> Vec<usize>,
+    ) -> io::Result<(EntryTable, Vec<u64>, usize)> {
         let total: usize = (0..BUCKETS)
             .map(|b| self.blocks[b].len() * PER_BLOCK + self.staging[b].len() / ENTRY_LEN)
             .sum();
         let mut prefixes = Vec::with_capacity(total);
+        let mut distinct = 0;
         let mut starts = [0usize; BUCKETS + 1];
         let mut bytes = Vec::new();
         for b in 0..BUCKETS {
@@ -119,11 +121,12 @@ impl TableBuilder {
             }
             bytes.extend_from_slice(&std::mem::take(&mut self.staging[b]));
             let mut entries: Vec<Entry> = bytes.chunks_exact(ENTRY_LEN).map(decode).collect();
-            // Stable: entries with one id stay in push order for `choose`.
+            // Stable: entries with one id stay in push order for `order`.
             entries.sort_by_key(|e| e.0);
             let mut kept = Vec::with_capacity(entries.len());
             for group in entries.chunk_by(|a, b| a.0 == b.0) {
-                kept.push(group[choose(group)]);
+                distinct += 1;
+                kept.extend(order(group).into_iter().map(|i| group[i]));
             }
             // Write the sorted entries over the bucket's blocks, adding one
             // if the tail did not fit in a full block.
@@ -152,6 +155,7 @@ impl TableBuilder {
                 starts,
             },
             prefixes,
+            distinct,
         ))
     }
 }

@@ -102,18 +102,23 @@ impl IndexBuilder {
             (false, true) => 1,
             (true, _) => 2,
         };
-        let (table, prefixes) = self
+        // Every location of a blob is kept, best first: a reader that finds
+        // one copy damaged (or an index that lied) tries the next.
+        let (table, prefixes, distinct) = self
             .table
             .finish(|same| {
-                (0..same.len())
-                    .min_by_key(|&i| rank(same[i].1.pack))
-                    .unwrap_or(0)
+                let mut order: Vec<usize> = (0..same.len()).collect();
+                order.sort_by_key(|&i| rank(same[i].1.pack));
+                let mut packs = HashSet::new();
+                order.retain(|&i| packs.insert(same[i].1.pack));
+                order
             })
             .map_err(EngineError::IndexTable)?;
         let mut packs = self.packs;
         packs.shrink_to_fit();
         Ok(MasterIndex {
             prefixes,
+            distinct,
             table,
             packs,
             condemned,
@@ -124,8 +129,11 @@ impl IndexBuilder {
 
 /// Every blob of every loaded index file.
 pub struct MasterIndex {
-    /// The first 8 bytes of every distinct blob id, sorted.
+    /// The first 8 bytes of the id of every entry, sorted (a blob stored in
+    /// several packs has an entry for each, best first).
     prefixes: Vec<u64>,
+    /// How many distinct blobs.
+    distinct: usize,
     /// The entries, in the order of `prefixes`.
     table: EntryTable,
     packs: Vec<(PackId, u64)>,
@@ -137,10 +145,17 @@ pub struct MasterIndex {
 }
 
 impl MasterIndex {
-    /// Looks up a blob. An error means the entry file could not be read.
+    /// Looks up a blob: its best location (in a pack that exists and is not
+    /// condemned, if it has one). An error means the entry file could not be read.
     pub fn get(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
+        Ok(self.locations(id)?.into_iter().next())
+    }
+
+    /// Every location of a blob, best first.
+    pub fn locations(&self, id: &BlobId) -> Result<Vec<BlobLocation>> {
         let p = prefix(id);
         let from = self.prefixes.partition_point(|&x| x < p);
+        let mut out = Vec::new();
         for i in from..self.prefixes.len() {
             if self.prefixes[i] != p {
                 break;
@@ -150,10 +165,10 @@ impl MasterIndex {
                 .get(i, id.as_bytes()[0])
                 .map_err(EngineError::IndexTable)?;
             if found == *id {
-                return Ok(Some(loc));
+                out.push(loc);
             }
         }
-        Ok(None)
+        Ok(out)
     }
 
     /// True if the blob is stored in a pack that new snapshots may
@@ -186,16 +201,25 @@ impl MasterIndex {
         &self.packs
     }
 
-    /// Every blob, in id order.
+    /// Every blob at its best location, in id order.
     pub fn blobs(&self) -> impl Iterator<Item = Result<(BlobId, BlobLocation)>> + '_ {
+        let mut last = None;
+        self.all_locations().filter(move |e| match e {
+            Ok((id, _)) => last.replace(*id) != Some(*id),
+            Err(_) => true,
+        })
+    }
+
+    /// Every location of every blob, in id order (best first for each).
+    pub fn all_locations(&self) -> impl Iterator<Item = Result<(BlobId, BlobLocation)>> + '_ {
         self.table
             .iter()
             .map(|e| e.map_err(EngineError::IndexTable))
     }
 
-    /// Number of blobs.
+    /// Number of distinct blobs.
     pub fn len(&self) -> usize {
-        self.prefixes.len()
+        self.distinct
     }
 
     /// True if no blob is indexed.

@@ -8,6 +8,8 @@ use bunker_format::id::{storage_hash, BlobId, PackId};
 use bunker_format::pack::{parse_header, parse_trailer, PackEntry, TRAILER_LEN};
 use bunker_format::parity::Repair;
 use bunker_format::tree::Tree;
+
+use crate::index::BlobLocation;
 use bunker_format::FormatError;
 
 use super::{Indexed, Repository};
@@ -105,7 +107,26 @@ impl Repository<Indexed> {
     /// parity, a blob that fails to read is read again from its pack rebuilt
     /// from parity (the damaged pack itself is left for `check --repair`).
     pub fn read_blob(&self, kind: BlobType, id: &BlobId) -> Result<Vec<u8>> {
-        let loc = self.locate(kind, id)?;
+        let locations = self.index().locations(id)?;
+        let mut first_error = None;
+        // A copy that fails (damaged, or an index that placed it wrongly)
+        // leaves the others to try, best first.
+        for loc in locations {
+            match self.read_blob_at(kind, id, &loc) {
+                Ok(plain) => return Ok(plain),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| EngineError::BlobMissing {
+            kind: kind.name(),
+            id: id.to_hex(),
+        }))
+    }
+
+    /// Reads one copy of a blob, healing its pack from parity if it must.
+    fn read_blob_at(&self, kind: BlobType, id: &BlobId, loc: &BlobLocation) -> Result<Vec<u8>> {
         let (pack, _) = self.index().pack(loc.pack);
         let decode = |stored: &[u8]| {
             decode_blob(&self.keys, kind, id, loc.raw_length, stored).map_err(|e| {

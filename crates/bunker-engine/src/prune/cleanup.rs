@@ -1,0 +1,57 @@
+//! What prune clears under its lock besides packs: staged files of dead
+//! writers, unreadable condemnation records.
+
+use bunker_backend::FileKind;
+
+use super::PruneReport;
+use crate::lock::LockStore;
+use crate::repository::{Open, Repository};
+use crate::Result;
+
+/// Removes staged files (a local repository's `tmp/`) whose writers died.
+/// Runs under the exclusive lock; a file whose writer may be alive stays.
+pub(super) fn remove_abandoned_staged(
+    repo: &Repository<Open>,
+    sessions: &LockStore,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let staged = repo.backend().list_staged()?;
+    if staged.is_empty() {
+        return Ok(());
+    }
+    let locks: Vec<_> = sessions
+        .list()?
+        .into_iter()
+        .filter_map(|(_, l)| l)
+        .collect();
+    for file in staged {
+        if !crate::staging::is_abandoned(&file, &locks) {
+            continue;
+        }
+        if !report.dry_run {
+            repo.backend().remove_staged(&file.name)?;
+        }
+        report.staged_removed += 1;
+        report.staged_bytes += file.size;
+    }
+    Ok(())
+}
+
+/// Removes condemnation records that cannot be read (under the exclusive
+/// lock). What such a record condemned is judged again by this prune: its
+/// packs are still indexed, and a backup that might use them holds a session
+/// that the new record waits for.
+pub(super) fn remove_unreadable_records(
+    repo: &Repository<Open>,
+    report: &mut PruneReport,
+) -> Result<()> {
+    for (id, e) in repo.condemnation_list()?.unreadable {
+        if !report.dry_run {
+            repo.backend().remove(FileKind::Condemned, &id.to_hex())?;
+        }
+        report
+            .warnings
+            .push(format!("{e}: removed; its packs are judged again"));
+    }
+    Ok(())
+}

@@ -1,0 +1,239 @@
+//! Attacks on the repository by someone who can write it: a holder of a key
+//! who forges an index file, or storage that replays an old one. Neither may
+//! make `prune` delete data a snapshot needs.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bunker_engine::backend::{Backend, FileKind, Location, OpenDalBackend};
+use bunker_engine::backup::{backup, BackupOptions, BackupSource};
+use bunker_engine::format::blob::BlobType;
+use bunker_engine::format::id::{BlobId, PackId, SnapshotId};
+use bunker_engine::format::index::{IndexFile, IndexedPack};
+use bunker_engine::format::keyfile::KdfParams;
+use bunker_engine::format::pack::PackEntry;
+use bunker_engine::prune::{prune, PruneOptions, PruneReport};
+use bunker_engine::restore::{restore, RestoreOptions};
+use bunker_engine::walk_tree::find_node;
+use bunker_engine::{forget, InitOptions, NoProgress, Repository};
+
+const PASSWORD: &[u8] = b"attacks";
+
+struct World {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    backend: Arc<dyn Backend>,
+}
+
+fn world() -> World {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().to_path_buf();
+    let backend: Arc<dyn Backend> =
+        Arc::new(OpenDalBackend::open(&Location::Local(root.join("repo")), true).unwrap());
+    let options = InitOptions {
+        kdf: KdfParams {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        },
+        pack_size: Some(1 << 20),
+        ..Default::default()
+    };
+    Repository::init(backend.clone(), PASSWORD, options).unwrap();
+    World {
+        _tmp: tmp,
+        root,
+        backend,
+    }
+}
+
+/// Pseudo-random bytes, different for each seed.
+fn bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+impl World {
+    fn open(&self) -> Repository {
+        Repository::open(self.backend.clone(), PASSWORD).unwrap()
+    }
+
+    fn write(&self, rel: &str, seed: u64) -> PathBuf {
+        let path = self.root.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes(seed, 40 << 10)).unwrap();
+        path
+    }
+
+    fn backup(&self, dir: &Path) -> SnapshotId {
+        backup(
+            self.open(),
+            BackupSource::Paths(vec![dir.to_path_buf()]),
+            BackupOptions {
+                host: Some("attacks".into()),
+                ..Default::default()
+            },
+            Arc::new(NoProgress),
+        )
+        .unwrap()
+        .id
+        .unwrap()
+    }
+
+    fn prune(&self) -> PruneReport {
+        prune(self.open(), &PruneOptions::default()).unwrap()
+    }
+
+    /// The blobs of `file` in snapshot `id`, and the pack holding each.
+    fn content(&self, id: &SnapshotId, file: &Path) -> Vec<(BlobId, PackId, PackEntry)> {
+        let repo = self.open().load_index().unwrap();
+        let snapshot = repo.read_snapshot(id).unwrap();
+        let node = find_node(&repo, &snapshot.tree, file.to_str().unwrap()).unwrap();
+        node.content
+            .iter()
+            .map(|b| {
+                let loc = repo.index().get(b).unwrap().unwrap();
+                let entry = PackEntry {
+                    kind: BlobType::Data,
+                    id: *b,
+                    offset: loc.offset,
+                    length: loc.length,
+                    raw_length: loc.raw_length,
+                };
+                (*b, repo.index().pack(loc.pack).0, entry)
+            })
+            .collect()
+    }
+
+    /// Restores snapshot `id` and compares `file` with `expected` bytes.
+    fn restores(&self, id: &SnapshotId, file: &Path, expected: &[u8]) {
+        let repo = Arc::new(self.open().load_index().unwrap());
+        let snapshot = repo.read_snapshot(id).unwrap();
+        let target = self.root.join(format!("restore-{}", id.short()));
+        let summary = restore(
+            repo,
+            &snapshot.tree,
+            &RestoreOptions {
+                target: target.clone(),
+                subpath: "/".into(),
+                verify: true,
+                ..Default::default()
+            },
+            Arc::new(NoProgress),
+        )
+        .unwrap();
+        assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+        let restored = target.join(file.strip_prefix("/").unwrap());
+        assert_eq!(std::fs::read(restored).unwrap(), expected);
+    }
+
+    /// Index file names, sorted as every reader lists them.
+    fn index_names(&self) -> Vec<String> {
+        self.backend
+            .list_names(FileKind::Index)
+            .unwrap()
+            .into_iter()
+            .collect()
+    }
+}
+
+#[test]
+fn a_forged_index_cannot_make_prune_delete_live_data() {
+    let w = world();
+    let a = w.write("one/a", 1);
+    let s1 = w.backup(&w.root.join("one"));
+    let b = w.write("two/b", 2);
+    let s2 = w.backup(&w.root.join("two"));
+    let a_blobs = w.content(&s1, &a);
+    let b_blobs = w.content(&s2, &b);
+    let (p, q) = (a_blobs[0].1, b_blobs[0].1);
+    assert_ne!(p, q);
+
+    // A key holder writes an index placing a's blobs in b's pack, and makes
+    // sure it is read first (the order every reader lists index files in).
+    let repo = w.open();
+    let q_length = w.backend.size(FileKind::Pack, &q.to_hex()).unwrap();
+    let forged = IndexFile {
+        supersedes: Vec::new(),
+        packs: vec![IndexedPack {
+            id: q,
+            length: q_length,
+            blobs: a_blobs.iter().map(|(_, _, e)| *e).collect(),
+        }],
+    };
+    loop {
+        let name = repo.write_index(&forged).unwrap().to_hex();
+        if w.index_names()[0] == name {
+            break;
+        }
+        w.backend.remove(FileKind::Index, &name).unwrap();
+    }
+
+    let report = w.prune();
+    assert!(
+        report.warnings.iter().any(|m| m.contains("forged")),
+        "prune did not say what it refused: {:?}",
+        report.warnings
+    );
+    assert!(
+        w.backend.exists(FileKind::Pack, &p.to_hex()).unwrap() || report.packs_repacked > 0,
+        "a's pack was deleted without a copy"
+    );
+    w.restores(&s1, &a, &bytes(1, 40 << 10));
+    w.restores(&s2, &b, &bytes(2, 40 << 10));
+}
+
+#[test]
+fn a_replayed_index_cannot_make_prune_delete_a_rescued_pack() {
+    let w = world();
+    let f = w.write("src/f", 3);
+    let src = w.root.join("src");
+    // An old snapshot's index file, kept aside by the storage.
+    let s0 = w.backup(&src);
+    let old_index: Vec<(String, Vec<u8>)> = w
+        .index_names()
+        .into_iter()
+        .map(|n| {
+            let bytes = w.backend.read(FileKind::Index, &n).unwrap();
+            (n, bytes)
+        })
+        .collect();
+    forget::remove(&w.open(), &[s0]).unwrap();
+    w.prune();
+    // The same data again, now in another pack.
+    let s1 = w.backup(&src);
+    let s1_snapshot = w.open().read_snapshot(&s1).unwrap();
+
+    // A backup that started before the next prune condemns that pack…
+    let repo = w.open();
+    let session = bunker_engine::lock::session(&repo, "backup").unwrap();
+    forget::remove(&w.open(), &[s1]).unwrap();
+    let waiting = w.prune();
+    assert!(
+        waiting.sessions_waiting == 1 && waiting.packs_waiting > 0,
+        "{waiting:?}"
+    );
+    // …commits a snapshot using it, and ends.
+    let mut again = s1_snapshot.clone();
+    again.time_ns += 1;
+    session.confirm().unwrap();
+    let s2 = repo.write_snapshot(&again).unwrap();
+    drop(session);
+
+    // The storage replays the old index, which places the data in a pack
+    // that no longer exists.
+    for (name, bytes) in &old_index {
+        w.backend.write(FileKind::Index, name, bytes).unwrap();
+    }
+    let report = w.prune();
+    // Its data pack and its tree pack.
+    assert_eq!(report.packs_rescued, 2, "{report:?}");
+    w.restores(&s2, &f, &bytes(3, 40 << 10));
+}
