@@ -13,6 +13,8 @@ pub enum ErrorKind {
     NoSpace,
     /// A failure that may pass (network, throttling); already retried.
     Transient,
+    /// The file is larger than a file of its kind may be (planted or damaged).
+    TooLarge,
     /// A failure that retrying will not fix.
     Permanent,
 }

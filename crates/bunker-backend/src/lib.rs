@@ -64,6 +64,15 @@ impl FileKind {
     }
 }
 
+/// The error for a file longer than it may be.
+pub fn too_long(kind: FileKind, name: &str, size: u64, max: u64) -> BackendError {
+    BackendError::new(
+        ErrorKind::TooLarge,
+        format!("read {}", kind.path(name)),
+        format!("{size} bytes, more than the {max} such a file may have (planted or damaged)"),
+    )
+}
+
 /// A stored file, as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileInfo {
@@ -93,6 +102,15 @@ pub trait Backend: Send + Sync {
     fn create(&self) -> Result<(), BackendError>;
     /// Reads a whole file.
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError>;
+    /// Reads a whole file that must not be longer than `max` bytes: a longer
+    /// one is refused before it is read (a planted file cannot exhaust memory).
+    fn read_at_most(&self, kind: FileKind, name: &str, max: u64) -> Result<Vec<u8>, BackendError> {
+        let size = self.size(kind, name)?;
+        if size > max {
+            return Err(too_long(kind, name, size, max));
+        }
+        self.read(kind, name)
+    }
     /// Reads `length` bytes at `offset`; fails if the file is shorter.
     fn read_range(
         &self,

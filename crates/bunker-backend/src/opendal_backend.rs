@@ -242,6 +242,30 @@ impl Backend for OpenDalBackend {
         Ok(buf.to_vec())
     }
 
+    fn read_at_most(&self, kind: FileKind, name: &str, max: u64) -> Result<Vec<u8>, BackendError> {
+        let Some(root) = &self.local_root else {
+            let size = self.size(kind, name)?;
+            if size > max {
+                return Err(crate::too_long(kind, name, size, max));
+            }
+            return self.read(kind, name);
+        };
+        use std::io::Read;
+        let path = kind.path(name);
+        let failed = |e| BackendError::from((format!("read {path}").as_str(), e));
+        let file = std::fs::File::open(root.join(&path)).map_err(failed)?;
+        let size = file.metadata().map_err(failed)?.len();
+        if size > max {
+            return Err(crate::too_long(kind, name, size, max));
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        file.take(max + 1).read_to_end(&mut bytes).map_err(failed)?;
+        if bytes.len() as u64 > max {
+            return Err(crate::too_long(kind, name, bytes.len() as u64, max));
+        }
+        Ok(bytes)
+    }
+
     fn read_range(
         &self,
         kind: FileKind,

@@ -111,6 +111,8 @@ pub fn kdf_params() -> Result<KdfParams> {
             other => return Err(anyhow!("BUNKER_KDF_PARAMS: unknown parameter {other:?}")),
         }
     }
+    p.validate()
+        .map_err(|e| anyhow!("BUNKER_KDF_PARAMS: {e}"))?;
     Ok(p)
 }
 

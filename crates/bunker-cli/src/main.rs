@@ -40,6 +40,7 @@ extern "C" fn on_interrupt(_signal: libc::c_int) {
 static PANIC: Mutex<Option<String>> = Mutex::new(None);
 
 fn main() {
+    password::take_environment();
     // SAFETY: the handler only touches an atomic and calls _exit.
     unsafe {
         libc::signal(

@@ -655,7 +655,8 @@ fn read_packs(
             scope.spawn(move || {
                 for (pack, length) in rx {
                     let indexed = by_pack.get(&pack).map(Vec::as_slice).unwrap_or(&[]);
-                    let result = verify_stored_pack(repo, &pack, indexed, options.repair, repaired);
+                    let result =
+                        verify_stored_pack(repo, &pack, length, indexed, options.repair, repaired);
                     match result {
                         Ok(n) => {
                             blobs.fetch_add(n, Ordering::Relaxed);
@@ -699,11 +700,12 @@ fn read_packs(
 fn verify_stored_pack(
     repo: &Repository<Indexed>,
     pack: &PackId,
+    length: u64,
     indexed: &[(BlobId, BlobType, u32)],
     repair: bool,
     repaired: &std::sync::Mutex<Vec<String>>,
 ) -> Result<u64, PackDamage> {
-    match repo.read_pack(pack) {
+    match repo.read_pack(pack, length) {
         Err(e) => Err(PackDamage {
             problems: vec![e.to_string()],
             blobs: indexed.iter().map(|(id, _, _)| *id).collect(),

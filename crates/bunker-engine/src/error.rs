@@ -32,7 +32,7 @@ pub enum EngineError {
     WrongPassword(String),
     /// Storage failed.
     #[error("storage: {0}")]
-    Backend(#[from] BackendError),
+    Backend(BackendError),
     /// A stored object failed to decode or verify.
     #[error("{object}: {source}")]
     Corrupt {
@@ -87,6 +87,20 @@ pub enum EngineError {
     /// A worker thread failed (a bug); nothing was committed.
     #[error("internal error: {0}; nothing was committed (please report this bug)")]
     Internal(String),
+}
+
+impl From<BackendError> for EngineError {
+    /// A file larger than its kind allows is damage (or planted), like any
+    /// other object that fails to verify; every other failure is the storage's.
+    fn from(e: BackendError) -> Self {
+        match e.kind {
+            bunker_backend::ErrorKind::TooLarge => EngineError::Corrupt {
+                object: e.operation.trim_start_matches("read ").to_string(),
+                source: FormatError::Oversized(e.message),
+            },
+            _ => EngineError::Backend(e),
+        }
+    }
 }
 
 impl EngineError {

@@ -50,7 +50,8 @@ impl LockStore {
 
     /// Reads one lock; `None` if it is gone.
     pub fn read(&self, id: &LockId) -> Result<Option<Lock>> {
-        let stored = match self.backend.read(FileKind::Lock, &id.to_hex()) {
+        let max = crate::repository::max_file_len(FileKind::Lock);
+        let stored = match self.backend.read_at_most(FileKind::Lock, &id.to_hex(), max) {
             Ok(b) => b,
             Err(e) if e.kind == ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),

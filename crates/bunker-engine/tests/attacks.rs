@@ -31,11 +31,7 @@ fn world() -> World {
     let backend: Arc<dyn Backend> =
         Arc::new(OpenDalBackend::open(&Location::Local(root.join("repo")), true).unwrap());
     let options = InitOptions {
-        kdf: KdfParams {
-            memory_kib: 1024,
-            iterations: 1,
-            parallelism: 1,
-        },
+        kdf: KdfParams::MIN,
         pack_size: Some(1 << 20),
         ..Default::default()
     };

@@ -137,11 +137,7 @@ fn world() -> World {
         faulty.clone(),
         PASSWORD,
         InitOptions {
-            kdf: KdfParams {
-                memory_kib: 64,
-                iterations: 1,
-                parallelism: 1,
-            },
+            kdf: KdfParams::MIN,
             pack_size: Some(1 << 20),
             ..Default::default()
         },

@@ -9,6 +9,7 @@ use std::io::{self, Read};
 use std::sync::Arc;
 
 use fastcdc::v2020::{cut_gear, select_masks, Normalization};
+use zeroize::Zeroize;
 
 use crate::FormatError;
 
@@ -63,35 +64,45 @@ impl ChunkerParams {
     }
 }
 
+/// The keyed gear table and its shifted copy: secret (they would let an
+/// observer predict cut points), so wiped when the last chunker drops them.
+struct GearTable([u64; 256], [u64; 256]);
+
+impl Drop for GearTable {
+    fn drop(&mut self) {
+        self.0.zeroize();
+        self.1.zeroize();
+    }
+}
+
 /// A keyed FastCDC chunker. Cheap to clone; share one per repository.
 #[derive(Clone)]
 pub struct Chunker {
     params: ChunkerParams,
     mask_s: u64,
     mask_l: u64,
-    gear: Arc<([u64; 256], [u64; 256])>,
+    gear: Arc<GearTable>,
 }
 
 impl Chunker {
     /// A chunker whose gear table is derived from `key`.
     pub fn new(params: ChunkerParams, key: &[u8; 32]) -> Self {
-        let mut words = [0u8; 256 * 8];
+        let mut words = zeroize::Zeroizing::new([0u8; 256 * 8]);
         blake3::Hasher::new_keyed(key)
             .update(b"gear table")
             .finalize_xof()
-            .fill(&mut words);
-        let mut gear = [0u64; 256];
-        let mut gear_ls = [0u64; 256];
+            .fill(words.as_mut());
+        let mut table = GearTable([0u64; 256], [0u64; 256]);
         for (i, w) in words.chunks_exact(8).enumerate() {
-            gear[i] = u64::from_le_bytes(w.try_into().expect("8-byte word"));
-            gear_ls[i] = gear[i] << 1;
+            table.0[i] = u64::from_le_bytes(w.try_into().expect("8-byte word"));
+            table.1[i] = table.0[i] << 1;
         }
         let (mask_s, mask_l) = select_masks(params.avg_size as usize, Normalization::Level1);
         Chunker {
             params,
             mask_s,
             mask_l,
-            gear: Arc::new((gear, gear_ls)),
+            gear: Arc::new(table),
         }
     }
 

@@ -56,7 +56,8 @@ impl MasterKey {
     }
 }
 
-/// The keys an open repository works with.
+/// The keys an open repository works with (wiped when dropped; the
+/// cipher wipes its own key).
 #[derive(Clone)]
 pub struct RepoKeys {
     cipher: XChaCha20Poly1305,

@@ -34,6 +34,9 @@ pub enum FormatError {
     /// JSON decoding failed (key files).
     #[error("malformed key file: {0}")]
     Json(String),
+    /// A stored file is larger than any file of its kind can be.
+    #[error("too large: {0}")]
+    Oversized(String),
     /// A KDF parameter is outside what the format allows.
     #[error("invalid key derivation parameters: {0}")]
     Kdf(String),

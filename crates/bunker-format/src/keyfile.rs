@@ -41,12 +41,47 @@ impl Default for KdfParams {
 }
 
 impl KdfParams {
-    fn argon2(&self) -> Result<Argon2<'static>, FormatError> {
-        if self.memory_kib > 4 * 1024 * 1024 || self.iterations > 64 || self.parallelism > 16 {
-            return Err(FormatError::Kdf(
-                "cost too high (max 4 GiB, 64 passes, 16 lanes)".into(),
-            ));
+    /// The bounds on what Bunker creates and accepts: from 1 MiB, one pass,
+    /// one lane, to 1 GiB, 10 passes, 4 lanes. A key file outside them is
+    /// refused unopened: a planted one cannot make a reader spend minutes,
+    /// and none can be made too cheap to guess.
+    pub const MIN: KdfParams = KdfParams {
+        memory_kib: 1024,
+        iterations: 1,
+        parallelism: 1,
+    };
+    /// See [`KdfParams::MIN`].
+    pub const MAX: KdfParams = KdfParams {
+        memory_kib: 1024 * 1024,
+        iterations: 10,
+        parallelism: 4,
+    };
+
+    /// Refuses parameters outside [`KdfParams::MIN`]..=[`KdfParams::MAX`].
+    pub fn validate(&self) -> Result<(), FormatError> {
+        let (lo, hi) = (Self::MIN, Self::MAX);
+        let within = |v: u32, a: u32, b: u32| (a..=b).contains(&v);
+        if within(self.memory_kib, lo.memory_kib, hi.memory_kib)
+            && within(self.iterations, lo.iterations, hi.iterations)
+            && within(self.parallelism, lo.parallelism, hi.parallelism)
+            && self.memory_kib >= 8 * self.parallelism
+        {
+            return Ok(());
         }
+        Err(FormatError::Kdf(format!(
+            "m={} KiB, t={}, p={} is outside what bunker accepts (m {}..={} KiB, t {}..={}, p {}..={})",
+            self.memory_kib, self.iterations, self.parallelism,
+            lo.memory_kib, hi.memory_kib, lo.iterations, hi.iterations, lo.parallelism, hi.parallelism
+        )))
+    }
+
+    /// The work of one derivation, for trying cheap key files first.
+    pub fn cost(&self) -> u64 {
+        self.memory_kib as u64 * self.iterations as u64
+    }
+
+    fn argon2(&self) -> Result<Argon2<'static>, FormatError> {
+        self.validate()?;
         let params = Params::new(self.memory_kib, self.iterations, self.parallelism, Some(32))
             .map_err(|e| FormatError::Kdf(e.to_string()))?;
         Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
@@ -167,11 +202,7 @@ mod tests {
     use super::*;
 
     fn cheap() -> KdfParams {
-        KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        }
+        KdfParams::MIN
     }
 
     #[test]
@@ -199,13 +230,28 @@ mod tests {
     }
 
     #[test]
-    fn absurd_costs_are_refused() {
+    fn costs_outside_the_bounds_are_refused() {
         let master = MasterKey::generate();
-        let huge = KdfParams {
-            memory_kib: u32::MAX,
-            iterations: 1,
-            parallelism: 1,
-        };
-        assert!(KeyFile::create(&master, b"p", huge, "".into(), "".into(), "".into()).is_err());
+        for bad in [
+            KdfParams {
+                memory_kib: u32::MAX,
+                ..KdfParams::MIN
+            },
+            KdfParams {
+                memory_kib: 8,
+                ..KdfParams::MIN
+            },
+            KdfParams {
+                iterations: 64,
+                ..KdfParams::MIN
+            },
+            KdfParams {
+                parallelism: 16,
+                ..KdfParams::MIN
+            },
+        ] {
+            assert!(KeyFile::create(&master, b"p", bad, "".into(), "".into(), "".into()).is_err());
+        }
+        assert!(KdfParams::default().validate().is_ok());
     }
 }

@@ -98,7 +98,23 @@ pub fn encode(pack: &[u8]) -> Vec<u8> {
 /// Checks `pack` (possibly damaged, truncated or padded) against its parity
 /// file and rebuilds it if it can. `name` is the pack's id, BLAKE3 of its
 /// original bytes: a rebuilt pack must hash to it.
-pub fn repair(pack: &[u8], parity_file: &[u8], name: &[u8; 32]) -> Result<Repair, FormatError> {
+/// The length of the parity file of a pack of `pack_length` bytes.
+pub fn file_length(pack_length: u64) -> u64 {
+    let (k, shard) = layout(pack_length as usize);
+    (FIXED_HEADER + 32 * (k + PARITY_SHARDS) + 32 + PARITY_SHARDS * shard) as u64
+}
+
+/// Checks `pack` (as read; possibly damaged or short) against its parity
+/// file, and rebuilds it if it can. `pack_length` is the pack's true length
+/// (from the index): the parity file must have exactly the geometry that
+/// length implies, so a planted parity file cannot make a reader allocate
+/// more than the pack itself.
+pub fn repair(
+    pack: &[u8],
+    parity_file: &[u8],
+    name: &[u8; 32],
+    pack_length: u64,
+) -> Result<Repair, FormatError> {
     let bad = |what| FormatError::Malformed(what);
     if parity_file.len() < FIXED_HEADER || &parity_file[..4] != MAGIC {
         return Err(bad("not a bunker parity file"));
@@ -111,8 +127,14 @@ pub fn repair(pack: &[u8], parity_file: &[u8], name: &[u8; 32]) -> Result<Repair
         });
     }
     let (k, m) = (parity_file[5] as usize, parity_file[6] as usize);
-    let pack_length = u64::from_le_bytes(parity_file[8..16].try_into().expect("8 bytes"));
     let shard = u32::from_le_bytes(parity_file[16..20].try_into().expect("4 bytes")) as usize;
+    if u64::from_le_bytes(parity_file[8..16].try_into().expect("8 bytes")) != pack_length
+        || (k, shard) != layout(pack_length as usize)
+        || m != PARITY_SHARDS
+        || parity_file.len() as u64 != file_length(pack_length)
+    {
+        return Err(bad("parity file does not have the geometry of its pack"));
+    }
     let hashes_end = FIXED_HEADER + 32 * (k + m);
     let header_end = hashes_end + 32;
     if k == 0 || m == 0 || k + m > 256 || shard == 0 {
@@ -184,7 +206,7 @@ mod tests {
             let p = pack(len, 1);
             let parity = encode(&p);
             assert_eq!(
-                repair(&p, &parity, &name(&p)).unwrap(),
+                repair(&p, &parity, &name(&p), p.len() as u64).unwrap(),
                 Repair::Intact,
                 "{len}"
             );
@@ -200,7 +222,7 @@ mod tests {
         d[12345] ^= 0x10;
         d[8 << 20..(8 << 20) + 4096].fill(0);
         d.truncate(p.len() - 1000);
-        match repair(&d, &parity, &name(&p)).unwrap() {
+        match repair(&d, &parity, &name(&p), p.len() as u64).unwrap() {
             Repair::Repaired { bytes, shards } => {
                 assert_eq!(bytes, p);
                 assert_eq!(shards, 3);
@@ -218,11 +240,24 @@ mod tests {
         for i in 0..=PARITY_SHARDS {
             d[i * shard] ^= 1;
         }
-        assert!(repair(&d, &parity, &name(&p)).is_err());
+        assert!(repair(&d, &parity, &name(&p), p.len() as u64).is_err());
         let mut bad_parity = parity.clone();
         bad_parity[30] ^= 1;
-        assert!(repair(&p[..10], &bad_parity, &name(&p)).is_err());
-        assert!(repair(&p, &parity[..40], &name(&p)).is_err());
+        assert!(repair(&p[..10], &bad_parity, &name(&p), p.len() as u64).is_err());
+        assert!(repair(&p, &parity[..40], &name(&p), p.len() as u64).is_err());
+    }
+
+    #[test]
+    fn a_parity_file_must_have_its_packs_geometry() {
+        let p = pack(1 << 20, 5);
+        let parity = encode(&p);
+        assert_eq!(parity.len() as u64, file_length(p.len() as u64));
+        // The parity of another (larger) pack, or a length that disagrees
+        // with the index, is refused before anything is allocated for it.
+        let big = encode(&pack(4 << 20, 5));
+        assert!(repair(&p, &big, &name(&p), p.len() as u64).is_err());
+        assert!(repair(&p, &parity, &name(&p), 64 << 30).is_err());
+        assert!(repair(&p, &parity, &name(&p), p.len() as u64 + 1).is_err());
     }
 
     proptest! {
@@ -244,7 +279,7 @@ mod tests {
                     d[at] ^= x;
                 }
             }
-            let repaired = repair(&d, &parity, &name(&p)).unwrap();
+            let repaired = repair(&d, &parity, &name(&p), p.len() as u64).unwrap();
             match repaired {
                 Repair::Repaired { bytes, .. } => prop_assert_eq!(bytes, p),
                 Repair::Intact => prop_assert!(false, "damage not seen"),

@@ -112,11 +112,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let keyfile = KeyFile::create(
         &MasterKey::from_bytes([9; 32]),
         b"password",
-        KdfParams {
-            memory_kib: 64,
-            iterations: 1,
-            parallelism: 1,
-        },
+        KdfParams::MIN,
         "2026-11-24T00:00:00Z".into(),
         "host".into(),
         "user".into(),

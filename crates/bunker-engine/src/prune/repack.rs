@@ -21,7 +21,7 @@ pub(super) fn repack(repo: &Repository<Indexed>, packs: &[PackUse]) -> Result<()
     // A blob held by two packs that both go is copied once.
     let mut copied: HashSet<BlobId> = HashSet::new();
     for p in packs {
-        let bytes = match repo.read_pack(&p.pack.id)? {
+        let bytes = match repo.read_pack(&p.pack.id, p.pack.length)? {
             PackRead::Intact(b) | PackRead::Healed { bytes: b, .. } => b,
             PackRead::Damaged(_, why) => {
                 return Err(EngineError::Invalid(format!(

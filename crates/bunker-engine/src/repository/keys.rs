@@ -23,14 +23,20 @@ pub struct KeyEntry {
 /// so a damaged key file is reported as damage, not as a wrong password.
 pub(super) fn read_key_file(backend: &dyn Backend, name: &str) -> Result<KeyFile> {
     let label = format!("keys/{name}");
-    let bytes = backend.read(FileKind::Key, name)?;
+    let bytes = backend.read_at_most(FileKind::Key, name, super::max_file_len(FileKind::Key))?;
     if storage_name(&bytes) != name {
         return Err(EngineError::corrupt(
             label,
             FormatError::IdMismatch(name.to_string()),
         ));
     }
-    KeyFile::from_json(&bytes).map_err(|e| EngineError::corrupt(label, e))
+    let kf = KeyFile::from_json(&bytes).map_err(|e| EngineError::corrupt(&label, e))?;
+    // Parameters outside the bounds: refused before any key derivation.
+    kf.kdf
+        .params
+        .validate()
+        .map_err(|e| EngineError::corrupt(label, e))?;
+    Ok(kf)
 }
 
 pub(super) fn write_key(

@@ -119,6 +119,21 @@ fn missing_config(backend: &dyn Backend) -> EngineError {
     }
 }
 
+/// Key files tried when opening, at most.
+const MAX_KEY_TRIES: usize = 32;
+
+/// The most bytes a stored file of a kind may have; a longer one is refused
+/// unread, so a planted file cannot exhaust memory. Packs and parity files
+/// are bounded by their indexed length instead.
+pub(crate) fn max_file_len(kind: FileKind) -> u64 {
+    match kind {
+        FileKind::Config | FileKind::Key | FileKind::Lock => 1 << 20,
+        FileKind::Snapshot | FileKind::Condemned => 256 << 20,
+        FileKind::Index => 1 << 30,
+        FileKind::Pack | FileKind::Parity => 4 << 30,
+    }
+}
+
 /// The first characters of a stored name, for messages.
 pub fn short_name(name: &str) -> &str {
     name.get(..8).unwrap_or(name)
@@ -163,36 +178,50 @@ impl Repository<Open> {
     /// key file is skipped (and told); a password that opens none of the
     /// readable ones is [`EngineError::WrongPassword`].
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Self> {
-        let config_bytes = match backend.read(FileKind::Config, "") {
-            Ok(b) => b,
-            Err(e) if e.kind == ErrorKind::NotFound => return Err(missing_config(&*backend)),
-            Err(e) => return Err(e.into()),
-        };
+        let config_bytes =
+            match backend.read_at_most(FileKind::Config, "", max_file_len(FileKind::Config)) {
+                Ok(b) => b,
+                Err(e) if e.kind == ErrorKind::NotFound => return Err(missing_config(&*backend)),
+                Err(e) => return Err(e.into()),
+            };
         let notices = Arc::new(Notices::default());
-        let key_files = backend.list_names(FileKind::Key)?;
-        let mut wrong_password = false;
         let mut damaged = Vec::new();
-        for name in &key_files {
-            if parse_name::<KeyId>(&notices, FileKind::Key, name).is_none() {
+        let mut candidates = Vec::new();
+        for name in backend.list_names(FileKind::Key)? {
+            if parse_name::<KeyId>(&notices, FileKind::Key, &name).is_none() {
                 continue;
             }
-            let opened = read_key_file(&*backend, name).and_then(|kf| {
-                kf.open(password).map_err(|e| match e {
-                    FormatError::WrongPassword => EngineError::WrongPassword(String::new()),
-                    e => EngineError::corrupt(format!("keys/{name}"), e),
-                })
-            });
-            let master = match opened {
+            match read_key_file(&*backend, &name) {
+                Ok(kf) => candidates.push((name, kf)),
+                Err(e @ EngineError::Corrupt { .. }) => damaged.push((name, e)),
+                Err(e) => return Err(e),
+            }
+        }
+        // The cheapest first, and a bounded number: key files planted with
+        // costly parameters cannot make opening slow.
+        candidates.sort_by_key(|(name, kf)| (kf.kdf.params.cost(), name.clone()));
+        if candidates.len() > MAX_KEY_TRIES {
+            notices.add(format!(
+                "{} key files: only the {MAX_KEY_TRIES} cheapest to try were tried",
+                candidates.len()
+            ));
+            candidates.truncate(MAX_KEY_TRIES);
+        }
+        let mut wrong_password = false;
+        for (name, kf) in candidates {
+            let master = match kf.open(password) {
                 Ok(master) => master,
-                Err(EngineError::WrongPassword(_)) => {
+                Err(FormatError::WrongPassword) => {
                     wrong_password = true;
                     continue;
                 }
-                Err(e @ EngineError::Corrupt { .. }) => {
-                    damaged.push((name.clone(), e));
+                Err(e) => {
+                    damaged.push((
+                        name.clone(),
+                        EngineError::corrupt(format!("keys/{name}"), e),
+                    ));
                     continue;
                 }
-                Err(e) => return Err(e),
             };
             for (name, e) in &damaged {
                 notices.add(format!(
@@ -205,13 +234,7 @@ impl Repository<Open> {
                 .map_err(|e| EngineError::corrupt("config", e))?;
             let config =
                 RepoConfig::decode(&plain).map_err(|e| EngineError::corrupt("config", e))?;
-            return Ok(Self::assemble(
-                backend,
-                master,
-                config,
-                name.clone(),
-                notices,
-            ));
+            return Ok(Self::assemble(backend, master, config, name, notices));
         }
         if wrong_password {
             return Err(EngineError::WrongPassword(backend.location()));
@@ -339,7 +362,7 @@ impl<S> Repository<S> {
 
     /// Reads and decrypts one whole-file object named by the hash of its bytes.
     fn read_object(&self, kind: FileKind, object: ObjectKind, name: &str) -> Result<Vec<u8>> {
-        let stored = self.backend.read(kind, name)?;
+        let stored = self.backend.read_at_most(kind, name, max_file_len(kind))?;
         let label = format!("{}/{}", kind.dir(), name);
         if storage_name(&stored) != name {
             return Err(EngineError::corrupt(
@@ -359,7 +382,7 @@ impl<S> Repository<S> {
         object: ObjectKind,
         name: &str,
     ) -> Result<Vec<u8>> {
-        let stored = self.backend.read(kind, name)?;
+        let stored = self.backend.read_at_most(kind, name, max_file_len(kind))?;
         open_object(&self.keys, object, &stored)
             .map_err(|e| EngineError::corrupt(format!("{}/{}", kind.dir(), name), e))
     }

@@ -68,14 +68,18 @@ impl<S> Repository<S> {
         parse_header(&self.keys, &sealed, size).map_err(corrupt)
     }
 
-    /// Reads a whole pack and checks it against its name; a damaged (or
+    /// Reads a whole pack of `length` bytes (as indexed) and checks it against its name; a damaged (or
     /// missing) pack is rebuilt from its parity file when the repository
     /// keeps parity.
-    pub fn read_pack(&self, id: &PackId) -> Result<PackRead> {
+    pub fn read_pack(&self, id: &PackId, length: u64) -> Result<PackRead> {
         let name = id.to_hex();
-        let stored = match self.backend.read(FileKind::Pack, &name) {
+        let stored = match self.backend.read_at_most(FileKind::Pack, &name, length) {
             Ok(b) => b,
             Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
+            // Longer than the index says: whatever it holds is not the pack.
+            Err(e) if e.kind == ErrorKind::TooLarge => {
+                return Ok(PackRead::Damaged(Vec::new(), e.message));
+            }
             Err(e) => return Err(e.into()),
         };
         if storage_hash(&stored) == id.0 {
@@ -88,12 +92,13 @@ impl<S> Repository<S> {
             };
             return Ok(PackRead::Damaged(stored, why.into()));
         }
-        let parity = match self.backend.read(FileKind::Parity, &name) {
+        let max = bunker_format::parity::file_length(length);
+        let parity = match self.backend.read_at_most(FileKind::Parity, &name, max) {
             Ok(p) => p,
             Err(e) => return Ok(PackRead::Damaged(stored, format!("no parity: {e}"))),
         };
         Ok(
-            match bunker_format::parity::repair(&stored, &parity, &id.0) {
+            match bunker_format::parity::repair(&stored, &parity, &id.0, length) {
                 Ok(Repair::Repaired { bytes, shards }) => PackRead::Healed { bytes, shards },
                 Ok(Repair::Intact) => PackRead::Intact(stored),
                 Err(e) => PackRead::Damaged(stored, format!("parity cannot repair it: {e}")),
@@ -127,7 +132,7 @@ impl Repository<Indexed> {
 
     /// Reads one copy of a blob, healing its pack from parity if it must.
     fn read_blob_at(&self, kind: BlobType, id: &BlobId, loc: &BlobLocation) -> Result<Vec<u8>> {
-        let (pack, _) = self.index().pack(loc.pack);
+        let (pack, pack_length) = self.index().pack(loc.pack);
         let decode = |stored: &[u8]| {
             decode_blob(&self.keys, kind, id, loc.raw_length, stored).map_err(|e| {
                 EngineError::corrupt(
@@ -152,7 +157,7 @@ impl Repository<Indexed> {
             .map_err(EngineError::from)
             .and_then(|stored| decode(&stored));
         match first {
-            Err(e) if self.config.parity => match self.read_pack(&pack)? {
+            Err(e) if self.config.parity => match self.read_pack(&pack, pack_length)? {
                 PackRead::Healed { bytes, .. } => {
                     let range = loc.offset as usize..(loc.offset + loc.length) as usize;
                     decode(bytes.get(range).ok_or(e)?)
