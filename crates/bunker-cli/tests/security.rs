@@ -57,3 +57,30 @@ fn planted_key_files_and_oversized_files_are_refused_unread() {
     expect_code(&out, 1, "check names them");
     assert!(stderr(&out).contains("too large"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_snapshot_written_after_its_session_was_declared_dead_is_withdrawn() {
+    let env = TestEnv::new();
+    env.init();
+    write_file(&env.path("src/f"), b"data");
+    let mut c = env.spawnable();
+    c.env("BUNKER_TEST_PAUSE", "backup-after-snapshot:2000")
+        .args(["backup", s(&env.path("src"))])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    wait_for_pause(&mut child, "backup-after-snapshot");
+    // A prune judged the session dead between its last check and its
+    // snapshot, and may have deleted what the snapshot references.
+    for (lock, _) in files_below(&env.repo.join("locks")) {
+        fs::remove_file(lock).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("judged it dead"), "{err}");
+    assert!(
+        env.snapshots(&[]).is_empty(),
+        "the snapshot was not withdrawn"
+    );
+}

@@ -1,7 +1,8 @@
 //! A local cache of what was read from a repository, so that a command need
 //! not read again what an earlier one did: today the decoded snapshots, one
 //! file for all of them (`snapshots` with 10,000 snapshots reads one file
-//! instead of 10,000).
+//! instead of 10,000); and the locks it has seen, so that a lock's holder
+//! is judged dead by what this client observed, not by another host's clock.
 //!
 //! The cache lives under a directory of the caller's choosing (the user's
 //! cache directory), one subdirectory per repository id. Everything in it is
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use bunker_format::crypto::RepoKeys;
 use bunker_format::id::SnapshotId;
+use bunker_format::lock_watch::{self, Seen};
 use bunker_format::object::{open_object, seal_object, ObjectKind};
 use bunker_format::snapshot::Snapshot;
 use bunker_format::snapshot_cache;
@@ -25,6 +27,8 @@ use crate::repository::SnapshotEntry;
 
 /// File of the snapshot cache inside a repository's cache directory.
 const SNAPSHOTS: &str = "snapshots";
+/// File of the record of locks seen.
+const LOCKS: &str = "locks";
 
 /// The cache of one repository.
 #[derive(Debug)]
@@ -77,6 +81,28 @@ impl Cache {
             level,
         );
         let _ = self.replace(SNAPSHOTS, &stored);
+    }
+
+    /// The locks this client has seen, or none if the record is missing or
+    /// cannot be opened with `keys`.
+    pub(crate) fn lock_watch(&self, keys: &RepoKeys) -> Vec<Seen> {
+        let Ok(stored) = std::fs::read(self.dir.join(LOCKS)) else {
+            return Vec::new();
+        };
+        open_object(keys, ObjectKind::LockWatch, &stored)
+            .and_then(|plain| lock_watch::decode(&self.repository, &plain))
+            .unwrap_or_default()
+    }
+
+    /// Replaces the record of locks seen (best effort).
+    pub(crate) fn store_lock_watch(&self, keys: &RepoKeys, seen: &[Seen]) {
+        let stored = seal_object(
+            keys,
+            ObjectKind::LockWatch,
+            &lock_watch::encode(&self.repository, seen),
+            0,
+        );
+        let _ = self.replace(LOCKS, &stored);
     }
 
     /// Writes a cache file whole, then renames it into place: a reader sees

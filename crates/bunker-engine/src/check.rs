@@ -350,7 +350,7 @@ fn report_staged(repo: &Repository<Indexed>, report: &mut CheckReport) -> Result
     let locks: Vec<_> = LockStore::new(repo)
         .list()?
         .into_iter()
-        .filter_map(|(_, l)| l)
+        .filter_map(|j| j.lock)
         .collect();
     for file in staged {
         if crate::staging::is_abandoned(&file, &locks) {

@@ -4,27 +4,32 @@
 //! A lock names its holder (host, pid, command) and is refreshed every
 //! [`REFRESH_INTERVAL`] by a background thread. It expires when its holder
 //! dies: at once when the holder ran on this host and its process is gone,
-//! otherwise when it has not been refreshed for [`STALE_AFTER`].
+//! otherwise when this client has seen its bytes stay the same for
+//! [`STALE_AFTER`] by its own clock (each refresh rewrites them). No clock of
+//! another host is ever compared with this one's.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use bunker_backend::{Backend, ErrorKind, FileKind};
 use bunker_format::crypto::{fill_random, RepoKeys};
-use bunker_format::id::LockId;
+use bunker_format::id::{storage_hash, LockId};
 use bunker_format::lock::{Lock, LockKind};
+use bunker_format::lock_watch::Seen;
 use bunker_format::object::{open_object, seal_object, ObjectKind};
 use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 
+use crate::cache::Cache;
 use crate::identity::{hostname, now_ns};
 use crate::repository::Repository;
 use crate::{EngineError, Result};
 
 /// How often a holder proves it is alive.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
-/// A lock from another host not refreshed for this long belongs to a dead holder.
+/// A lock seen unchanged for this long (six missed refreshes) belongs to a dead holder.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 
 /// Reads and writes lock files; cheap to clone into the refresher thread.
@@ -32,14 +37,42 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 pub struct LockStore {
     backend: Arc<dyn Backend>,
     keys: RepoKeys,
+    /// What this client has seen of each lock (kept in the local cache, so
+    /// that observations span runs).
+    watch: Arc<Mutex<Watch>>,
+}
+
+/// Locks as this client has seen them.
+struct Watch {
+    cache: Option<Arc<Cache>>,
+    seen: HashMap<LockId, Seen>,
+}
+
+/// A lock present now, and whether its holder is known to be dead.
+pub struct Judged {
+    /// The lock's id.
+    pub id: LockId,
+    /// Its content, or `None` if it cannot be read (held by someone unknown).
+    pub lock: Option<Lock>,
+    /// Its holder is dead.
+    pub stale: bool,
 }
 
 impl LockStore {
     /// The lock files of a repository.
     pub fn new<S>(repo: &Repository<S>) -> Self {
+        let cache = repo.cache().cloned();
+        let seen = cache
+            .as_ref()
+            .map(|c| c.lock_watch(repo.keys()))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| (s.id, s))
+            .collect();
         LockStore {
             backend: repo.backend().clone(),
             keys: repo.keys().clone(),
+            watch: Arc::new(Mutex::new(Watch { cache, seen })),
         }
     }
 
@@ -50,6 +83,11 @@ impl LockStore {
 
     /// Reads one lock; `None` if it is gone.
     pub fn read(&self, id: &LockId) -> Result<Option<Lock>> {
+        Ok(self.read_stored(id)?.map(|(lock, _)| lock))
+    }
+
+    /// Reads one lock with the digest of its stored bytes; `None` if it is gone.
+    fn read_stored(&self, id: &LockId) -> Result<Option<(Lock, [u8; 32])>> {
         let max = crate::repository::max_file_len(FileKind::Lock);
         let stored = match self.backend.read_at_most(FileKind::Lock, &id.to_hex(), max) {
             Ok(b) => b,
@@ -59,26 +97,61 @@ impl LockStore {
         let label = format!("locks/{id}");
         let plain = open_object(&self.keys, ObjectKind::Lock, &stored)
             .map_err(|e| EngineError::corrupt(&label, e))?;
-        Lock::decode(&plain)
-            .map(Some)
-            .map_err(|e| EngineError::corrupt(label, e))
+        let lock = Lock::decode(&plain).map_err(|e| EngineError::corrupt(label, e))?;
+        Ok(Some((lock, storage_hash(&stored))))
     }
 
-    /// Every lock present. A lock that cannot be read (not ours, or damaged)
-    /// is returned as `None`: callers treat it as held by someone unknown.
-    pub fn list(&self) -> Result<Vec<(LockId, Option<Lock>)>> {
-        let mut out = Vec::new();
+    /// Every lock present, judged. A lock that cannot be read (not ours, or
+    /// damaged) is held by someone unknown, never stale.
+    pub fn list(&self) -> Result<Vec<Judged>> {
+        let mut present = Vec::new();
         for name in self.backend.list_names(FileKind::Lock)? {
             let Ok(id) = name.parse::<LockId>() else {
                 continue;
             };
-            match self.read(&id) {
-                Ok(Some(lock)) => out.push((id, Some(lock))),
+            match self.read_stored(&id) {
+                Ok(Some((lock, digest))) => present.push((id, Some(lock), digest)),
                 Ok(None) => {}
-                Err(_) => out.push((id, None)),
+                Err(_) => present.push((id, None, [0; 32])),
             }
         }
-        Ok(out)
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut watch = self.watch.lock().expect("lock watch");
+        let before = watch.seen.clone();
+        watch
+            .seen
+            .retain(|id, _| present.iter().any(|(p, _, _)| p == id));
+        let judged = present
+            .into_iter()
+            .map(|(id, lock, digest)| {
+                let seen = watch.seen.entry(id).or_insert(Seen {
+                    id,
+                    digest,
+                    since: now,
+                });
+                if seen.digest != digest {
+                    *seen = Seen {
+                        id,
+                        digest,
+                        since: now,
+                    };
+                }
+                let unchanged = Duration::from_secs(now.saturating_sub(seen.since));
+                let stale = lock.as_ref().is_some_and(|l| {
+                    (l.hostname == hostname() && !process_alive(l.pid)) || unchanged >= STALE_AFTER
+                });
+                Judged { id, lock, stale }
+            })
+            .collect();
+        if watch.seen != before {
+            if let Some(cache) = &watch.cache {
+                let seen: Vec<Seen> = watch.seen.values().copied().collect();
+                cache.store_lock_watch(&self.keys, &seen);
+            }
+        }
+        Ok(judged)
     }
 
     /// Removes a lock file.
@@ -92,28 +165,19 @@ impl LockStore {
     /// must not commit.
     pub fn live_sessions(&self, remove_stale: bool) -> Result<Vec<LockId>> {
         let mut live = Vec::new();
-        for (id, lock) in self.list()? {
-            match lock {
+        for j in self.list()? {
+            match j.lock {
                 Some(l) if l.kind == LockKind::Exclusive => {}
-                Some(l) if is_stale(&l) => {
+                Some(_) if j.stale => {
                     if remove_stale {
-                        self.remove(&id)?;
+                        self.remove(&j.id)?;
                     }
                 }
-                _ => live.push(id),
+                _ => live.push(j.id),
             }
         }
         Ok(live)
     }
-}
-
-/// True when the lock's holder is known to be dead.
-pub fn is_stale(lock: &Lock) -> bool {
-    if lock.hostname == hostname() && !process_alive(lock.pid) {
-        return true;
-    }
-    let age = now_ns().saturating_sub(lock.refreshed_ns);
-    age > STALE_AFTER.as_nanos() as i64
 }
 
 /// True if a process with this id runs on this host.
@@ -185,13 +249,14 @@ pub fn exclusive<S>(repo: &Repository<S>, command: &str) -> Result<LockGuard> {
 }
 
 fn check_exclusive_free(store: &LockStore, ours: Option<LockId>) -> Result<()> {
-    for (id, lock) in store.list()? {
+    for j in store.list()? {
+        let id = j.id;
         if Some(id) == ours {
             continue;
         }
-        match lock {
+        match j.lock {
             Some(l) if l.kind == LockKind::Session => {}
-            Some(l) if is_stale(&l) => store.remove(&id)?,
+            Some(_) if j.stale => store.remove(&id)?,
             Some(l) => return Err(EngineError::Locked(describe(&l))),
             None => {
                 return Err(EngineError::Locked(format!(
@@ -249,4 +314,74 @@ fn take(store: LockStore, kind: LockKind, command: &str) -> Result<LockGuard> {
         stop: Some(stop),
         refresher: Some(refresher),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bunker_backend::{Location, OpenDalBackend};
+    use bunker_format::keyfile::KdfParams;
+
+    /// A repository with a cache, and a lock of another host whose clock
+    /// runs two hours behind this one's.
+    fn skewed_lock() -> (tempfile::TempDir, Repository, LockId) {
+        let tmp = tempfile::tempdir().unwrap();
+        let backend = Arc::new(
+            OpenDalBackend::open(&Location::Local(tmp.path().join("repo")), true).unwrap(),
+        );
+        let options = crate::InitOptions {
+            kdf: KdfParams::MIN,
+            ..Default::default()
+        };
+        let mut repo = Repository::init(backend, b"pw", options).unwrap();
+        repo.use_cache(&tmp.path().join("cache"));
+        let two_hours_ago = now_ns() - 2 * 3600 * 1_000_000_000;
+        let lock = Lock {
+            kind: LockKind::Session,
+            hostname: "another-host".into(),
+            pid: 1,
+            created_ns: two_hours_ago,
+            refreshed_ns: two_hours_ago,
+            command: "backup".into(),
+        };
+        let id = LockId([7; 32]);
+        LockStore::new(&repo).write(&id, &lock).unwrap();
+        (tmp, repo, id)
+    }
+
+    #[test]
+    fn another_hosts_clock_never_makes_a_lock_stale() {
+        let (_tmp, repo, id) = skewed_lock();
+        // First seen now: alive, whatever its own time says.
+        assert_eq!(LockStore::new(&repo).live_sessions(true).unwrap(), vec![id]);
+        // Seen unchanged for 31 minutes of this client's time: stale.
+        let cache = repo.cache().unwrap();
+        let mut seen = cache.lock_watch(repo.keys());
+        assert_eq!(seen.len(), 1, "the observation is kept across runs");
+        seen[0].since -= 31 * 60;
+        cache.store_lock_watch(repo.keys(), &seen);
+        assert!(LockStore::new(&repo)
+            .live_sessions(true)
+            .unwrap()
+            .is_empty());
+        assert!(
+            LockStore::new(&repo).read(&id).unwrap().is_none(),
+            "removed"
+        );
+    }
+
+    #[test]
+    fn a_refreshed_lock_is_seen_anew() {
+        let (_tmp, repo, id) = skewed_lock();
+        let store = LockStore::new(&repo);
+        store.live_sessions(false).unwrap();
+        let cache = repo.cache().unwrap();
+        let mut seen = cache.lock_watch(repo.keys());
+        seen[0].since -= 31 * 60;
+        cache.store_lock_watch(repo.keys(), &seen);
+        // The holder refreshes (new bytes): it is alive again.
+        let lock = store.read(&id).unwrap().unwrap();
+        store.write(&id, &lock).unwrap();
+        assert_eq!(LockStore::new(&repo).live_sessions(true).unwrap(), vec![id]);
+    }
 }

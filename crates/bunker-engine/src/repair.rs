@@ -175,7 +175,12 @@ pub fn repair_snapshots(
             if let Some(s) = &session {
                 s.confirm()?;
             }
-            repaired = Some(repo.write_snapshot(&snapshot)?);
+            let id = repo.write_snapshot(&snapshot)?;
+            if let Some(Err(e)) = session.as_ref().map(|s| s.confirm()) {
+                let _ = repo.backend().remove(FileKind::Snapshot, &id.to_hex());
+                return Err(e);
+            }
+            repaired = Some(id);
             if forget {
                 repo.backend()
                     .remove(FileKind::Snapshot, &original.id.to_hex())?;

@@ -17,6 +17,7 @@ pub mod id;
 pub mod index;
 pub mod keyfile;
 pub mod lock;
+pub mod lock_watch;
 pub mod object;
 pub mod pack;
 pub mod parity;

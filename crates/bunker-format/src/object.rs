@@ -35,6 +35,8 @@ pub enum ObjectKind {
     Condemnation = b'D' as isize,
     /// The local cache of decoded snapshots (never in the repository).
     SnapshotCache = b'K' as isize,
+    /// A client's record of the locks it has seen (never in the repository).
+    LockWatch = b'W' as isize,
 }
 
 impl ObjectKind {
@@ -46,6 +48,7 @@ impl ObjectKind {
             ObjectKind::Lock => "lock",
             ObjectKind::Condemnation => "condemnation record",
             ObjectKind::SnapshotCache => "snapshot cache",
+            ObjectKind::LockWatch => "lock record",
         }
     }
 
@@ -78,6 +81,7 @@ pub fn check_prefix(kind: ObjectKind, stored: &[u8]) -> Result<(), FormatError> 
             ObjectKind::Lock => "not a bunker lock file",
             ObjectKind::Condemnation => "not a bunker condemnation record",
             ObjectKind::SnapshotCache => "not a bunker snapshot cache",
+            ObjectKind::LockWatch => "not a bunker lock record",
         }));
     }
     if stored[5] != FORMAT_VERSION {

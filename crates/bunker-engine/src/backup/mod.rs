@@ -255,7 +255,20 @@ fn finish(
         if let Some(session) = session {
             session.confirm()?;
         }
-        Some(repo.write_snapshot(&snapshot)?)
+        let id = repo.write_snapshot(&snapshot)?;
+        failpoint::pause("backup-after-snapshot");
+        // A prune that judged this session dead between the confirmation and
+        // the write may have deleted what the snapshot references: if the
+        // lock is gone now, the snapshot is withdrawn (docs/FORMAT.md §10).
+        if let Some(session) = session {
+            if let Err(e) = session.confirm() {
+                let _ = repo
+                    .backend()
+                    .remove(bunker_backend::FileKind::Snapshot, &id.to_hex());
+                return Err(e);
+            }
+        }
+        Some(id)
     };
     Ok(BackupOutcome {
         id,

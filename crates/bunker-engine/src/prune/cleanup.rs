@@ -22,7 +22,7 @@ pub(super) fn remove_abandoned_staged(
     let locks: Vec<_> = sessions
         .list()?
         .into_iter()
-        .filter_map(|(_, l)| l)
+        .filter_map(|j| j.lock)
         .collect();
     for file in staged {
         if !crate::staging::is_abandoned(&file, &locks) {

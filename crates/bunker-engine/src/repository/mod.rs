@@ -329,6 +329,11 @@ impl<S> Repository<S> {
         }
     }
 
+    /// The local cache, when one is in use.
+    pub(crate) fn cache(&self) -> Option<&Arc<Cache>> {
+        self.cache.as_ref()
+    }
+
     /// Problems met and gone past (damaged snapshot or key files, unreadable
     /// index files, stray files), each told once.
     pub fn notices(&self) -> &Notices {
