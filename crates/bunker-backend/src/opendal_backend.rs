@@ -72,6 +72,55 @@ impl OpenDalBackend {
         }
     }
 
+    /// Gives a complete unnamed file its name: linked into `tmp/` and
+    /// renamed over `dest` (atomic, and replacing a file rewritten in place);
+    /// where linking is impossible (a file system without `O_TMPFILE`), its
+    /// bytes are copied whole into a named temporary first.
+    fn publish_unnamed(
+        &self,
+        file: std::fs::File,
+        root: &Path,
+        dest: &Path,
+    ) -> std::io::Result<()> {
+        use std::os::fd::AsRawFd;
+        file.sync_all()?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("{}-{}-", self.owner.host, self.owner.pid))
+            .rand_bytes(12)
+            .make_in(root.join(TMP_DIR), |_| Ok(()))?
+            .into_temp_path()
+            .keep()
+            .map_err(|e| e.error)?;
+        let from =
+            std::ffi::CString::new(format!("/proc/self/fd/{}", file.as_raw_fd())).expect("no NUL");
+        let to = std::ffi::CString::new(tmp.as_os_str().as_encoded_bytes())
+            .map_err(std::io::Error::other)?;
+        // SAFETY: both paths are valid NUL-terminated strings.
+        let linked = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        } == 0;
+        if let Some(dir) = dest.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        if !linked {
+            let mut copy = tempfile::Builder::new()
+                .prefix(&format!("{}-{}-", self.owner.host, self.owner.pid))
+                .rand_bytes(12)
+                .tempfile_in(root.join(TMP_DIR))?;
+            let mut source = file;
+            std::io::Seek::seek(&mut source, std::io::SeekFrom::Start(0))?;
+            std::io::copy(&mut source, copy.as_file_mut())?;
+            return persist_local(copy, dest);
+        }
+        std::fs::rename(&tmp, dest)
+    }
+
     fn block_on<F: std::future::IntoFuture>(&self, f: F) -> F::Output {
         self.runtime.handle().block_on(f.into_future())
     }
@@ -304,7 +353,7 @@ impl Backend for OpenDalBackend {
 
     fn stage(&self, _kind: FileKind) -> Result<StagedFile, BackendError> {
         match &self.local_root {
-            Some(root) => StagedFile::in_dir(&root.join(TMP_DIR), &self.owner)
+            Some(root) => StagedFile::unnamed_in(&root.join(TMP_DIR))
                 .map_err(|e| BackendError::from(("create a file in the repository", e))),
             None => Ok(StagedFile::in_memory()),
         }
@@ -313,6 +362,11 @@ impl Backend for OpenDalBackend {
     fn commit(&self, kind: FileKind, name: &str, staged: StagedFile) -> Result<(), BackendError> {
         let path = kind.path(name);
         match (staged.staging, &self.local_root) {
+            (Staging::Unnamed(file), Some(root)) => {
+                let dest = root.join(&path);
+                self.publish_unnamed(file, root, &dest)
+                    .map_err(|e| BackendError::from((format!("write {path}").as_str(), e)))?
+            }
             (Staging::File(tmp), Some(root)) => persist_local(tmp, &root.join(&path))
                 .map_err(|e| BackendError::from((format!("write {path}").as_str(), e)))?,
             (staging, _) => {
@@ -498,20 +552,35 @@ mod tests {
     }
 
     #[test]
-    fn staged_files_name_their_writer_and_can_be_removed() {
+    fn a_staged_pack_is_invisible_until_committed_and_leftovers_can_be_removed() {
         let dir = tempfile::tempdir().unwrap();
         let loc = Location::Local(dir.path().join("repo"));
         let b = OpenDalBackend::open(&loc, true).unwrap();
         b.create().unwrap();
         let mut staged = b.stage(FileKind::Pack).unwrap();
         staged.append(b"partial").unwrap();
+        // Growing, it shows in no directory of the repository.
+        assert!(b.list_staged().unwrap().is_empty());
+        staged.append(b" and whole").unwrap();
+        b.commit(FileKind::Pack, "ab12", staged).unwrap();
+        assert_eq!(
+            b.read(FileKind::Pack, "ab12").unwrap(),
+            b"partial and whole"
+        );
+        assert!(b.list_staged().unwrap().is_empty(), "nothing left in tmp/");
+        // A named leftover (an older bunker's, or a writer that died between
+        // linking and renaming) names its writer and can be removed.
+        let owner = StagingOwner::this_process();
+        let leftover = StagedFile::in_dir(&dir.path().join("repo/tmp"), &owner).unwrap();
+        let Staging::File(f) = leftover.staging else {
+            unreachable!()
+        };
+        f.keep().unwrap();
         let listed = b.list_staged().unwrap();
         assert_eq!(listed.len(), 1);
-        assert_eq!(listed[0].owner, Some(StagingOwner::this_process()));
-        assert_eq!(listed[0].size, 7);
+        assert_eq!(listed[0].owner, Some(owner));
         b.remove_staged(&listed[0].name).unwrap();
         assert!(b.list_staged().unwrap().is_empty());
         assert!(b.remove_staged("../config").is_err());
-        drop(staged);
     }
 }

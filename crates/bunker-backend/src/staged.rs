@@ -5,16 +5,21 @@ use std::path::Path;
 use std::time::SystemTime;
 
 /// A file being written whose name (the hash of its bytes) is known only at
-/// the end: packs. On local storage it is a temporary file beside its final
-/// place, so a pack never sits whole in memory; elsewhere it is a buffer
-/// until [`Backend::commit`](crate::Backend::commit) uploads it. Dropped
-/// without a commit, it leaves nothing behind.
+/// the end: packs. On local storage it is an unnamed file on the
+/// repository's file system (`O_TMPFILE`): no directory shows it while it
+/// grows, so the storage cannot watch blob lengths arrive, and it vanishes
+/// if the writer dies; it is linked under its name only when complete.
+/// Elsewhere it is a buffer until [`Backend::commit`](crate::Backend::commit)
+/// uploads it. Dropped without a commit, it leaves nothing behind.
 pub struct StagedFile {
     pub(crate) staging: Staging,
 }
 
 pub(crate) enum Staging {
+    /// A named temporary file (where unnamed ones are not supported).
     File(tempfile::NamedTempFile),
+    /// An unnamed file, or one already unlinked.
+    Unnamed(std::fs::File),
     Memory(Vec<u8>),
 }
 
@@ -86,6 +91,13 @@ impl StagedFile {
         }
     }
 
+    /// Staged in an unnamed file on the file system of `dir`.
+    pub fn unnamed_in(dir: &Path) -> std::io::Result<Self> {
+        Ok(StagedFile {
+            staging: Staging::Unnamed(tempfile::tempfile_in(dir)?),
+        })
+    }
+
     /// Staged in a temporary file in `dir`, named after `owner`.
     pub fn in_dir(dir: &Path, owner: &StagingOwner) -> std::io::Result<Self> {
         let file = tempfile::Builder::new()
@@ -101,6 +113,7 @@ impl StagedFile {
     pub fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
         match &mut self.staging {
             Staging::File(f) => f.write_all(data),
+            Staging::Unnamed(f) => f.write_all(data),
             Staging::Memory(v) => {
                 v.extend_from_slice(data);
                 Ok(())
@@ -112,23 +125,25 @@ impl StagedFile {
     pub fn into_bytes(mut self) -> std::io::Result<Vec<u8>> {
         match self.staging {
             Staging::Memory(v) => Ok(v),
-            Staging::File(_) => self.read_all(),
+            Staging::File(_) | Staging::Unnamed(_) => self.read_all(),
         }
     }
 
     /// Every byte appended so far.
     pub fn read_all(&mut self) -> std::io::Result<Vec<u8>> {
         match &mut self.staging {
-            Staging::File(f) => {
-                let file = f.as_file_mut();
-                let mut bytes = Vec::new();
-                file.seek(SeekFrom::Start(0))?;
-                file.read_to_end(&mut bytes)?;
-                Ok(bytes)
-            }
+            Staging::File(f) => read_whole(f.as_file_mut()),
+            Staging::Unnamed(f) => read_whole(f),
             Staging::Memory(v) => Ok(v.clone()),
         }
     }
+}
+
+fn read_whole(file: &mut std::fs::File) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(0))?;
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -16,6 +16,25 @@ use crate::FormatError;
 
 const HEADER_AD: &[u8] = b"bunker pack header v1";
 const MAGIC: &[u8; 4] = b"BKP1";
+/// The bytes of a pack read to fetch the blob at `offset..offset + length`:
+/// widened on both sides to a multiple of a size class (a sixteenth of the
+/// blob's length rounded down to a power of two, at least 4 KiB), within the
+/// pack. A reader that fetches blobs by ranges thus shows the storage each
+/// blob's size only to within its class (docs/FORMAT.md §7.2).
+pub fn read_window(offset: u64, length: u64, pack_length: u64) -> (u64, u64) {
+    let class = size_class(length);
+    let start = offset - offset % class;
+    let end = (offset + length).div_ceil(class) * class;
+    (start, end.min(pack_length).max(offset + length))
+}
+
+/// The granularity of reads of a blob of `length` bytes: a sixteenth of it,
+/// rounded down to a power of two, at least 4 KiB.
+fn size_class(length: u64) -> u64 {
+    let sixteenth = (length / 16).max(1);
+    (1u64 << (63 - sixteenth.leading_zeros())).max(4096)
+}
+
 /// Length of the plaintext trailer at the end of every pack.
 pub const TRAILER_LEN: usize = 8;
 /// Length of one header entry.
@@ -138,6 +157,33 @@ pub fn parse_header(
         ));
     }
     Ok(entries)
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::{read_window, size_class};
+
+    #[test]
+    fn reads_cover_the_blob_in_whole_classes() {
+        for (offset, length, pack) in [
+            (0u64, 10u64, 100u64),
+            (5000, 700_000, 20 << 20),
+            (123_457, 131_072, 16 << 20),
+            (16 << 20, 2 << 20, (18 << 20) + 5),
+        ] {
+            let (start, end) = read_window(offset, length, pack);
+            assert!(start <= offset && end >= offset + length && end <= pack.max(offset + length));
+            let class = size_class(length);
+            assert!(
+                class.is_power_of_two() && class >= 4096 && class <= length.max(4096 * 16) / 16 * 2
+            );
+            assert_eq!(start % class, 0);
+            assert!(end == pack || end % class == 0);
+            // At most a class on each side: at most 1/8 more than the blob
+            // (or 8 KiB, for small blobs).
+            assert!(end - start <= length + 2 * class);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use bunker_backend::{ErrorKind, FileKind};
 use bunker_format::blob::{decode_blob, BlobType};
 use bunker_format::id::{storage_hash, BlobId, PackId};
-use bunker_format::pack::{parse_header, parse_trailer, PackEntry, TRAILER_LEN};
+use bunker_format::pack::{parse_header, parse_trailer, read_window, PackEntry, TRAILER_LEN};
 use bunker_format::parity::Repair;
 use bunker_format::tree::Tree;
 
@@ -146,16 +146,18 @@ impl Repository<Indexed> {
                 )
             })
         };
+        // Read in whole size classes, so the storage does not learn the
+        // blob's exact length (docs/FORMAT.md §7.2).
+        let (offset, length) = (loc.offset as u64, loc.length as u64);
+        let (start, end) = read_window(offset, length, pack_length);
         let first = self
             .backend
-            .read_range(
-                FileKind::Pack,
-                &pack.to_hex(),
-                loc.offset as u64,
-                loc.length as u64,
-            )
+            .read_range(FileKind::Pack, &pack.to_hex(), start, end - start)
             .map_err(EngineError::from)
-            .and_then(|stored| decode(&stored));
+            .and_then(|window| {
+                let at = (offset - start) as usize;
+                decode(&window[at..at + length as usize])
+            });
         match first {
             Err(e) if self.config.parity => match self.read_pack(&pack, pack_length)? {
                 PackRead::Healed { bytes, .. } => {
