@@ -63,7 +63,7 @@ impl Cache {
         let Ok(stored) = std::fs::read(self.dir.join(SNAPSHOTS)) else {
             return HashMap::new();
         };
-        open_object(keys, ObjectKind::SnapshotCache, &stored)
+        open_object(keys, ObjectKind::SnapshotCache, b"", &stored)
             .and_then(|plain| snapshot_cache::decode(&self.repository, &plain))
             .map(|entries| entries.into_iter().collect())
             .unwrap_or_default()
@@ -77,6 +77,7 @@ impl Cache {
         let stored = seal_object(
             keys,
             ObjectKind::SnapshotCache,
+            b"",
             &snapshot_cache::encode(&self.repository, &list),
             level,
         );
@@ -89,7 +90,7 @@ impl Cache {
         let Ok(stored) = std::fs::read(self.dir.join(LOCKS)) else {
             return Vec::new();
         };
-        open_object(keys, ObjectKind::LockWatch, &stored)
+        open_object(keys, ObjectKind::LockWatch, b"", &stored)
             .and_then(|plain| lock_watch::decode(&self.repository, &plain))
             .unwrap_or_default()
     }
@@ -99,6 +100,7 @@ impl Cache {
         let stored = seal_object(
             keys,
             ObjectKind::LockWatch,
+            b"",
             &lock_watch::encode(&self.repository, seen),
             0,
         );

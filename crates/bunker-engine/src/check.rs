@@ -782,12 +782,14 @@ fn verify_pack(
                 "pack shorter than its trailer",
             ));
         }
-        let hlen = parse_trailer(&bytes[bytes.len() - TRAILER_LEN..])? as usize;
+        let trailer = parse_trailer(&bytes[bytes.len() - TRAILER_LEN..])?;
+        let hlen = trailer.header_length as usize;
         let start = bytes.len().checked_sub(TRAILER_LEN + hlen).ok_or(
             bunker_format::FormatError::Malformed("pack header longer than the pack"),
         )?;
         parse_header(
             repo.keys(),
+            trailer,
             &bytes[start..bytes.len() - TRAILER_LEN],
             bytes.len() as u64,
         )

@@ -77,7 +77,14 @@ impl LockStore {
     }
 
     fn write(&self, id: &LockId, lock: &Lock) -> Result<()> {
-        let stored = seal_object(&self.keys, ObjectKind::Lock, &lock.encode(), 0);
+        let name = id.to_hex();
+        let stored = seal_object(
+            &self.keys,
+            ObjectKind::Lock,
+            name.as_bytes(),
+            &lock.encode(),
+            0,
+        );
         Ok(self.backend.write(FileKind::Lock, &id.to_hex(), &stored)?)
     }
 
@@ -95,8 +102,13 @@ impl LockStore {
             Err(e) => return Err(e.into()),
         };
         let label = format!("locks/{id}");
-        let plain = open_object(&self.keys, ObjectKind::Lock, &stored)
-            .map_err(|e| EngineError::corrupt(&label, e))?;
+        let plain = open_object(
+            &self.keys,
+            ObjectKind::Lock,
+            id.to_hex().as_bytes(),
+            &stored,
+        )
+        .map_err(|e| EngineError::corrupt(&label, e))?;
         let lock = Lock::decode(&plain).map_err(|e| EngineError::corrupt(label, e))?;
         Ok(Some((lock, storage_hash(&stored))))
     }

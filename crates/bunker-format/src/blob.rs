@@ -2,8 +2,10 @@
 //! tree blob is one encoded directory.
 //!
 //! Stored form: `seal(envelope(plaintext))` with the associated data
-//! `"bunker blob v1\0" ‖ type ‖ id`, so a blob cannot be passed off as another
-//! blob or as a blob of the other type.
+//! `"bunker blob v1\0" ‖ type ‖ id` (format version 1) or
+//! `"bunker blob v2\0" ‖ type ‖ id ‖ repository id` (version 2), so a blob
+//! cannot be passed off as another blob, as a blob of the other type, or as
+//! a blob of another repository.
 
 use crate::compression;
 use crate::crypto::{RepoKeys, NONCE_LEN, SEAL_OVERHEAD};
@@ -56,12 +58,21 @@ pub struct EncodedBlob {
     pub bytes: Vec<u8>,
 }
 
-fn associated_data(kind: BlobType, id: &BlobId) -> [u8; 48] {
-    let mut ad = [0u8; 48];
-    ad[..15].copy_from_slice(b"bunker blob v1\0");
+/// The blob's associated data; version 1 stops after the id.
+fn associated_data(keys: &RepoKeys, kind: BlobType, id: &BlobId) -> ([u8; 80], usize) {
+    let binding = keys.binding();
+    let mut ad = [0u8; 80];
+    ad[..15].copy_from_slice(match binding.version {
+        1 => b"bunker blob v1\0",
+        _ => b"bunker blob v2\0",
+    });
     ad[15] = kind.to_byte();
-    ad[16..].copy_from_slice(id.as_bytes());
-    ad
+    ad[16..48].copy_from_slice(id.as_bytes());
+    if binding.version == 1 {
+        return (ad, 48);
+    }
+    ad[48..].copy_from_slice(&binding.repository);
+    (ad, 80)
 }
 
 /// Compresses and encrypts a plaintext whose id is already known.
@@ -77,7 +88,8 @@ pub fn encode_blob(
         Vec::with_capacity(SEAL_OVERHEAD + compression::max_envelope_len(plaintext.len()));
     bytes.extend_from_slice(&[0u8; NONCE_LEN]);
     compression::compress_into(plaintext, level, &mut bytes);
-    keys.seal_in_place(&associated_data(kind, &id), &mut bytes);
+    let (ad, len) = associated_data(keys, kind, &id);
+    keys.seal_in_place(&ad[..len], &mut bytes);
     EncodedBlob {
         id,
         kind,
@@ -95,7 +107,8 @@ pub fn decode_blob(
     raw_length: u32,
     stored: &[u8],
 ) -> Result<Vec<u8>, FormatError> {
-    let envelope = keys.open(&associated_data(kind, id), stored, "blob")?;
+    let (ad, len) = associated_data(keys, kind, id);
+    let envelope = keys.open(&ad[..len], stored, "blob")?;
     let plaintext = compression::decompress(&envelope, raw_length as usize)?;
     if plaintext.len() != raw_length as usize || keys.blob_id(&plaintext) != *id {
         return Err(FormatError::IdMismatch(id.to_hex()));
@@ -117,6 +130,20 @@ mod tests {
             let id = keys.blob_id(&data);
             let enc = encode_blob(&keys, kind, id, &data, 3);
             prop_assert_eq!(decode_blob(&keys, kind, &id, enc.raw_length, &enc.bytes).unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn a_version_2_blob_belongs_to_one_repository() {
+        let master = MasterKey::generate();
+        let keys = master.derive().bound(2, [1; 32]);
+        let data = b"content".repeat(20);
+        let id = keys.blob_id(&data);
+        let enc = encode_blob(&keys, BlobType::Data, id, &data, 3);
+        assert!(decode_blob(&keys, BlobType::Data, &id, enc.raw_length, &enc.bytes).is_ok());
+        // The same key, another repository id or version: refused.
+        for other in [master.derive().bound(2, [2; 32]), master.derive()] {
+            assert!(decode_blob(&other, BlobType::Data, &id, enc.raw_length, &enc.bytes).is_err());
         }
     }
 

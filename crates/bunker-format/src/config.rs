@@ -11,7 +11,7 @@ pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;
 #[derive(Clone, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
 #[cbor(map)]
 pub struct RepoConfig {
-    /// Repository format version (1).
+    /// Repository format version (1 or 2; new repositories are 2).
     #[n(0)]
     pub version: u32,
     /// Random id naming this repository (not secret).
@@ -42,7 +42,7 @@ impl RepoConfig {
     /// A new config with the default parameters.
     pub fn new(id: [u8; 32], created: i64) -> Self {
         RepoConfig {
-            version: 1,
+            version: crate::object::FORMAT_VERSION as u32,
             id,
             chunker: ChunkerParams::default(),
             pack_size: DEFAULT_PACK_SIZE,
@@ -67,11 +67,12 @@ impl RepoConfig {
     /// Checks every parameter against what the format allows.
     pub fn validate(&self) -> Result<(), FormatError> {
         let c = self;
-        if c.version != 1 {
+        let versions = crate::object::OLDEST_VERSION as u32..=crate::object::FORMAT_VERSION as u32;
+        if !versions.contains(&c.version) {
             return Err(FormatError::UnsupportedVersion {
                 kind: "repository",
                 version: c.version,
-                supported: 1,
+                supported: crate::object::FORMAT_VERSION as u32,
             });
         }
         c.chunker.validate()?;

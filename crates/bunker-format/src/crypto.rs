@@ -46,14 +46,31 @@ impl MasterKey {
         &self.0
     }
 
-    /// Derives the working keys.
+    /// Derives the working keys, not yet bound to a repository (see
+    /// [`RepoKeys::bound`]): fit only to open the config.
     pub fn derive(&self) -> RepoKeys {
         RepoKeys {
             cipher: XChaCha20Poly1305::new(&blake3::derive_key(CONTEXT_DATA, &self.0).into()),
             id_key: blake3::derive_key(CONTEXT_ID, &self.0),
             chunker_key: blake3::derive_key(CONTEXT_CHUNKER, &self.0),
+            binding: Binding {
+                version: 1,
+                repository: [0; 32],
+            },
         }
     }
+}
+
+/// What every object a repository stores is bound to: the format version it
+/// is written in, and (from version 2) the repository's id, which enters the
+/// associated data of every sealed object, so none can be moved to another
+/// repository that shares its key (docs/FORMAT.md §3.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Binding {
+    /// The repository's format version (1 or 2).
+    pub version: u8,
+    /// The repository's id.
+    pub repository: [u8; 32],
 }
 
 /// The keys an open repository works with (wiped when dropped; the
@@ -63,9 +80,26 @@ pub struct RepoKeys {
     cipher: XChaCha20Poly1305,
     id_key: [u8; 32],
     chunker_key: [u8; 32],
+    binding: Binding,
 }
 
 impl RepoKeys {
+    /// These keys bound to a repository's version and id, as every object
+    /// of that repository is sealed and opened.
+    pub fn bound(&self, version: u8, repository: [u8; 32]) -> RepoKeys {
+        let mut keys = self.clone();
+        keys.binding = Binding {
+            version,
+            repository,
+        };
+        keys
+    }
+
+    /// What objects sealed with these keys are bound to.
+    pub fn binding(&self) -> Binding {
+        self.binding
+    }
+
     /// The id of a blob with this plaintext: keyed BLAKE3, so ids reveal
     /// nothing about content to anyone without the key.
     pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {

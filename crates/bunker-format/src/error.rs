@@ -13,7 +13,7 @@ pub enum FormatError {
     #[error("content does not match its id (damaged, or replaced by other content)")]
     IdMismatch(String),
     /// The object was written by a format version this build cannot read.
-    #[error("unsupported {kind} version {version} (this build reads version {supported})")]
+    #[error("unsupported {kind} version {version} (this build reads versions up to {supported})")]
     UnsupportedVersion {
         /// What kind of object.
         kind: &'static str,

@@ -104,7 +104,11 @@ pub fn pack_header(data: &[u8]) {
     let pack_length = u64::from_le_bytes(data[..8].try_into().expect("8 bytes"));
     let keys = fixed_keys();
     let sealed = keys.seal(b"bunker pack header v1", &data[8..]);
-    if let Ok(entries) = pack::parse_header(&keys, &sealed, pack_length) {
+    let trailer = pack::Trailer {
+        version: 1,
+        header_length: sealed.len() as u32,
+    };
+    if let Ok(entries) = pack::parse_header(&keys, trailer, &sealed, pack_length) {
         for e in entries {
             assert!(
                 e.offset as u64 + e.length as u64 <= pack_length,

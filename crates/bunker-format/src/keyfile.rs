@@ -15,7 +15,8 @@ use zeroize::Zeroizing;
 use crate::crypto::{fill_random, open_with, seal_with, MasterKey};
 use crate::FormatError;
 
-const KEY_AD: &[u8] = b"bunker key v1";
+const KEY_AD_V1: &[u8] = b"bunker key v1";
+const KEY_AD_V2: &[u8] = b"bunker key v2\0";
 
 /// Argon2id cost parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,7 +128,9 @@ pub struct KeyFile {
 }
 
 impl KeyFile {
-    /// Wraps `master` under `password`.
+    /// Wraps `master` under `password`, as a key file of `version` (1, or 2
+    /// whose creation time, host, user and key derivation settings are
+    /// authenticated along with the wrapped key).
     pub fn create(
         master: &MasterKey,
         password: &[u8],
@@ -135,13 +138,13 @@ impl KeyFile {
         created: String,
         hostname: String,
         username: String,
+        version: u32,
     ) -> Result<Self, FormatError> {
         let mut salt = [0u8; 32];
         fill_random(&mut salt);
         let cipher = params.derive(password, &salt)?;
-        let sealed = seal_with(&cipher, KEY_AD, master.as_bytes());
-        Ok(KeyFile {
-            version: 1,
+        let mut kf = KeyFile {
+            version,
             created,
             hostname,
             username,
@@ -150,19 +153,50 @@ impl KeyFile {
                 params,
                 salt: B64.encode(salt),
             },
-            data: B64.encode(sealed),
-        })
+            data: String::new(),
+        };
+        kf.data = B64.encode(seal_with(
+            &cipher,
+            &kf.associated_data()?,
+            master.as_bytes(),
+        ));
+        Ok(kf)
+    }
+
+    /// What the wrapped key is sealed with: from version 2, everything else
+    /// in the file, so none of it can be changed unnoticed.
+    fn associated_data(&self) -> Result<Vec<u8>, FormatError> {
+        match self.version {
+            1 => Ok(KEY_AD_V1.to_vec()),
+            2 => {
+                let mut ad = KEY_AD_V2.to_vec();
+                let p = &self.kdf.params;
+                for field in [
+                    self.created.as_bytes(),
+                    self.hostname.as_bytes(),
+                    self.username.as_bytes(),
+                    self.kdf.algorithm.as_bytes(),
+                    self.kdf.salt.as_bytes(),
+                ] {
+                    ad.extend_from_slice(&(field.len() as u32).to_le_bytes());
+                    ad.extend_from_slice(field);
+                }
+                for v in [p.memory_kib, p.iterations, p.parallelism] {
+                    ad.extend_from_slice(&v.to_le_bytes());
+                }
+                Ok(ad)
+            }
+            v => Err(FormatError::UnsupportedVersion {
+                kind: "key file",
+                version: v,
+                supported: 2,
+            }),
+        }
     }
 
     /// Unwraps the master key; [`FormatError::WrongPassword`] if the password does not fit.
     pub fn open(&self, password: &[u8]) -> Result<MasterKey, FormatError> {
-        if self.version != 1 {
-            return Err(FormatError::UnsupportedVersion {
-                kind: "key file",
-                version: self.version,
-                supported: 1,
-            });
-        }
+        let ad = self.associated_data()?;
         if self.kdf.algorithm != "argon2id" {
             return Err(FormatError::Kdf(format!(
                 "unknown algorithm {:?}",
@@ -177,7 +211,7 @@ impl KeyFile {
             .map_err(|_| FormatError::Json("data is not base64".into()))?;
         let cipher = self.kdf.params.derive(password, &salt)?;
         let secret = Zeroizing::new(
-            open_with(&cipher, KEY_AD, &sealed, "key").map_err(|_| FormatError::WrongPassword)?,
+            open_with(&cipher, &ad, &sealed, "key").map_err(|_| FormatError::WrongPassword)?,
         );
         let bytes: [u8; 32] = secret
             .as_slice()
@@ -206,6 +240,31 @@ mod tests {
     }
 
     #[test]
+    fn version_2_authenticates_what_the_file_says_about_itself() {
+        let master = MasterKey::generate();
+        let kf = KeyFile::create(
+            &master,
+            b"pw",
+            cheap(),
+            "now".into(),
+            "h".into(),
+            "u".into(),
+            2,
+        )
+        .unwrap();
+        assert!(kf.open(b"pw").is_ok());
+        let mut changed = kf.clone();
+        changed.hostname = "\x1b[2Jevil".into();
+        assert!(
+            changed.open(b"pw").is_err(),
+            "a changed host name goes unnoticed"
+        );
+        let mut v1 = kf.clone();
+        v1.version = 1;
+        assert!(v1.open(b"pw").is_err());
+    }
+
+    #[test]
     fn wrap_unwrap() {
         let master = MasterKey::generate();
         let kf = KeyFile::create(
@@ -215,6 +274,7 @@ mod tests {
             "now".into(),
             "h".into(),
             "u".into(),
+            1,
         )
         .unwrap();
         let parsed = KeyFile::from_json(&kf.to_json()).unwrap();
@@ -250,7 +310,9 @@ mod tests {
                 ..KdfParams::MIN
             },
         ] {
-            assert!(KeyFile::create(&master, b"p", bad, "".into(), "".into(), "".into()).is_err());
+            assert!(
+                KeyFile::create(&master, b"p", bad, "".into(), "".into(), "".into(), 2).is_err()
+            );
         }
         assert!(KdfParams::default().validate().is_ok());
     }

@@ -116,6 +116,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         "2026-11-24T00:00:00Z".into(),
         "host".into(),
         "user".into(),
+        2,
     )
     .unwrap();
     let lock = Lock {

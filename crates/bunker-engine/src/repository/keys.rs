@@ -44,6 +44,7 @@ pub(super) fn write_key(
     master: &MasterKey,
     password: &[u8],
     kdf: KdfParams,
+    version: u32,
 ) -> Result<String> {
     let kf = KeyFile::create(
         master,
@@ -52,6 +53,7 @@ pub(super) fn write_key(
         chrono::Utc::now().to_rfc3339(),
         hostname(),
         username(),
+        version,
     )
     .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let bytes = kf.to_json();
@@ -82,7 +84,13 @@ impl<S> Repository<S> {
 
     /// Adds a key file wrapping the same master key under a new password.
     pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
-        write_key(&*self.backend, &self.master, password, kdf)
+        write_key(
+            &*self.backend,
+            &self.master,
+            password,
+            kdf,
+            self.config.version,
+        )
     }
 
     /// Removes a key file (damaged or not). The key in use cannot be removed.

@@ -155,12 +155,13 @@ impl Repository<Open> {
         }
         backend.create()?;
         let master = MasterKey::generate();
-        let key_name = write_key(&*backend, &master, password, options.kdf)?;
+        let key_name = write_key(&*backend, &master, password, options.kdf, config.version)?;
         fill_random(&mut config.id);
-        let keys = master.derive();
+        let keys = master.derive().bound(config.version as u8, config.id);
         let stored = seal_object(
             &keys,
             ObjectKind::Config,
+            b"",
             &config.encode(),
             config.compression_level,
         );
@@ -230,7 +231,7 @@ impl Repository<Open> {
                 ));
             }
             let keys = master.derive();
-            let plain = open_object(&keys, ObjectKind::Config, &config_bytes)
+            let plain = open_object(&keys, ObjectKind::Config, b"", &config_bytes)
                 .map_err(|e| EngineError::corrupt("config", e))?;
             let config =
                 RepoConfig::decode(&plain).map_err(|e| EngineError::corrupt("config", e))?;
@@ -258,7 +259,8 @@ impl Repository<Open> {
         key_name: String,
         notices: Arc<Notices>,
     ) -> Self {
-        let keys = master.derive();
+        // Every object of the repository is bound to its version and id.
+        let keys = master.derive().bound(config.version as u8, config.id);
         let chunker = Chunker::new(config.chunker, keys.chunker_key());
         Repository {
             backend,
@@ -375,7 +377,7 @@ impl<S> Repository<S> {
                 FormatError::IdMismatch(name.to_string()),
             ));
         }
-        open_object(&self.keys, object, &stored).map_err(|e| EngineError::corrupt(label, e))
+        open_object(&self.keys, object, b"", &stored).map_err(|e| EngineError::corrupt(label, e))
     }
 
     /// Reads and decrypts an object stored under a random name (a lock or a
@@ -388,7 +390,7 @@ impl<S> Repository<S> {
         name: &str,
     ) -> Result<Vec<u8>> {
         let stored = self.backend.read_at_most(kind, name, max_file_len(kind))?;
-        open_object(&self.keys, object, &stored)
+        open_object(&self.keys, object, name.as_bytes(), &stored)
             .map_err(|e| EngineError::corrupt(format!("{}/{}", kind.dir(), name), e))
     }
 
@@ -400,14 +402,21 @@ impl<S> Repository<S> {
         name: &str,
         payload: &[u8],
     ) -> Result<()> {
-        let stored = seal_object(&self.keys, object, payload, self.config.compression_level);
+        let level = self.config.compression_level;
+        let stored = seal_object(&self.keys, object, name.as_bytes(), payload, level);
         self.backend.write(kind, name, &stored)?;
         Ok(())
     }
 
     /// Encrypts and stores an object under the hash of its bytes.
     fn write_object(&self, kind: FileKind, object: ObjectKind, payload: &[u8]) -> Result<[u8; 32]> {
-        let stored = seal_object(&self.keys, object, payload, self.config.compression_level);
+        let stored = seal_object(
+            &self.keys,
+            object,
+            b"",
+            payload,
+            self.config.compression_level,
+        );
         let id = storage_hash(&stored);
         self.backend.write(kind, &storage_name(&stored), &stored)?;
         Ok(id)

@@ -58,14 +58,15 @@ impl<S> Repository<S> {
             size - TRAILER_LEN as u64,
             TRAILER_LEN as u64,
         )?;
-        let header_len = parse_trailer(&trailer).map_err(corrupt)? as u64;
+        let trailer = parse_trailer(&trailer).map_err(corrupt)?;
+        let header_len = trailer.header_length as u64;
         let start = size
             .checked_sub(TRAILER_LEN as u64 + header_len)
             .ok_or_else(|| corrupt(FormatError::Malformed("header longer than the pack")))?;
         let sealed = self
             .backend
             .read_range(FileKind::Pack, &name, start, header_len)?;
-        parse_header(&self.keys, &sealed, size).map_err(corrupt)
+        parse_header(&self.keys, trailer, &sealed, size).map_err(corrupt)
     }
 
     /// Reads a whole pack of `length` bytes (as indexed) and checks it against its name; a damaged (or
