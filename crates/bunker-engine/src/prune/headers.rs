@@ -3,13 +3,15 @@
 //!
 //! Any holder of the repository key can write an index file, and storage can
 //! replay an old one. Neither may make prune delete live data: a blob counts
-//! as kept only in a pack that exists and whose authenticated header lists
-//! it. Headers are read only where a deletion depends on them (the packs that
+//! as kept only in a pack that exists, whose authenticated header lists it,
+//! and from which it reads back whole. Headers are read only where a deletion depends on them (the packs that
 //! go, and the packs said to keep their live blobs), so an ordinary prune
 //! reads a few.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
+use bunker_backend::FileKind;
+use bunker_format::blob::decode_blob;
 use bunker_format::id::{BlobId, PackId};
 use bunker_format::pack::PackEntry;
 
@@ -20,12 +22,13 @@ pub(super) struct PackHeaders<'a> {
     repo: &'a Repository<Indexed>,
     stored: &'a HashMap<PackId, u64>,
     read: HashMap<PackId, Option<Header>>,
+    confirmed: HashMap<(PackId, BlobId), bool>,
 }
 
 /// A pack's own account of its blobs.
 pub(super) struct Header {
     pub entries: Vec<PackEntry>,
-    ids: HashSet<BlobId>,
+    ids: HashMap<BlobId, usize>,
 }
 
 impl<'a> PackHeaders<'a> {
@@ -35,6 +38,7 @@ impl<'a> PackHeaders<'a> {
             repo,
             stored,
             read: HashMap::new(),
+            confirmed: HashMap::new(),
         }
     }
 
@@ -47,14 +51,36 @@ impl<'a> PackHeaders<'a> {
             .or_insert_with(|| {
                 let size = *stored.get(pack)?;
                 let entries = repo.read_pack_header(pack, size).ok()?;
-                let ids = entries.iter().map(|e| e.id).collect();
+                let ids = entries.iter().enumerate().map(|(i, e)| (e.id, i)).collect();
                 Some(Header { entries, ids })
             })
             .as_ref()
     }
 
-    /// True if `pack` exists and its header lists `blob`.
+    /// True if `pack` exists, its header lists `blob`, and the blob reads
+    /// back whole from where the header puts it (so a header copied from
+    /// another pack vouches for nothing).
     pub fn holds(&mut self, pack: &PackId, blob: &BlobId) -> bool {
-        self.of(pack).is_some_and(|h| h.ids.contains(blob))
+        if let Some(&confirmed) = self.confirmed.get(&(*pack, *blob)) {
+            return confirmed;
+        }
+        let repo = self.repo;
+        let entry = self
+            .of(pack)
+            .and_then(|h| h.ids.get(blob).map(|&i| h.entries[i]));
+        let confirmed = entry.is_some_and(|e| {
+            repo.backend()
+                .read_range(
+                    FileKind::Pack,
+                    &pack.to_hex(),
+                    e.offset as u64,
+                    e.length as u64,
+                )
+                .is_ok_and(|stored| {
+                    decode_blob(repo.keys(), e.kind, &e.id, e.raw_length, &stored).is_ok()
+                })
+        });
+        self.confirmed.insert((*pack, *blob), confirmed);
+        confirmed
     }
 }
