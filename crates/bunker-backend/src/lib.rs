@@ -34,6 +34,8 @@ pub enum FileKind {
     Condemned,
     /// `parity/<xx>/<pack id>`: Reed–Solomon parity of a pack.
     Parity,
+    /// `tombstones/<id>`: snapshots forgotten and keys removed.
+    Tombstone,
 }
 
 impl FileKind {
@@ -48,6 +50,7 @@ impl FileKind {
             FileKind::Lock => "locks",
             FileKind::Condemned => "condemned",
             FileKind::Parity => "parity",
+            FileKind::Tombstone => "tombstones",
         }
     }
 

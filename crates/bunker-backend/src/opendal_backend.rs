@@ -255,6 +255,7 @@ impl Backend for OpenDalBackend {
             "snapshots",
             "locks",
             "condemned",
+            "tombstones",
             "data",
             TMP_DIR,
         ]

@@ -49,6 +49,11 @@ pub struct GlobalArgs {
     /// Use no local cache: read everything from the repository
     #[arg(long, global = true)]
     pub no_cache: bool,
+
+    /// Keep this client's memory of repositories (snapshots seen, what was
+    /// withdrawn) under DIR (default: the user's state directory)
+    #[arg(long, env = "BUNKER_STATE_DIR", global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 impl GlobalArgs {
@@ -59,6 +64,19 @@ impl GlobalArgs {
             (false, Some(dir)) => Some(dir.clone()),
             (false, None) => DefaultPaths::resolve().ok().map(|d| d.cache_dir),
         }
+    }
+
+    /// Where this client's memory of repositories lives.
+    pub fn state_root(&self) -> Option<PathBuf> {
+        match &self.state_dir {
+            Some(dir) => Some(dir.clone()),
+            None => DefaultPaths::resolve().ok().map(|d| d.state_dir),
+        }
+    }
+
+    /// Local directories Bunker keeps for itself (cache, state).
+    fn own_dirs(&self) -> impl Iterator<Item = PathBuf> {
+        self.cache_root().into_iter().chain(self.state_root())
     }
 }
 
@@ -72,6 +90,8 @@ pub struct DefaultPaths {
     pub config_dir: PathBuf,
     /// Bunker's cache directory.
     pub cache_dir: PathBuf,
+    /// Bunker's state directory (what this client remembers of repositories).
+    pub state_dir: PathBuf,
 }
 
 impl DefaultPaths {
@@ -85,6 +105,10 @@ impl DefaultPaths {
             key_file: dirs.config_dir().join("bunker").join("repository.key"),
             config_dir: dirs.config_dir().join("bunker"),
             cache_dir: dirs.cache_dir().join("bunker"),
+            state_dir: dirs
+                .state_dir()
+                .unwrap_or_else(|| dirs.data_local_dir())
+                .join("bunker"),
         })
     }
 }
@@ -187,9 +211,7 @@ impl Target {
             other => other,
         })?;
         warn_notices(&repo);
-        if let Some(root) = global.cache_root() {
-            repo.use_cache(&root);
-        }
+        attach_local_dirs(&mut repo, global)?;
         Ok(repo)
     }
 
@@ -235,9 +257,7 @@ impl Target {
             if !d.repository.join("config").exists() {
                 let (mut repo, key_file) = self.init(global, InitOptions::default())?;
                 warn_notices(&repo);
-                if let Some(root) = global.cache_root() {
-                    repo.use_cache(&root);
-                }
+                attach_local_dirs(&mut repo, global)?;
                 crate::errln!(
                     "bunker: created the default repository at {}",
                     d.repository.display()
@@ -261,21 +281,32 @@ impl Target {
     }
 
     /// What a backup never stores: the repository itself (when local) and
-    /// bunker's cache, however they are reached.
+    /// bunker's cache and state, however they are reached.
     pub fn protected_from_backup(&self, global: &GlobalArgs) -> ProtectedPaths {
-        ProtectedPaths::new(self.local_path().into_iter().chain(global.cache_root()))
+        ProtectedPaths::new(self.local_path().into_iter().chain(global.own_dirs()))
     }
 
     /// What a restore never writes into, over, or deletes: the repository
-    /// (when local), bunker's cache and config directory (the default key),
-    /// and the password file.
+    /// (when local), bunker's cache, state and config directory (the default
+    /// key), and the password file.
     pub fn protected_from_restore(&self, global: &GlobalArgs) -> ProtectedPaths {
         let mut paths: Vec<PathBuf> = self.local_path().into_iter().collect();
         paths.extend(DefaultPaths::resolve().ok().map(|d| d.config_dir));
-        paths.extend(global.cache_root());
+        paths.extend(global.own_dirs());
         paths.extend(global.password_file.clone());
         ProtectedPaths::new(paths)
     }
+}
+
+/// Gives an opened repository the local cache and this client's memory.
+fn attach_local_dirs(repo: &mut Repository<Open>, global: &GlobalArgs) -> Result<()> {
+    if let Some(root) = global.cache_root() {
+        repo.use_cache(&root);
+    }
+    if let Some(root) = global.state_root() {
+        repo.use_memory(&root)?;
+    }
+    Ok(())
 }
 
 /// Prints the repository's notices as warnings on stderr, as they come.

@@ -52,7 +52,7 @@ pub fn report(error: &anyhow::Error) -> i32 {
     crate::errln!("bunker: error: {}", one_line(error));
     match error.downcast_ref::<EngineError>() {
         Some(EngineError::RepositoryNotFound { .. }) => NO_REPOSITORY,
-        Some(EngineError::WrongPassword(_)) => WRONG_PASSWORD,
+        Some(EngineError::WrongPassword(_) | EngineError::KeyRevoked { .. }) => WRONG_PASSWORD,
         Some(EngineError::Interrupted(_)) => INTERRUPTED,
         Some(EngineError::Locked(_)) => LOCKED,
         _ => FAILURE,

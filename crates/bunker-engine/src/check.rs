@@ -217,6 +217,22 @@ pub fn check(
             &format!("`bunker forget {}` removes it", u.id.short()),
         );
     }
+    for m in &snapshots.missing {
+        let (problem, remedy) = crate::repository::missing_snapshot(m);
+        damage.object(format!("snapshot {}", m.id), problem, &remedy);
+    }
+    for id in &snapshots.replayed {
+        report.warnings.push(format!(
+            "snapshot {id} was forgotten, yet storage holds it again (a forget interrupted, or storage brought the file back); it is ignored, and `bunker prune` deletes it"
+        ));
+    }
+    for (id, e) in repo.withdrawn()?.unreadable {
+        damage.object(
+            format!("tombstone {id}"),
+            e.to_string(),
+            "snapshots and keys it withdrew would count again if storage brought them back; put it back from a copy of the repository, or delete it to accept that",
+        );
+    }
     crate::failpoint::pause("check-listed-snapshots");
     let load = repo.load_index_report(&condemned)?;
     let repo = load.repo;

@@ -30,6 +30,14 @@ pub enum EngineError {
     /// No key file accepts the password.
     #[error("wrong password: no key of the repository at {0} opens with it")]
     WrongPassword(String),
+    /// The password opens only key files that were removed (and came back).
+    #[error("key {key} was removed from the repository at {location}, and a removed key opens nothing; its file is back in storage, which `bunker key remove {key}` deletes again")]
+    KeyRevoked {
+        /// Where the repository is.
+        location: String,
+        /// The key file's short name.
+        key: String,
+    },
     /// Storage failed.
     #[error("storage: {0}")]
     Backend(BackendError),

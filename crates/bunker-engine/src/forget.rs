@@ -11,12 +11,11 @@
 
 use std::collections::BTreeMap;
 
-use bunker_backend::FileKind;
 use bunker_format::id::SnapshotId;
 use chrono::{DateTime, Datelike, Local, Months, TimeDelta, Timelike};
 
 use crate::repository::{Open, Repository, SnapshotEntry};
-use crate::{EngineError, Result};
+use crate::Result;
 
 /// A calendar duration as restic writes it: `1y6m`, `7d`, `36h`, `2y3m4d5h`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -381,14 +380,10 @@ fn subtract(t: DateTime<Local>, d: KeepDuration) -> DateTime<Local> {
     t - TimeDelta::days(d.days as i64) - TimeDelta::hours(d.hours as i64)
 }
 
-/// Removes snapshot files (readable or damaged). Their data stays until `prune`.
+/// Removes snapshots (readable, damaged, or already gone) for good: see
+/// [`Repository::withdraw_snapshots`]. Their data stays until `prune`.
 pub fn remove(repo: &Repository<Open>, ids: &[SnapshotId]) -> Result<()> {
-    for id in ids {
-        repo.backend()
-            .remove(FileKind::Snapshot, &id.to_hex())
-            .map_err(EngineError::from)?;
-    }
-    Ok(())
+    repo.withdraw_snapshots(ids)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ pub mod identity;
 pub mod index;
 pub mod interrupt;
 pub mod lock;
+pub mod memory;
 pub mod notices;
 pub mod progress;
 pub mod prune;

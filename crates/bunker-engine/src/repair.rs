@@ -177,13 +177,13 @@ pub fn repair_snapshots(
             }
             let id = repo.write_snapshot(&snapshot)?;
             if let Some(Err(e)) = session.as_ref().map(|s| s.confirm()) {
-                let _ = repo.backend().remove(FileKind::Snapshot, &id.to_hex());
+                let _ = repo.withdraw_snapshots(&[id]);
                 return Err(e);
             }
+            repo.remember_snapshot(id, snapshot.time_ns);
             repaired = Some(id);
             if forget {
-                repo.backend()
-                    .remove(FileKind::Snapshot, &original.id.to_hex())?;
+                repo.withdraw_snapshots(&[original.id])?;
             }
         }
         out.push(SnapshotRepair {
@@ -193,9 +193,7 @@ pub fn repair_snapshots(
         });
     }
     if forget && !dry_run {
-        for id in &unreadable {
-            repo.backend().remove(FileKind::Snapshot, &id.to_hex())?;
-        }
+        repo.withdraw_snapshots(&unreadable)?;
     }
     Ok(SnapshotsRepair {
         repaired: out,

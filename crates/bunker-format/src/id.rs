@@ -108,6 +108,10 @@ typed_id!(
     KeyId
 );
 typed_id!(
+    /// Id of a tombstone file: BLAKE3 of the stored file's bytes.
+    TombstoneId
+);
+typed_id!(
     /// Id of a lock file: random, since a lock is rewritten when refreshed.
     LockId
 );

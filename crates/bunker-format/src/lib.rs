@@ -1,4 +1,4 @@
-//! Bunker's repository format, version 1.
+//! Bunker's repository format, versions 1 and 2.
 //!
 //! Everything here is pure: it turns values into bytes and bytes into values,
 //! with no file or network access and no policy. `docs/FORMAT.md` is the
@@ -6,6 +6,7 @@
 
 pub mod blob;
 pub mod chunker;
+pub mod client_state;
 pub mod compression;
 pub mod condemnation;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod pack;
 pub mod parity;
 pub mod snapshot;
 pub mod snapshot_cache;
+pub mod tombstone;
 pub mod tree;
 
 pub use error::FormatError;

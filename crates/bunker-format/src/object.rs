@@ -1,5 +1,5 @@
 //! Framing of whole-file objects: config, index and snapshot files, locks,
-//! condemnation records (and the local cache's files).
+//! condemnation records, tombstones (and the local cache's and state's files).
 //!
 //! ```text
 //! file   = prefix ‖ seal(AD, envelope(payload))
@@ -42,10 +42,14 @@ pub enum ObjectKind {
     Lock = b'L' as isize,
     /// A condemnation record written by prune.
     Condemnation = b'D' as isize,
+    /// A tombstone: snapshots forgotten and keys removed.
+    Tombstone = b'T' as isize,
     /// The local cache of decoded snapshots (never in the repository).
     SnapshotCache = b'K' as isize,
     /// A client's record of the locks it has seen (never in the repository).
     LockWatch = b'W' as isize,
+    /// A client's memory of the snapshots it has seen (never in the repository).
+    ClientState = b'M' as isize,
 }
 
 impl ObjectKind {
@@ -58,6 +62,8 @@ impl ObjectKind {
             ObjectKind::Condemnation => "condemnation record",
             ObjectKind::SnapshotCache => "snapshot cache",
             ObjectKind::LockWatch => "lock record",
+            ObjectKind::Tombstone => "tombstone",
+            ObjectKind::ClientState => "client state",
         }
     }
 
@@ -117,6 +123,8 @@ pub fn check_prefix(kind: ObjectKind, stored: &[u8]) -> Result<u8, FormatError> 
             ObjectKind::Condemnation => "not a bunker condemnation record",
             ObjectKind::SnapshotCache => "not a bunker snapshot cache",
             ObjectKind::LockWatch => "not a bunker lock record",
+            ObjectKind::Tombstone => "not a bunker tombstone",
+            ObjectKind::ClientState => "not a bunker client state",
         }));
     }
     let version = stored[5];

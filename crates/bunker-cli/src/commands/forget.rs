@@ -97,18 +97,21 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     let prune_options = args.prune_options.options(args.dry_run);
     let repo = Target::select(global)?.open(global)?;
     let list = repo.snapshot_list()?;
-    let snapshots = args.filter.filter().apply(repo.snapshots()?);
+    repo.tell_skipped(&list);
+    let snapshots = args.filter.filter().apply(list.entries.clone());
     let mut unreadable: Vec<SnapshotId> = Vec::new();
     let groups: Vec<ForgetGroup> = if args.ids.is_empty() {
         forget::plan(&snapshots, args.group_by, &policy)
     } else {
         let mut decisions = Vec::new();
         for id in &args.ids {
-            // A damaged snapshot file can be forgotten by its name alone.
+            // A damaged snapshot file can be forgotten by its name alone, and
+            // a snapshot gone from storage by the name this client saw.
             let damaged: Vec<SnapshotId> = list
                 .unreadable
                 .iter()
                 .map(|u| u.id)
+                .chain(list.missing.iter().map(|m| m.id))
                 .filter(|u| id.len() >= 4 && u.to_hex().starts_with(&id.to_ascii_lowercase()))
                 .collect();
             if let [one] = damaged.as_slice() {
@@ -141,7 +144,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     print(&groups, global, args.dry_run);
     for id in &unreadable {
         if !global.quiet && !global.json {
-            crate::outln!("  remove  {}  (damaged snapshot file)", id.short());
+            let what = match list.missing.iter().any(|m| m.id == *id) {
+                true => "gone from storage: recorded as forgotten",
+                false => "damaged snapshot file",
+            };
+            crate::outln!("  remove  {}  ({what})", id.short());
         }
     }
     if let Some(g) = emptied.first() {

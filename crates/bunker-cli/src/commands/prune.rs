@@ -81,6 +81,8 @@ fn print(r: &PruneReport, global: &GlobalArgs) {
             "small_packs_merged": r.small_packs_merged,
             "staged_files_removed": r.staged_removed,
             "staged_bytes_removed": r.staged_bytes,
+            "withdrawn_snapshots_removed": r.withdrawn_removed,
+            "tombstones_merged": r.tombstones_merged,
             "warnings": r.warnings,
         }));
         return;
@@ -121,6 +123,13 @@ fn print(r: &PruneReport, global: &GlobalArgs) {
             "{verb} {} unfinished files ({}) left in tmp/ by processes that died",
             r.staged_removed,
             format::bytes(r.staged_bytes)
+        );
+    }
+    if r.withdrawn_removed > 0 {
+        let verb = if r.dry_run { "would delete" } else { "deleted" };
+        crate::outln!(
+            "{verb} {} forgotten snapshot file(s) that were back in storage",
+            r.withdrawn_removed
         );
     }
     if r.packs_rescued > 0 {

@@ -262,12 +262,11 @@ fn finish(
         // lock is gone now, the snapshot is withdrawn (docs/FORMAT.md §10).
         if let Some(session) = session {
             if let Err(e) = session.confirm() {
-                let _ = repo
-                    .backend()
-                    .remove(bunker_backend::FileKind::Snapshot, &id.to_hex());
+                let _ = repo.withdraw_snapshots(&[id]);
                 return Err(e);
             }
         }
+        repo.remember_snapshot(id, snapshot.time_ns);
         Some(id)
     };
     Ok(BackupOutcome {

@@ -1,5 +1,6 @@
 //! What prune clears under its lock besides packs: staged files of dead
-//! writers, unreadable condemnation records.
+//! writers, unreadable condemnation records, withdrawn snapshot files that
+//! are back, and tombstones (merged into one).
 
 use bunker_backend::FileKind;
 
@@ -53,5 +54,20 @@ pub(super) fn remove_unreadable_records(
             .warnings
             .push(format!("{e}: removed; its packs are judged again"));
     }
+    Ok(())
+}
+
+/// Deletes snapshot files that tombstones withdrew yet storage still holds
+/// (an interrupted forget, or a replayed file), and merges the tombstones
+/// into one file.
+pub(super) fn settle_withdrawn(repo: &Repository<Open>, report: &mut PruneReport) -> Result<()> {
+    let list = repo.snapshot_list()?;
+    for id in &list.replayed {
+        if !report.dry_run {
+            repo.backend().remove(FileKind::Snapshot, &id.to_hex())?;
+        }
+        report.withdrawn_removed += 1;
+    }
+    report.tombstones_merged = repo.merge_tombstones(report.dry_run)? as u64;
     Ok(())
 }

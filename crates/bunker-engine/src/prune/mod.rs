@@ -35,7 +35,7 @@ use crate::lock::{self, LockStore};
 use crate::repository::{Indexed, Open, Repository};
 use crate::{EngineError, Result};
 
-use cleanup::{remove_abandoned_staged, remove_unreadable_records};
+use cleanup::{remove_abandoned_staged, remove_unreadable_records, settle_withdrawn};
 use delete::delete_condemned;
 use plan::plan;
 use repack::repack;
@@ -91,6 +91,10 @@ pub struct PruneReport {
     pub staged_removed: u64,
     /// Bytes of those files.
     pub staged_bytes: u64,
+    /// Withdrawn snapshot files that were back in storage, deleted (or to delete).
+    pub withdrawn_removed: u64,
+    /// Tombstone files merged into one (and deleted).
+    pub tombstones_merged: u64,
     /// Problems that did not stop the prune.
     pub warnings: Vec<String>,
     /// True for a dry run.
@@ -116,6 +120,7 @@ pub fn prune(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRepo
     let sessions = LockStore::new(&repo);
     remove_abandoned_staged(&repo, &sessions, &mut report)?;
     remove_unreadable_records(&repo, &mut report)?;
+    settle_withdrawn(&repo, &mut report)?;
     let repo = repo.load_index()?;
 
     // Phase 2 of earlier prunes.

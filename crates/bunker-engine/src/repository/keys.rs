@@ -93,7 +93,9 @@ impl<S> Repository<S> {
         )
     }
 
-    /// Removes a key file (damaged or not). The key in use cannot be removed.
+    /// Removes a key file (damaged or not) for good: a tombstone names it
+    /// first, so the file opens nothing if storage brings it back. The key
+    /// in use cannot be removed.
     pub fn remove_key(&self, name: &str) -> Result<()> {
         if name == self.key_name {
             return Err(EngineError::Invalid(
@@ -109,8 +111,7 @@ impl<S> Repository<S> {
         if !names.iter().any(|n| n == name) {
             return Err(EngineError::Invalid(format!("no key {name}")));
         }
-        self.backend.remove(FileKind::Key, name)?;
-        Ok(())
+        self.withdraw_key(name)
     }
 
     /// Replaces the key in use by one under a new password: the new key file
@@ -133,7 +134,7 @@ impl<S> Repository<S> {
             }
         }
         let old = std::mem::replace(&mut self.key_name, name.clone());
-        self.backend.remove(FileKind::Key, &old)?;
+        self.withdraw_key(&old)?;
         Ok(name)
     }
 }

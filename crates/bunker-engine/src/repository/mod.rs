@@ -9,20 +9,24 @@ mod keys;
 mod packs;
 mod records;
 mod snapshots;
+mod tombstones;
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bunker_backend::{Backend, ErrorKind, FileKind};
 use bunker_format::chunker::Chunker;
 use bunker_format::config::RepoConfig;
 use bunker_format::crypto::{fill_random, MasterKey, RepoKeys};
-use bunker_format::id::{storage_hash, storage_name, KeyId};
+use bunker_format::id::{storage_hash, storage_name, KeyId, TombstoneId};
 use bunker_format::keyfile::KdfParams;
 use bunker_format::object::{open_object, seal_object, ObjectKind};
+use bunker_format::tombstone::Tombstone;
 use bunker_format::FormatError;
 
 use crate::cache::Cache;
 use crate::index::MasterIndex;
+use crate::memory::ClientMemory;
 use crate::notices::Notices;
 use crate::{EngineError, Result};
 use keys::{read_key_file, write_key};
@@ -31,7 +35,8 @@ pub use index_load::IndexLoad;
 pub use keys::KeyEntry;
 pub use packs::PackRead;
 pub use records::RecordList;
-pub use snapshots::{SnapshotEntry, SnapshotList, UnreadableSnapshot};
+pub use snapshots::{missing_snapshot, SnapshotEntry, SnapshotList, UnreadableSnapshot};
+pub use tombstones::Withdrawn;
 
 /// State: keys and config loaded, index not loaded.
 pub struct Open;
@@ -51,6 +56,8 @@ pub struct Repository<S = Open> {
     key_name: String,
     notices: Arc<Notices>,
     cache: Option<Arc<Cache>>,
+    memory: Option<Arc<ClientMemory>>,
+    tombstones: Arc<Mutex<HashMap<TombstoneId, Tombstone>>>,
     state: S,
 }
 
@@ -128,7 +135,7 @@ const MAX_KEY_TRIES: usize = 32;
 pub(crate) fn max_file_len(kind: FileKind) -> u64 {
     match kind {
         FileKind::Config | FileKind::Key | FileKind::Lock => 1 << 20,
-        FileKind::Snapshot | FileKind::Condemned => 256 << 20,
+        FileKind::Snapshot | FileKind::Condemned | FileKind::Tombstone => 256 << 20,
         FileKind::Index => 1 << 30,
         FileKind::Pack | FileKind::Parity => 4 << 30,
     }
@@ -209,6 +216,7 @@ impl Repository<Open> {
             candidates.truncate(MAX_KEY_TRIES);
         }
         let mut wrong_password = false;
+        let mut revoked = None;
         for (name, kf) in candidates {
             let master = match kf.open(password) {
                 Ok(master) => master,
@@ -224,18 +232,30 @@ impl Repository<Open> {
                     continue;
                 }
             };
+            let keys = master.derive();
+            let plain = open_object(&keys, ObjectKind::Config, b"", &config_bytes)
+                .map_err(|e| EngineError::corrupt("config", e))?;
+            let config =
+                RepoConfig::decode(&plain).map_err(|e| EngineError::corrupt("config", e))?;
+            let repo = Self::assemble(backend.clone(), master, config, name, notices.clone());
+            // A removed key file that came back opens nothing.
+            if repo.is_revoked(&repo.withdrawn()?) {
+                revoked.get_or_insert(repo.key_name);
+                continue;
+            }
             for (name, e) in &damaged {
                 notices.add(format!(
                     "{e}; `bunker key remove {}` removes the damaged key file",
                     short_name(name)
                 ));
             }
-            let keys = master.derive();
-            let plain = open_object(&keys, ObjectKind::Config, b"", &config_bytes)
-                .map_err(|e| EngineError::corrupt("config", e))?;
-            let config =
-                RepoConfig::decode(&plain).map_err(|e| EngineError::corrupt("config", e))?;
-            return Ok(Self::assemble(backend, master, config, name, notices));
+            return Ok(repo);
+        }
+        if let Some(key) = revoked {
+            return Err(EngineError::KeyRevoked {
+                location: backend.location(),
+                key: short_name(&key).to_string(),
+            });
         }
         if wrong_password {
             return Err(EngineError::WrongPassword(backend.location()));
@@ -271,6 +291,8 @@ impl Repository<Open> {
             key_name,
             notices,
             cache: None,
+            memory: None,
+            tombstones: Arc::default(),
             state: Open,
         }
     }
@@ -288,6 +310,8 @@ impl<S> Repository<S> {
             key_name,
             notices,
             cache,
+            memory,
+            tombstones,
             ..
         } = self;
         Repository {
@@ -299,6 +323,8 @@ impl<S> Repository<S> {
             key_name,
             notices,
             cache,
+            memory,
+            tombstones,
             state,
         }
     }
@@ -314,6 +340,8 @@ impl<S> Repository<S> {
             key_name: self.key_name.clone(),
             notices: self.notices.clone(),
             cache: self.cache.clone(),
+            memory: self.memory.clone(),
+            tombstones: self.tombstones.clone(),
             state: Open,
         }
     }
@@ -329,6 +357,50 @@ impl<S> Repository<S> {
                 root.display()
             )),
         }
+    }
+
+    /// Remembers what this client sees of the repository under `root`, in a
+    /// directory of this repository's own, so that snapshots that storage
+    /// loses, hides or brings back are noticed (see [`ClientMemory`]). A
+    /// memory that cannot be created is told and not used; a key file this
+    /// client knows was removed is refused ([`EngineError::KeyRevoked`]).
+    pub fn use_memory(&mut self, root: &std::path::Path) -> Result<()> {
+        let memory = match ClientMemory::open(root, &self.config.id) {
+            Ok(m) => m,
+            Err(e) => {
+                self.notices.add(format!(
+                    "cannot keep this client's memory of the repository in {}: {e}; going on without it",
+                    root.display()
+                ));
+                return Ok(());
+            }
+        };
+        let state = memory.load(&self.keys, &self.notices);
+        let key: Option<KeyId> = self.key_name.parse().ok();
+        if key.is_some_and(|k| state.revoked.contains(&k)) {
+            return Err(EngineError::KeyRevoked {
+                location: self.backend.location(),
+                key: short_name(&self.key_name).to_string(),
+            });
+        }
+        self.memory = Some(Arc::new(memory));
+        // The tombstones read while opening.
+        let read: Vec<Tombstone> = self
+            .tombstones
+            .lock()
+            .expect("tombstones")
+            .values()
+            .cloned()
+            .collect();
+        self.learn(&read);
+        Ok(())
+    }
+
+    /// True if the key that opened this handle was removed.
+    fn is_revoked(&self, withdrawn: &Withdrawn) -> bool {
+        self.key_name
+            .parse::<KeyId>()
+            .is_ok_and(|k| withdrawn.keys.contains(&k))
     }
 
     /// The local cache, when one is in use.
