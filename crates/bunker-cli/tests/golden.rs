@@ -1,6 +1,7 @@
-//! The golden version-1 repository (made once by `fixtures/make-golden.sh`)
-//! must open and restore exactly, and each corrupted copy must be rejected
-//! with a clear error and no wrong data.
+//! The golden repositories of each format version (made once by
+//! `fixtures/make-golden*.sh`) must open and restore exactly, each corrupted
+//! copy must be rejected with a clear error and no wrong data, and each
+//! attack copy must fail as docs/FORMAT.md §1 says.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -24,33 +25,58 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// A private copy of a fixture repository, so no test can change the committed one.
+/// A private copy of a fixture repository, so no test can change the
+/// committed one, beside its version's password (`password`) and an empty
+/// client memory (`state`).
 fn copy_repo(name: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(fixtures().join(name))
-        .arg(tmp.path().join("repo"))
-        .status()
-        .unwrap();
-    assert!(status.success());
+    cp_a(&fixtures().join(name), &tmp.path().join("repo"));
+    let version = if name.starts_with("golden-v2") {
+        "v2"
+    } else {
+        "v1"
+    };
+    std::fs::copy(
+        fixtures().join(format!("golden-{version}.password")),
+        tmp.path().join("password"),
+    )
+    .unwrap();
     tmp
 }
 
+fn cp_a(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// `bunker` on a copy made by [`copy_repo`], with its password.
 fn bunker(repo: &Path, args: &[&str]) -> Output {
+    bunker_with_password(repo, &repo.parent().unwrap().join("password"), args)
+}
+
+fn bunker_with_password(repo: &Path, password: &Path, args: &[&str]) -> Output {
     let out = Command::cargo_bin("bunker")
         .unwrap()
         .env_remove("BUNKER_REPOSITORY")
         .env_remove("BUNKER_PASSWORD")
         .env_remove("BUNKER_PASSWORD_COMMAND")
         .env_remove("BUNKER_PASSWORD_FILE")
-        // Copies of one golden repository share its id, so a cache would
-        // answer for a damaged copy with what an intact one held.
+        .env("BUNKER_KDF_PARAMS", "m=1024,t=1,p=1")
+        // Copies of one golden repository share its id, so a cache (or a
+        // client memory) shared between them would answer for one copy
+        // with what another held.
         .arg("--no-cache")
+        .arg("--state-dir")
+        .arg(repo.parent().unwrap().join("state"))
         .arg("-r")
         .arg(repo)
         .arg("--password-file")
-        .arg(fixtures().join("golden-v1.password"))
+        .arg(password)
         .args(args)
         .output()
         .unwrap();
@@ -93,18 +119,9 @@ fn restore_tagged(repo: &Path, tag: &str, target: &Path, extra: &[&str]) -> Outp
     bunker(repo, &args)
 }
 
-#[test]
-fn golden_repository_opens_lists_and_restores_exactly() {
-    let tmp = copy_repo("golden-v1");
-    let repo = tmp.path().join("repo");
-    let list = snapshots(&repo);
-    assert_eq!(list.len(), 2);
-    assert!(list.iter().all(|s| s["hostname"] == "golden"));
-
-    let target = tmp.path().join("out");
-    let out = restore_tagged(&repo, "v1", &target, &["--verify"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-
+/// The golden source tree, restored into `target`, is exact: bytes, link,
+/// modes, times.
+fn assert_golden_source(target: &Path) {
     let source = fixtures().join("golden-v1-source");
     for rel in FILES {
         assert_eq!(
@@ -148,6 +165,21 @@ fn golden_repository_opens_lists_and_restores_exactly() {
         let m = std::fs::symlink_metadata(target.join(rel)).unwrap();
         assert_eq!((m.mtime(), m.mtime_nsec()), MTIME, "mtime of {rel}");
     }
+}
+
+#[test]
+fn golden_repository_opens_lists_and_restores_exactly() {
+    let tmp = copy_repo("golden-v1");
+    let repo = tmp.path().join("repo");
+    let list = snapshots(&repo);
+    assert_eq!(list.len(), 2);
+    assert!(list.iter().all(|s| s["hostname"] == "golden"));
+
+    let target = tmp.path().join("out");
+    let out = restore_tagged(&repo, "v1", &target, &["--verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    assert_golden_source(&target);
 
     let stdin_snap = tagged(&repo, "stdin");
     let out = bunker(
@@ -327,4 +359,235 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Opens a version-2 copy and checks it lists, restores and verifies exactly.
+fn assert_golden_v2_whole(repo: &Path, target: &Path) {
+    let list = snapshots(repo);
+    let mut tags: Vec<&str> = list
+        .iter()
+        .map(|s| s["tags"][0].as_str().unwrap())
+        .collect();
+    tags.sort();
+    assert_eq!(tags, ["stdin", "v2"], "{list:?}");
+    let out = restore_tagged(repo, "v2", target, &["--verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_golden_source(target);
+    let out = bunker(repo, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Version 2 (`fixtures/make-golden-v2.sh`): bound objects, padded packs,
+/// parity, a tombstone of a forgotten snapshot and one of a removed key.
+#[test]
+fn golden_v2_repository_opens_lists_and_restores_exactly() {
+    let tmp = copy_repo("golden-v2");
+    let repo = tmp.path().join("repo");
+    assert_golden_v2_whole(&repo, &tmp.path().join("out1"));
+    let stdin_snap = tagged(&repo, "stdin");
+    let out = bunker(
+        &repo,
+        &["dump", stdin_snap["id"].as_str().unwrap(), "/streamed.txt"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"streamed\n");
+
+    // Later builds write into it: a backup, and a prune that merges the
+    // tombstones into one.
+    let source = fixtures().join("golden-v1-source");
+    let out = bunker(&repo, &["backup", "-q", source.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = bunker(&repo, &["prune", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["tombstones_merged"], 2, "{report}");
+    assert_eq!(walk_files(&repo.join("tombstones")).len(), 1);
+    let out = bunker_with_password(
+        &repo,
+        &fixtures().join("golden-v2-revoked.password"),
+        &["snapshots"],
+    );
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+    let out = bunker(&repo, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn golden_v2_damage_is_found_and_named() {
+    // A damaged pack: found by reading, rebuilt from parity.
+    let tmp = copy_repo("golden-v2-flipped-pack");
+    let repo = tmp.path().join("repo");
+    let out = bunker(&repo, &["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("damaged: pack"), "{}", stderr(&out));
+    let out = bunker(&repo, &["check", "--read-data", "--repair"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_golden_v2_whole(&repo, &tmp.path().join("out"));
+
+    let cases: &[(&str, &[&str], i32, &str)] = &[
+        (
+            "golden-v2-flipped-tombstone",
+            &["check"],
+            1,
+            "damaged: tombstone",
+        ),
+        (
+            "golden-v2-flipped-tombstone",
+            &["snapshots"],
+            0,
+            "tombstones/",
+        ),
+        (
+            "golden-v2-flipped-key",
+            &["snapshots"],
+            1,
+            "damaged: no key file can be read",
+        ),
+    ];
+    for (fixture, args, code, needle) in cases {
+        let tmp = copy_repo(fixture);
+        let out = bunker(&tmp.path().join("repo"), args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(*code), "{fixture} {args:?}: {err}");
+        assert!(err.contains(needle), "{fixture} {args:?}: {err}");
+    }
+}
+
+/// A forgotten snapshot's file put back by storage: ignored, then deleted.
+#[test]
+fn golden_v2_replayed_snapshot_is_ignored() {
+    let tmp = copy_repo("golden-v2-replayed-snapshot");
+    let repo = tmp.path().join("repo");
+    let out = bunker(&repo, &["snapshots"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ignored snapshot"),
+        "{}",
+        stderr(&out)
+    );
+    let out = bunker(&repo, &["prune", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["withdrawn_snapshots_removed"], 1, "{report}");
+    assert_golden_v2_whole(&repo, &tmp.path().join("out"));
+}
+
+/// An old index file put back by storage (naming packs prune deleted), and
+/// an index forged by a key holder (placing pattern.bin's blobs in another
+/// pack, read first): prune loses nothing, says what it refused, and
+/// leaves a repository that checks clean.
+#[test]
+fn golden_v2_replayed_and_forged_index_lose_nothing() {
+    for (fixture, warning) in [
+        ("golden-v2-replayed-index", ""),
+        ("golden-v2-forged-index", "forged or replayed index"),
+    ] {
+        let tmp = copy_repo(fixture);
+        let repo = tmp.path().join("repo");
+        let out = bunker(&repo, &["prune"]);
+        assert!(out.status.success(), "{fixture}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(warning),
+            "{fixture}: {}",
+            stderr(&out)
+        );
+        assert_golden_v2_whole(&repo, &tmp.path().join("out"));
+        // Settled: a second prune has nothing to do.
+        let out = bunker(&repo, &["prune", "--json"]);
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["indexes_deleted"], 0, "{fixture}: {report}");
+    }
+}
+
+/// A removed key file put back by storage opens nothing.
+#[test]
+fn golden_v2_revived_key_opens_nothing() {
+    let tmp = copy_repo("golden-v2-revived-key");
+    let repo = tmp.path().join("repo");
+    let out = bunker_with_password(
+        &repo,
+        &fixtures().join("golden-v2-revoked.password"),
+        &["snapshots"],
+    );
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+    assert!(stderr(&out).contains("was removed"), "{}", stderr(&out));
+    assert_eq!(snapshots(&repo).len(), 2);
+}
+
+/// Storage rolls a snapshot back: the client that saw it (its committed
+/// memory) says so; a client that never saw the repository cannot know.
+#[test]
+fn golden_v2_rolled_back_listing_is_noticed_by_a_client_that_saw_it() {
+    let tmp = copy_repo("golden-v2-rolled-back");
+    let repo = tmp.path().join("repo");
+    let out = bunker(&repo, &["check"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::remove_dir_all(tmp.path().join("state")).unwrap();
+    cp_a(
+        &fixtures().join("golden-v2-state"),
+        &tmp.path().join("state"),
+    );
+    let out = bunker(&repo, &["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is gone from storage"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Two snapshot files with their contents swapped: each is damage, neither
+/// is read as the other.
+#[test]
+fn golden_v2_swapped_objects_are_damage() {
+    let tmp = copy_repo("golden-v2-swapped");
+    let repo = tmp.path().join("repo");
+    let out = bunker(&repo, &["snapshots", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stderr(&out).matches("does not match its id").count(), 2);
+    assert_eq!(snapshots(&repo).len(), 0);
+    let out = bunker(&repo, &["check"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+/// A key file with costs out of bounds, a lock file larger than a lock can
+/// be, a parity file of the wrong geometry: refused unread, never trusted.
+#[test]
+fn golden_v2_planted_files_are_refused() {
+    let tmp = copy_repo("golden-v2-planted");
+    let repo = tmp.path().join("repo");
+    let started = std::time::Instant::now();
+    let out = bunker(&repo, &["key", "list"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("outside what bunker accepts"));
+    let wrong = tmp.path().join("wrong");
+    std::fs::write(&wrong, "not it\n").unwrap();
+    let out = bunker_with_password(&repo, &wrong, &["snapshots"]);
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+    // The planted lock: an exclusive command refuses to go past it.
+    let out = bunker(&repo, &["prune"]);
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unreadable lock"), "{}", stderr(&out));
+    std::fs::remove_file(repo.join("locks").join("ab".repeat(32))).unwrap();
+
+    // The planted parity file: its pack, damaged, is not "rebuilt" from it.
+    let parity = walk_files(&repo.join("parity"))
+        .into_iter()
+        .find(|p| std::fs::metadata(p).unwrap().len() == 65536)
+        .unwrap();
+    let pack = walk_files(&repo.join("data"))
+        .into_iter()
+        .find(|p| p.file_name() == parity.file_name())
+        .unwrap();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&pack, bytes).unwrap();
+    let out = bunker(&repo, &["check", "--read-data", "--repair"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("parity"), "{}", stderr(&out));
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
 }

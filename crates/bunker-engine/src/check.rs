@@ -248,7 +248,14 @@ pub fn check(
     // storage again when the structure is checked.
     let mut stored = load.stored;
     if options.read_data || options.read_data_subset.is_some() || options.repair {
-        read_packs(&repo, &options, &mut report, &mut damage, &*progress)?;
+        read_packs(
+            &repo,
+            &stored,
+            &options,
+            &mut report,
+            &mut damage,
+            &*progress,
+        )?;
         if !report.repaired.is_empty() {
             stored = repo.stored_packs()?;
         }
@@ -617,16 +624,19 @@ impl SnapshotWalker<'_> {
 
 fn read_packs(
     repo: &Repository<Indexed>,
+    stored: &HashMap<PackId, u64>,
     options: &CheckOptions,
     report: &mut CheckReport,
     damage: &mut DamageMap,
     progress: &dyn Progress,
 ) -> Result<()> {
-    // Packs missing from storage are reported by the structure check,
-    // unless parity may rebuild them.
+    // Packs missing from storage, or of another length, are reported by
+    // the structure check; parity may rebuild one of another length.
     let parity = repo.config().parity;
     let mut packs: Vec<(PackId, u64)> = (0..repo.index().packs().len() as u32)
-        .filter(|&p| parity || !repo.index().is_absent(p))
+        .filter(|&p| {
+            !repo.index().is_absent(p) || (parity && stored.contains_key(&repo.index().pack(p).0))
+        })
         .map(|p| repo.index().pack(p))
         .collect();
     if let (Some(Subset::Part { n, of }), false) = (options.read_data_subset, options.repair) {
@@ -693,14 +703,32 @@ fn read_packs(
     });
     let mut errors = errors.into_inner().expect("lock");
     errors.sort_by_key(|(p, _)| *p);
+    // Where each blob was found wanting: damaged, or not where an index says.
+    let wanting: HashSet<(PackId, BlobId)> = errors
+        .iter()
+        .flat_map(|(p, d)| d.blobs.iter().chain(&d.misplaced).map(|b| (*p, *b)))
+        .collect();
     for (pack, bad) in errors {
+        // A blob an index misplaces is lost only if no other copy serves it
+        // (one in a pack that verified, or was not read this time).
+        let mut lost = bad.blobs;
+        for id in bad.misplaced {
+            let elsewhere = repo.index().locations(&id)?.iter().any(|l| {
+                let other = repo.index().pack(l.pack).0;
+                other != pack && !wanting.contains(&(other, id))
+            });
+            if !elsewhere {
+                lost.push(id);
+            }
+        }
         let remedy = match (bad.healable, repo.config().parity) {
+            _ if lost.is_empty() => REINDEX.to_string(),
             (true, _) => "`bunker check --repair` rewrites it from parity".to_string(),
             (false, true) => "parity cannot rebuild it; ".to_string() + LOST_DATA,
             (false, false) => LOST_DATA.to_string(),
         };
         let object = damage.object(format!("pack {pack}"), bad.problems.join("; "), &remedy);
-        for id in bad.blobs {
+        for id in lost {
             damage.blob(id, object);
         }
     }
@@ -725,7 +753,7 @@ fn verify_stored_pack(
         Err(e) => Err(PackDamage {
             problems: vec![e.to_string()],
             blobs: indexed.iter().map(|(id, _, _)| *id).collect(),
-            healable: false,
+            ..Default::default()
         }),
         Ok(PackRead::Intact(bytes)) => verify_pack(repo, &bytes, indexed),
         Ok(PackRead::Damaged(bytes, why)) => damaged(verify_pack(repo, &bytes, indexed), why),
@@ -759,9 +787,12 @@ fn verify_stored_pack(
 }
 
 /// What is wrong with one pack, and which of its indexed blobs are lost.
+#[derive(Default)]
 struct PackDamage {
     problems: Vec<String>,
     blobs: Vec<BlobId>,
+    /// Blobs an index places in the pack that its header does not list.
+    misplaced: Vec<BlobId>,
     /// Parity rebuilds it whole: `check --repair` fixes it.
     healable: bool,
 }
@@ -771,8 +802,7 @@ fn damaged(verified: Result<u64, PackDamage>, problem: String) -> Result<u64, Pa
     match verified {
         Ok(_) => Err(PackDamage {
             problems: vec![problem],
-            blobs: Vec::new(),
-            healable: false,
+            ..Default::default()
         }),
         Err(mut d) => {
             d.problems.insert(0, problem);
@@ -790,7 +820,7 @@ fn verify_pack(
     let all_lost = |problem: String| PackDamage {
         problems: vec![problem],
         blobs: indexed.iter().map(|(id, _, _)| *id).collect(),
-        healable: false,
+        ..Default::default()
     };
     let header = (|| {
         if bytes.len() < TRAILER_LEN {
@@ -813,15 +843,16 @@ fn verify_pack(
     let entries = header.map_err(|e| all_lost(format!("header: {e}")))?;
     let mut errors: Vec<String> = Vec::new();
     let mut lost = Vec::new();
+    let mut misplaced = Vec::new();
     let mut count = 0;
     let in_header: HashSet<BlobId> = entries.iter().map(|e| e.id).collect();
     for (id, kind, _) in indexed {
         if !in_header.contains(id) {
             errors.push(format!(
-                "{} blob {id} is indexed here but not in the pack header",
+                "{} blob {id} is indexed here but not in the pack header (a damaged or forged index)",
                 kind.name()
             ));
-            lost.push(*id);
+            misplaced.push(*id);
         }
     }
     for e in entries {
@@ -840,6 +871,7 @@ fn verify_pack(
         Err(PackDamage {
             problems: errors,
             blobs: lost,
+            misplaced,
             healable: false,
         })
     }

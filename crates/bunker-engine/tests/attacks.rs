@@ -233,3 +233,82 @@ fn a_replayed_index_cannot_make_prune_delete_a_rescued_pack() {
     assert_eq!(report.packs_rescued, 2, "{report:?}");
     w.restores(&s2, &f, &bytes(3, 40 << 10));
 }
+
+/// Completes the attack copies that `make-golden-v2.sh` (in the command
+/// line's test fixtures) makes of the golden version-2 repository: a forged
+/// index in `golden-v2-forged-index`, a planted key file in
+/// `golden-v2-planted`. Run once, when the fixtures are made:
+/// `BUNKER_GOLDEN_V2=crates/bunker-cli/tests/fixtures cargo test -p
+/// bunker-engine --test attacks -- --ignored`.
+#[test]
+#[ignore = "writes committed fixtures; run once by make-golden-v2.sh's instructions"]
+fn write_golden_v2_attack_fixtures() {
+    let dir = PathBuf::from(std::env::var("BUNKER_GOLDEN_V2").expect("BUNKER_GOLDEN_V2"));
+    let password = std::fs::read_to_string(dir.join("golden-v2.password")).unwrap();
+    let password = password.trim_end().as_bytes();
+    let open = |name: &str| -> (Arc<dyn Backend>, Repository) {
+        let backend: Arc<dyn Backend> =
+            Arc::new(OpenDalBackend::open(&Location::Local(dir.join(name)), false).unwrap());
+        let repo = Repository::open(backend.clone(), password).unwrap();
+        (backend, repo)
+    };
+
+    // A key holder places the blobs of pattern.bin in another pack, in an
+    // index file every reader reads first.
+    let (backend, repo) = open("golden-v2-forged-index");
+    let repo = repo.load_index().unwrap();
+    let entry = repo
+        .snapshots()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.snapshot.tags == ["v2"])
+        .unwrap();
+    let path = format!("{}/pattern.bin", entry.snapshot.paths[0]);
+    let node = find_node(&repo, &entry.snapshot.tree, &path).unwrap();
+    let mut blobs = Vec::new();
+    let mut home = None;
+    for b in &node.content {
+        let loc = repo.index().get(b).unwrap().unwrap();
+        home = Some(repo.index().pack(loc.pack).0);
+        blobs.push(PackEntry {
+            kind: BlobType::Data,
+            id: *b,
+            offset: loc.offset,
+            length: loc.length,
+            raw_length: loc.raw_length,
+        });
+    }
+    let other = backend
+        .list(FileKind::Pack)
+        .unwrap()
+        .into_iter()
+        .find(|f| Some(f.name.clone()) != home.map(|p| p.to_hex()))
+        .unwrap();
+    let forged = IndexFile {
+        supersedes: Vec::new(),
+        packs: vec![IndexedPack {
+            id: other.name.parse().unwrap(),
+            length: other.size,
+            blobs,
+        }],
+    };
+    loop {
+        let name = repo.write_index(&forged).unwrap().to_hex();
+        if backend.list_names(FileKind::Index).unwrap()[0] == name {
+            break;
+        }
+        backend.remove(FileKind::Index, &name).unwrap();
+    }
+
+    // A key file whose derivation would cost 4 GiB and 64 passes, named as
+    // a key file must be (by the hash of its bytes).
+    let (backend, _) = open("golden-v2-planted");
+    let real = backend.list_names(FileKind::Key).unwrap().remove(0);
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&backend.read(FileKind::Key, &real).unwrap()).unwrap();
+    json["kdf"]["memory_kib"] = (4u64 << 20).into();
+    json["kdf"]["iterations"] = 64.into();
+    let planted = serde_json::to_vec_pretty(&json).unwrap();
+    let name = bunker_engine::format::id::storage_name(&planted);
+    backend.write(FileKind::Key, &name, &planted).unwrap();
+}

@@ -122,12 +122,16 @@ pub(super) fn delete_condemned(
         .flat_map(|(_, f)| f.packs.iter().map(|p| p.id))
         .collect();
     // What the replaced files named that stays (rescued packs, and packs the
-    // record never condemned) and no surviving file names; a rescued pack
+    // record never condemned that are on storage) and no surviving file
+    // names; a rescued pack
     // as its own header describes it.
     let mut rewrite: HashMap<PackId, IndexedPack> = replaced
         .iter()
         .flat_map(|(_, f)| &f.packs)
-        .filter(|p| !deleting.contains(&p.id) && !surviving.contains(&p.id))
+        .filter(|p| {
+            // A pack missing from storage holds nothing to index.
+            !deleting.contains(&p.id) && !surviving.contains(&p.id) && stored.contains_key(&p.id)
+        })
         .map(|p| (p.id, p.clone()))
         .collect();
     for (pack, entry) in &rescued {

@@ -141,12 +141,27 @@ pub(super) fn plan(
         }
     }
     let mut headers = PackHeaders::new(repo, &stored);
-    verify(&mut plan, &mut headers, used, &holders, &gone);
-    // Only index files naming a pack that goes are rewritten (so a prune
-    // with nothing to do writes nothing, even on a full disk).
+    // A pack that stays but that an index misdescribes is indexed again as
+    // its own header describes it, and the lying index files are replaced.
+    let mut misdescribed = HashSet::new();
+    for id in verify(&mut plan, &mut headers, used, &holders, &gone) {
+        if let (Some(pack), Some(header)) =
+            (plan.keep.iter_mut().find(|p| p.id == id), headers.of(&id))
+        {
+            pack.blobs = header.entries.clone();
+            misdescribed.insert(id);
+        }
+    }
+    // Only index files naming a pack that goes (or a misdescribed one) are
+    // rewritten, so a prune with nothing to do writes nothing, even on a
+    // full disk.
     let affected: Vec<(IndexId, Vec<PackId>)> = packs_by_file
         .into_iter()
-        .filter(|(_, packs)| packs.iter().any(|p| gone.contains(p)))
+        .filter(|(_, packs)| {
+            packs
+                .iter()
+                .any(|p| gone.contains(p) || misdescribed.contains(p))
+        })
         .collect();
     let rewritten: HashSet<PackId> = affected.iter().flat_map(|(_, p)| p).copied().collect();
     plan.keep.retain(|p| rewritten.contains(&p.id));
@@ -158,13 +173,14 @@ pub(super) fn plan(
 /// really holds must be copied out of a pack that goes (from that pack's
 /// header), or be listed in the header of a pack that stays. Whatever an
 /// index claims beyond that is refused, and the blob is copied instead.
+/// Returns the packs that stay whose header contradicts an index.
 fn verify(
     plan: &mut Plan,
     headers: &mut PackHeaders,
     used: &HashSet<BlobId>,
     holders: &HashMap<BlobId, Vec<PackId>>,
     gone: &HashSet<PackId>,
-) {
+) -> HashSet<PackId> {
     // Copies come from the packs' own headers, never from an index's offsets.
     let mut copied: HashSet<BlobId> = HashSet::new();
     let mut unconfirmed: Vec<(PackId, BlobId)> = Vec::new();
@@ -186,11 +202,17 @@ fn verify(
                 .map(|b| (p.pack.id, *b)),
         );
     }
-    let kept = |headers: &mut PackHeaders, blob: &BlobId| {
+    // Packs that stay whose header contradicts what an index places in them.
+    let mut contradicted: HashSet<PackId> = HashSet::new();
+    let mut kept = |headers: &mut PackHeaders, blob: &BlobId| {
         holders.get(blob).is_some_and(|packs| {
-            packs
-                .iter()
-                .any(|k| !gone.contains(k) && headers.holds(k, blob))
+            packs.iter().filter(|k| !gone.contains(*k)).any(|k| {
+                let holds = headers.holds(k, blob);
+                if !holds {
+                    contradicted.insert(*k);
+                }
+                holds
+            })
         })
     };
     for (pack, blob) in unconfirmed {
@@ -242,6 +264,7 @@ fn verify(
             }
         }
     }
+    contradicted
 }
 
 /// Moves the small packs that are kept whole into the repack list, per blob

@@ -59,9 +59,13 @@ impl Repository<Open> {
             ));
         }
         let absent: Vec<(PackId, u64)> = load.repo.index().absent_packs().collect();
-        if let Some((first, _)) = absent.first() {
+        if let Some((first, _)) = absent.iter().min() {
+            let others = match absent.len() {
+                1 => "",
+                _ => " and others",
+            };
             notices.add(format!(
-                "{} pack(s) named by the index are missing from storage or damaged (pack {} and others): data found only there is stored again by the next backup that has it; `bunker check` names what older snapshots lost",
+                "{} pack(s) named by the index are missing from storage or damaged (pack {}{others}): data found only there is stored again by the next backup that has it; `bunker check` names what older snapshots lost",
                 absent.len(),
                 first.short()
             ));
