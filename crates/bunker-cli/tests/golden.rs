@@ -260,17 +260,7 @@ fn golden_corrupted_metadata_is_rejected_with_one_clear_line() {
             "config: authentication failed",
         ),
     ];
-    for (fixture, args, code, needle) in cases {
-        let tmp = copy_repo(fixture);
-        let out = bunker(&tmp.path().join("repo"), args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(*code), "{fixture} {args:?}: {err}");
-        assert!(err.contains(needle), "{fixture} {args:?}: {err}");
-        assert!(
-            err.trim().lines().count() >= 1 && err.lines().all(|l| l.starts_with("bunker:")),
-            "{fixture}: {err}"
-        );
-    }
+    assert_rejected(cases);
 }
 
 #[test]
@@ -444,13 +434,7 @@ fn golden_v2_damage_is_found_and_named() {
             "damaged: no key file can be read",
         ),
     ];
-    for (fixture, args, code, needle) in cases {
-        let tmp = copy_repo(fixture);
-        let out = bunker(&tmp.path().join("repo"), args);
-        let err = stderr(&out);
-        assert_eq!(out.status.code(), Some(*code), "{fixture} {args:?}: {err}");
-        assert!(err.contains(needle), "{fixture} {args:?}: {err}");
-    }
+    assert_rejected(cases);
 }
 
 /// A forgotten snapshot's file put back by storage: ignored, then deleted.
@@ -590,4 +574,74 @@ fn golden_v2_planted_files_are_refused() {
 
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A version-1 repository is still written in version 1 by this build
+/// (blobs, packs, tombstones), and reads back exactly.
+#[test]
+fn version_1_repositories_are_still_written_in_version_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        fixtures().join("golden-v1.password"),
+        tmp.path().join("password"),
+    )
+    .unwrap();
+    let repo = tmp.path().join("repo");
+    let out = bunker(&repo, &["init", "-q", "--format-version", "1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let source = fixtures().join("golden-v1-source");
+    let out = bunker(
+        &repo,
+        &["backup", "-q", "--tag", "v1", source.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let other = tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("x"), b"forgotten soon").unwrap();
+    let out = bunker(
+        &repo,
+        &["backup", "-q", "--tag", "gone", other.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let gone = tagged(&repo, "gone");
+    let out = bunker(&repo, &["forget", gone["id"].as_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = bunker(&repo, &["prune", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report["packs_deleted"].as_u64().unwrap() >= 1, "{report}");
+    assert_eq!(walk_files(&repo.join("tombstones")).len(), 1);
+    assert_eq!(std::fs::read(repo.join("config")).unwrap()[5], 1);
+    for pack in walk_files(&repo.join("data")) {
+        assert!(std::fs::read(&pack).unwrap().ends_with(b"BKP1"), "{pack:?}");
+    }
+    let target = tmp.path().join("out");
+    let out = restore_tagged(&repo, "v1", &target, &["--verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for rel in FILES {
+        assert_eq!(
+            std::fs::read(target.join(rel)).unwrap(),
+            std::fs::read(source.join(rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    let out = bunker(&repo, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Runs each case (fixture, command, exit code, words its message holds) on
+/// a copy of its fixture: the exit code and the words, in lines that all
+/// start with `bunker:`.
+fn assert_rejected(cases: &[(&str, &[&str], i32, &str)]) {
+    for (fixture, args, code, needle) in cases {
+        let tmp = copy_repo(fixture);
+        let out = bunker(&tmp.path().join("repo"), args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(*code), "{fixture} {args:?}: {err}");
+        assert!(err.contains(needle), "{fixture} {args:?}: {err}");
+        assert!(
+            err.trim().lines().count() >= 1 && err.lines().all(|l| l.starts_with("bunker:")),
+            "{fixture}: {err}"
+        );
+    }
 }

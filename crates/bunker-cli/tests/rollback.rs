@@ -16,10 +16,19 @@ fn s(p: &Path) -> &str {
 
 /// The snapshot ids, as `snapshots --json` lists them.
 fn listed(env: &TestEnv, args: &[&str]) -> Vec<String> {
-    env.snapshots(args)
-        .iter()
+    ids(&env.snapshots(args))
+}
+
+/// The ids of snapshots as `snapshots --json` gives them.
+fn ids(list: &[serde_json::Value]) -> Vec<String> {
+    list.iter()
         .map(|v| v["id"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// The ids printed by a `snapshots --json` run.
+fn ids_printed(out: &std::process::Output) -> Vec<String> {
+    ids(parse_json(&out.stdout).as_array().unwrap())
 }
 
 /// Two snapshots of a small source; returns their ids, oldest first.
@@ -67,13 +76,11 @@ fn a_replayed_snapshot_is_ignored_and_deleted_by_prune() {
         fresh_client(&env, &env.password_file, &["snapshots", "--json"]),
     ] {
         expect_code(&out, 0, "snapshots after a replay");
-        let ids: Vec<String> = parse_json(&out.stdout)
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v["id"].as_str().unwrap().to_string())
-            .collect();
-        assert_eq!(ids, vec![kept.clone()], "the replayed snapshot is listed");
+        assert_eq!(
+            ids_printed(&out),
+            vec![kept.clone()],
+            "the replayed snapshot is listed"
+        );
         assert!(
             stderr(&out).contains(&format!("ignored snapshot {}", &old[..8])),
             "{}",
@@ -184,12 +191,7 @@ fn a_rolled_back_listing_is_noticed_even_with_its_tombstones_gone() {
         err.contains(&format!("ignored snapshot {}", &old[..8])),
         "the replayed snapshot is not ignored: {err}"
     );
-    let ids: Vec<String> = parse_json(&out.stdout)
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["id"].as_str().unwrap().to_string())
-        .collect();
+    let ids = ids_printed(&out);
     assert!(!ids.contains(&old), "{ids:?}");
     let out = run(env.cmd().arg("check"));
     expect_code(&out, 1, "check after a rollback");

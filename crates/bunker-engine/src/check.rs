@@ -14,7 +14,7 @@ use std::sync::Arc;
 use bunker_backend::FileKind;
 use bunker_format::blob::{decode_blob, BlobType};
 use bunker_format::id::{BlobId, PackId, SnapshotId};
-use bunker_format::pack::{parse_header, parse_trailer, PackEntry, TRAILER_LEN};
+use bunker_format::pack::{parse_pack, PackEntry};
 use bunker_format::tree::{NodeKind, Tree};
 
 use crate::lock::{self, LockStore};
@@ -335,7 +335,7 @@ fn unindexed_packs(
     stored: &HashMap<PackId, u64>,
     condemned: &HashSet<PackId>,
     report: &mut CheckReport,
-) -> HashMap<BlobId, (PackId, PackEntry)> {
+) -> HashMap<BlobId, (PackId, u64, PackEntry)> {
     let indexed: HashSet<PackId> = repo.index().packs().iter().map(|(p, _)| *p).collect();
     let mut held = HashMap::new();
     let mut names: Vec<(&PackId, &u64)> = stored
@@ -353,7 +353,7 @@ fn unindexed_packs(
         match repo.read_pack_header(pack, size) {
             Ok(entries) => {
                 for e in entries {
-                    held.entry(e.id).or_insert((*pack, e));
+                    held.entry(e.id).or_insert((*pack, size, e));
                 }
             }
             Err(e) => report.warnings.push(format!(
@@ -392,7 +392,7 @@ fn report_staged(repo: &Repository<Indexed>, report: &mut CheckReport) -> Result
 fn check_snapshots(
     repo: &Repository<Indexed>,
     snapshots: &[SnapshotEntry],
-    unindexed: &HashMap<BlobId, (PackId, PackEntry)>,
+    unindexed: &HashMap<BlobId, (PackId, u64, PackEntry)>,
     report: &mut CheckReport,
     damage: &mut DamageMap,
 ) -> Result<()> {
@@ -427,7 +427,7 @@ fn check_snapshots(
     let hit = walker.unindexed_hits;
     let mut harmless: Vec<&PackId> = unindexed
         .values()
-        .map(|(p, _)| p)
+        .map(|(p, _, _)| p)
         .filter(|p| !hit.contains(*p))
         .collect::<HashSet<_>>()
         .into_iter()
@@ -467,7 +467,7 @@ struct SnapshotWalker<'a> {
     repo: &'a Repository<Indexed>,
     damage: &'a mut DamageMap,
     /// Blobs held by packs no index names.
-    unindexed: &'a HashMap<BlobId, (PackId, PackEntry)>,
+    unindexed: &'a HashMap<BlobId, (PackId, u64, PackEntry)>,
     /// Unindexed packs holding something a snapshot needs.
     unindexed_hits: HashSet<PackId>,
     /// Trees with no damage anywhere below.
@@ -479,7 +479,7 @@ struct SnapshotWalker<'a> {
 impl SnapshotWalker<'_> {
     /// The damage object for a blob that no index names.
     fn unindexed_blob(&mut self, kind: BlobType, id: &BlobId) -> usize {
-        let object = match self.unindexed.get(id).map(|(p, _)| p) {
+        let object = match self.unindexed.get(id).map(|(p, _, _)| p) {
             Some(pack) => {
                 self.unindexed_hits.insert(*pack);
                 self.damage.object(
@@ -599,25 +599,8 @@ impl SnapshotWalker<'_> {
 
     /// A tree read straight from a pack that no index names.
     fn read_unindexed_tree(&self, id: &BlobId) -> Option<Tree> {
-        let (pack, entry) = self.unindexed.get(id)?;
-        let stored = self
-            .repo
-            .backend()
-            .read_range(
-                FileKind::Pack,
-                &pack.to_hex(),
-                entry.offset as u64,
-                entry.length as u64,
-            )
-            .ok()?;
-        let plain = decode_blob(
-            self.repo.keys(),
-            BlobType::Tree,
-            id,
-            entry.raw_length,
-            &stored,
-        )
-        .ok()?;
+        let (pack, length, entry) = self.unindexed.get(id)?;
+        let plain = self.repo.read_blob_in(pack, *length, entry).ok()?;
         Tree::decode(&plain).ok()
     }
 }
@@ -822,24 +805,7 @@ fn verify_pack(
         blobs: indexed.iter().map(|(id, _, _)| *id).collect(),
         ..Default::default()
     };
-    let header = (|| {
-        if bytes.len() < TRAILER_LEN {
-            return Err(bunker_format::FormatError::Malformed(
-                "pack shorter than its trailer",
-            ));
-        }
-        let trailer = parse_trailer(&bytes[bytes.len() - TRAILER_LEN..])?;
-        let hlen = trailer.header_length as usize;
-        let start = bytes.len().checked_sub(TRAILER_LEN + hlen).ok_or(
-            bunker_format::FormatError::Malformed("pack header longer than the pack"),
-        )?;
-        parse_header(
-            repo.keys(),
-            trailer,
-            &bytes[start..bytes.len() - TRAILER_LEN],
-            bytes.len() as u64,
-        )
-    })();
+    let header = parse_pack(repo.keys(), bytes);
     let entries = header.map_err(|e| all_lost(format!("header: {e}")))?;
     let mut errors: Vec<String> = Vec::new();
     let mut lost = Vec::new();

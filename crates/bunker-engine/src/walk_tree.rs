@@ -31,36 +31,18 @@ pub fn find_node(repo: &Repository<Indexed>, root: &BlobId, path: &str) -> Resul
 }
 
 /// Visits every node below the directory tree `root`, depth-first in name
-/// order, with its path: `prefix` joined with the names on the way, as raw
-/// bytes (names need not be UTF-8). The walk keeps its own stack, so a tree
-/// of any depth is safe.
+/// order, with its path (see [`bunker_format::tree::walk`]); a tree of any
+/// depth is safe.
 pub fn visit_tree(
     repo: &Repository<Indexed>,
     root: &BlobId,
     prefix: &[u8],
     visit: &mut dyn FnMut(&[u8], &Node) -> Result<()>,
 ) -> Result<()> {
-    let mut stack = vec![(prefix.to_vec(), repo.load_tree(root)?.nodes.into_iter())];
-    loop {
-        let (path, node) = {
-            let Some((dir, nodes)) = stack.last_mut() else {
-                return Ok(());
-            };
-            let Some(node) = nodes.next() else {
-                stack.pop();
-                continue;
-            };
-            let mut path = dir.clone();
-            if !path.ends_with(b"/") {
-                path.push(b'/');
-            }
-            path.extend_from_slice(&node.name);
-            (path, node)
-        };
-        visit(&path, &node)?;
-        if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
-            let tree = repo.load_tree(&sub)?;
-            stack.push((path, tree.nodes.into_iter()));
-        }
-    }
+    bunker_format::tree::walk(
+        prefix,
+        repo.load_tree(root)?,
+        |id| repo.load_tree(id),
+        visit,
+    )
 }

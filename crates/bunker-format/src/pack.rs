@@ -253,6 +253,20 @@ pub fn parse_header(
     Ok(entries)
 }
 
+/// Reads the header of a whole pack held in memory: trailer, then the
+/// sealed header before it.
+pub fn parse_pack(keys: &RepoKeys, pack: &[u8]) -> Result<Vec<PackEntry>, FormatError> {
+    let body = pack
+        .len()
+        .checked_sub(TRAILER_LEN)
+        .ok_or(FormatError::Malformed("pack shorter than its trailer"))?;
+    let trailer = parse_trailer(&pack[body..])?;
+    let start = body
+        .checked_sub(trailer.header_length as usize)
+        .ok_or(FormatError::Malformed("pack header longer than the pack"))?;
+    parse_header(keys, trailer, &pack[start..body], pack.len() as u64)
+}
+
 #[cfg(test)]
 mod window_tests {
     use super::{read_window, size_class};

@@ -195,6 +195,42 @@ impl Tree {
     }
 }
 
+/// Visits every node below the directory whose entries are `root`,
+/// depth-first in name order, with its path: `prefix` joined with the names
+/// on the way by `/`, as raw bytes (names need not be UTF-8). `load` gives
+/// the tree of a directory's subtree. The walk keeps its own stack, so a
+/// tree of any depth is safe; it stops at the first error.
+pub fn walk<E>(
+    prefix: &[u8],
+    root: Tree,
+    mut load: impl FnMut(&BlobId) -> Result<Tree, E>,
+    mut visit: impl FnMut(&[u8], &Node) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut stack = vec![(prefix.to_vec(), root.nodes.into_iter())];
+    loop {
+        let (path, node) = {
+            let Some((dir, nodes)) = stack.last_mut() else {
+                return Ok(());
+            };
+            let Some(node) = nodes.next() else {
+                stack.pop();
+                continue;
+            };
+            let mut path = dir.clone();
+            if !path.ends_with(b"/") {
+                path.push(b'/');
+            }
+            path.extend_from_slice(&node.name);
+            (path, node)
+        };
+        visit(&path, &node)?;
+        if let (NodeKind::Dir, Some(sub)) = (node.kind, node.subtree) {
+            let tree = load(&sub)?;
+            stack.push((path, tree.nodes.into_iter()));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,16 +4,18 @@
 
 use std::path::{Path, PathBuf};
 
+use bunker_format::blob::encode_blob;
 use bunker_format::blob::BlobType;
 use bunker_format::condemnation::Condemnation;
 use bunker_format::config::RepoConfig;
 use bunker_format::crypto::MasterKey;
-use bunker_format::fuzzing::TARGETS;
+use bunker_format::fuzzing::{fixed_keys, fixed_keys_v2, TARGETS};
 use bunker_format::id::{BlobId, IndexId, LockId, PackId, SnapshotId};
 use bunker_format::index::{IndexFile, IndexedPack};
 use bunker_format::keyfile::{KdfParams, KeyFile};
 use bunker_format::lock::{Lock, LockKind};
-use bunker_format::pack::PackEntry;
+use bunker_format::pack::{PackEntry, PackLayout};
+use bunker_format::parity;
 use bunker_format::snapshot::{BackupMode, Snapshot, SnapshotSummary};
 use bunker_format::tree::{Node, NodeKind, Tree};
 
@@ -147,6 +149,57 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     zstd.extend(bunker_format::compression::compress(&text, 3));
     let mut raw = vec![0x10, 0x00, 0x00];
     raw.extend(bunker_format::compression::compress(b"raw", 3));
+    let mut packs = Vec::new();
+    for keys in [fixed_keys(), fixed_keys_v2()] {
+        let blob = encode_blob(&keys, BlobType::Data, blob(15), b"hello", 3);
+        let mut layout = PackLayout::default();
+        layout.push(&blob);
+        let (tail, _) = layout.finish(&keys);
+        let mut pack = blob.bytes;
+        pack.extend(tail);
+        packs.push(pack);
+    }
+    let pack: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let parity_of = |given: &[u8]| {
+        let mut input = (pack.len() as u64).to_le_bytes().to_vec();
+        input.extend_from_slice(blake3::hash(&pack).as_bytes());
+        input.extend_from_slice(&(given.len() as u32).to_le_bytes());
+        input.extend_from_slice(given);
+        input.extend(parity::encode(&pack));
+        input
+    };
+    let mut damaged = pack.clone();
+    damaged[5000] ^= 1;
+    let records = |trees: &[Tree]| {
+        let mut out = Vec::new();
+        for t in trees {
+            let bytes = t.encode();
+            out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+            out.extend(bytes);
+        }
+        out
+    };
+    let dir = |name: &[u8], to: u8| Node {
+        name: name.to_vec(),
+        kind: NodeKind::Dir,
+        mode: 0o755,
+        subtree: Some(BlobId([to; 32])),
+        ..Default::default()
+    };
+    let file = |name: &[u8]| Node {
+        name: name.to_vec(),
+        kind: NodeKind::File,
+        mode: 0o644,
+        ..Default::default()
+    };
+    let walk = records(&[
+        Tree {
+            nodes: vec![dir(b"a", 1), file(b"f")],
+        },
+        Tree {
+            nodes: vec![file(b"g"), dir(b"loop", 0)],
+        },
+    ]);
     vec![
         ("index", "valid", index.encode()),
         ("snapshot", "valid", snapshot.encode()),
@@ -160,6 +213,11 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("lock", "valid", lock.encode()),
         ("condemnation", "valid", record.encode()),
         ("pack_header", "valid", header),
+        ("pack_trailer", "v1", packs[0].clone()),
+        ("pack_trailer", "v2", packs[1].clone()),
+        ("parity", "intact", parity_of(&pack)),
+        ("parity", "damaged", parity_of(&damaged)),
+        ("tree_walk", "cyclic", walk),
         ("decompress", "zstd", zstd),
         ("decompress", "raw", raw),
     ]

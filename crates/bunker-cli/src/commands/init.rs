@@ -21,6 +21,11 @@ pub struct Args {
     /// to 4 of a pack's 64 shards is repaired on read and by `check --repair`
     #[arg(long)]
     parity: bool,
+    /// Write this format version (1 or 2; default the newest), for
+    /// comparisons and compatibility tests
+    #[arg(long, value_name = "N", hide = true,
+          value_parser = clap::value_parser!(u32).range(1..=2))]
+    format_version: Option<u32>,
 }
 
 fn parse_pack_size(text: &str) -> Result<u32, String> {
@@ -38,6 +43,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         pack_size: args.pack_size,
         compression_level: args.compression,
         parity: args.parity,
+        version: args.format_version,
         ..Default::default()
     };
     let (repo, key_file) = target.init(global, options)?;

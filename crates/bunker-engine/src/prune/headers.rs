@@ -10,8 +10,6 @@
 
 use std::collections::HashMap;
 
-use bunker_backend::FileKind;
-use bunker_format::blob::decode_blob;
 use bunker_format::id::{BlobId, PackId};
 use bunker_format::pack::PackEntry;
 
@@ -68,18 +66,8 @@ impl<'a> PackHeaders<'a> {
         let entry = self
             .of(pack)
             .and_then(|h| h.ids.get(blob).map(|&i| h.entries[i]));
-        let confirmed = entry.is_some_and(|e| {
-            repo.backend()
-                .read_range(
-                    FileKind::Pack,
-                    &pack.to_hex(),
-                    e.offset as u64,
-                    e.length as u64,
-                )
-                .is_ok_and(|stored| {
-                    decode_blob(repo.keys(), e.kind, &e.id, e.raw_length, &stored).is_ok()
-                })
-        });
+        let length = self.stored.get(pack).copied().unwrap_or(0);
+        let confirmed = entry.is_some_and(|e| repo.read_blob_in(pack, length, &e).is_ok());
         self.confirmed.insert((*pack, *blob), confirmed);
         confirmed
     }

@@ -72,6 +72,8 @@ pub struct InitOptions {
     pub compression_level: Option<i32>,
     /// Keep Reed–Solomon parity for every pack.
     pub parity: bool,
+    /// Format version (default: the newest).
+    pub version: Option<u32>,
 }
 
 impl InitOptions {
@@ -81,6 +83,7 @@ impl InitOptions {
         config.pack_size = self.pack_size.unwrap_or(config.pack_size);
         config.compression_level = self.compression_level.unwrap_or(config.compression_level);
         config.parity = self.parity;
+        config.version = self.version.unwrap_or(config.version);
         config
             .validate()
             .map_err(|e| EngineError::Invalid(format!("cannot create the repository: {e}")))?;

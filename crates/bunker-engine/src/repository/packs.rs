@@ -134,41 +134,61 @@ impl Repository<Indexed> {
     /// Reads one copy of a blob, healing its pack from parity if it must.
     fn read_blob_at(&self, kind: BlobType, id: &BlobId, loc: &BlobLocation) -> Result<Vec<u8>> {
         let (pack, pack_length) = self.index().pack(loc.pack);
-        let decode = |stored: &[u8]| {
-            decode_blob(&self.keys, kind, id, loc.raw_length, stored).map_err(|e| {
-                EngineError::corrupt(
-                    format!(
-                        "{} blob {} in pack {}",
-                        kind.name(),
-                        id.short(),
-                        pack.short()
-                    ),
-                    e,
-                )
-            })
+        let entry = PackEntry {
+            kind,
+            id: *id,
+            offset: loc.offset,
+            length: loc.length,
+            raw_length: loc.raw_length,
         };
-        // Read in whole size classes, so the storage does not learn the
-        // blob's exact length (docs/FORMAT.md §7.2).
-        let (offset, length) = (loc.offset as u64, loc.length as u64);
-        let (start, end) = read_window(offset, length, pack_length);
-        let first = self
-            .backend
-            .read_range(FileKind::Pack, &pack.to_hex(), start, end - start)
-            .map_err(EngineError::from)
-            .and_then(|window| {
-                let at = (offset - start) as usize;
-                decode(&window[at..at + length as usize])
-            });
-        match first {
+        match self.read_blob_in(&pack, pack_length, &entry) {
             Err(e) if self.config.parity => match self.read_pack(&pack, pack_length)? {
                 PackRead::Healed { bytes, .. } => {
                     let range = loc.offset as usize..(loc.offset + loc.length) as usize;
-                    decode(bytes.get(range).ok_or(e)?)
+                    self.decode_entry(&pack, &entry, bytes.get(range).ok_or(e)?)
                 }
                 _ => Err(e),
             },
             other => other,
         }
+    }
+
+    /// Reads and decodes the blob `entry` places in `pack` (of `pack_length`
+    /// bytes). The read is widened to whole size classes, so the storage
+    /// does not learn the blob's exact length (docs/FORMAT.md §7.2).
+    pub(crate) fn read_blob_in(
+        &self,
+        pack: &PackId,
+        pack_length: u64,
+        entry: &PackEntry,
+    ) -> Result<Vec<u8>> {
+        let (offset, length) = (entry.offset as u64, entry.length as u64);
+        let (start, end) = read_window(offset, length, pack_length);
+        let window = self
+            .backend
+            .read_range(FileKind::Pack, &pack.to_hex(), start, end - start)?;
+        let at = (offset - start) as usize;
+        let stored = window.get(at..at + length as usize).ok_or_else(|| {
+            EngineError::corrupt(
+                format!("pack {}", pack.short()),
+                FormatError::Malformed("blob outside the pack"),
+            )
+        })?;
+        self.decode_entry(pack, entry, stored)
+    }
+
+    fn decode_entry(&self, pack: &PackId, entry: &PackEntry, stored: &[u8]) -> Result<Vec<u8>> {
+        decode_blob(&self.keys, entry.kind, &entry.id, entry.raw_length, stored).map_err(|e| {
+            EngineError::corrupt(
+                format!(
+                    "{} blob {} in pack {}",
+                    entry.kind.name(),
+                    entry.id.short(),
+                    pack.short()
+                ),
+                e,
+            )
+        })
     }
 
     /// Reads and decodes a tree.
