@@ -100,6 +100,8 @@ impl<S> Repository<S> {
                 "{e}; snapshots it withdrew are not hidden if storage brings them back (`bunker check` reports it)"
             ));
         }
+        // Deleted between the listing and its read: forgotten meanwhile.
+        let mut vanished = Vec::new();
         for id in names {
             if withdrawn.snapshots.contains(&id) {
                 list.replayed.push(id);
@@ -112,8 +114,7 @@ impl<S> Repository<S> {
             }
             match self.read_snapshot(&id) {
                 Ok(snapshot) => list.entries.push(SnapshotEntry { id, snapshot }),
-                // Forgotten since the listing (forget runs concurrently).
-                Err(EngineError::Backend(e)) if e.kind == ErrorKind::NotFound => {}
+                Err(EngineError::Backend(e)) if e.kind == ErrorKind::NotFound => vanished.push(id),
                 Err(e @ EngineError::Corrupt { .. }) => {
                     list.unreadable.push(UnreadableSnapshot { id, error: e })
                 }
@@ -125,7 +126,7 @@ impl<S> Repository<S> {
             .iter()
             .map(|e| (e.id, e.snapshot.time_ns))
             .chain(list.unreadable.iter().map(|u| (u.id, 0)))
-            .chain(list.replayed.iter().map(|id| (*id, 0)))
+            .chain(list.replayed.iter().chain(&vanished).map(|id| (*id, 0)))
             .collect();
         let found = match &self.memory {
             Some(memory) => memory.update(&self.keys, &self.notices, |state| {
