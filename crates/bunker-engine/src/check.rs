@@ -614,12 +614,10 @@ fn read_packs(
     progress: &dyn Progress,
 ) -> Result<()> {
     // Packs missing from storage, or of another length, are reported by
-    // the structure check; parity may rebuild one of another length.
+    // the structure check, unless parity may rebuild them.
     let parity = repo.config().parity;
     let mut packs: Vec<(PackId, u64)> = (0..repo.index().packs().len() as u32)
-        .filter(|&p| {
-            !repo.index().is_absent(p) || (parity && stored.contains_key(&repo.index().pack(p).0))
-        })
+        .filter(|&p| parity || !repo.index().is_absent(p))
         .map(|p| repo.index().pack(p))
         .collect();
     if let (Some(Subset::Part { n, of }), false) = (options.read_data_subset, options.repair) {
@@ -692,8 +690,14 @@ fn read_packs(
         .flat_map(|(p, d)| d.blobs.iter().chain(&d.misplaced).map(|b| (*p, *b)))
         .collect();
     for (pack, bad) in errors {
+        // Missing from storage and not rebuilt: the structure check reports
+        // it, as damage only if a snapshot needs what it held.
+        if !stored.contains_key(&pack) && !bad.healable {
+            continue;
+        }
         // A blob an index misplaces is lost only if no other copy serves it
         // (one in a pack that verified, or was not read this time).
+        let only_misplaced = bad.blobs.is_empty() && !bad.misplaced.is_empty();
         let mut lost = bad.blobs;
         for id in bad.misplaced {
             let elsewhere = repo.index().locations(&id)?.iter().any(|l| {
@@ -705,7 +709,7 @@ fn read_packs(
             }
         }
         let remedy = match (bad.healable, repo.config().parity) {
-            _ if lost.is_empty() => REINDEX.to_string(),
+            _ if only_misplaced && lost.is_empty() => REINDEX.to_string(),
             (true, _) => "`bunker check --repair` rewrites it from parity".to_string(),
             (false, true) => "parity cannot rebuild it; ".to_string() + LOST_DATA,
             (false, false) => LOST_DATA.to_string(),
