@@ -15,6 +15,8 @@ pub enum ErrorKind {
     Transient,
     /// The file is larger than a file of its kind may be (planted or damaged).
     TooLarge,
+    /// A create-if-absent found the file already there.
+    AlreadyExists,
     /// A failure that retrying will not fix.
     Permanent,
 }
@@ -60,6 +62,7 @@ impl fmt::Display for BackendError {
         match self.kind {
             ErrorKind::NotFound => write!(f, "{}: not found", self.operation),
             ErrorKind::NoSpace => write!(f, "{}: no space left on the storage", self.operation),
+            ErrorKind::AlreadyExists => write!(f, "{}: already exists", self.operation),
             _ => write!(f, "{}: {}", self.operation, self.message),
         }
     }
@@ -80,5 +83,91 @@ pub fn io_kind(e: &std::io::Error) -> ErrorKind {
 impl From<(&str, std::io::Error)> for BackendError {
     fn from((operation, e): (&str, std::io::Error)) -> Self {
         BackendError::new(io_kind(&e), operation, e.to_string()).with_source(e)
+    }
+}
+
+/// Translates an OpenDAL error: its kind decides what a caller may do, its
+/// message (with the innermost cause, which says more than OpenDAL's
+/// wrapper) is scrubbed of every secret in `secrets` before anyone sees it.
+pub(crate) fn from_opendal(
+    operation: String,
+    e: opendal::Error,
+    secrets: &[String],
+) -> BackendError {
+    let mut io = None;
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(&e);
+    let mut innermost = None;
+    while let Some(c) = cause {
+        if let Some(i) = c.downcast_ref::<std::io::Error>() {
+            io = Some(i);
+        }
+        innermost = Some(c);
+        cause = c.source();
+    }
+    let kind = match (e.kind(), io.map(io_kind)) {
+        (opendal::ErrorKind::NotFound, _) => ErrorKind::NotFound,
+        (opendal::ErrorKind::PermissionDenied, _) => ErrorKind::PermissionDenied,
+        (opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::AlreadyExists, _) => {
+            ErrorKind::AlreadyExists
+        }
+        (_, Some(ErrorKind::NoSpace)) => ErrorKind::NoSpace,
+        _ if e.is_temporary() => ErrorKind::Transient,
+        _ => ErrorKind::Permanent,
+    };
+    let mut message = e.message().to_string();
+    if let Some(inner) = innermost.map(|c| c.to_string()) {
+        if !message.contains(&inner) {
+            message = match message.is_empty() {
+                true => inner,
+                false => format!("{message}: {inner}"),
+            };
+        }
+    }
+    if message.is_empty() {
+        message = e.kind().to_string();
+    }
+    let message = redact(&message, secrets);
+    // The source chain is not kept: its text may carry a secret (a signed
+    // URL, a token) that the message above had scrubbed.
+    BackendError::new(kind, operation, message)
+}
+
+/// `text` with every secret, and every signed-URL query parameter, replaced.
+pub(crate) fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 4) {
+        out = out.replace(secret.as_str(), "***");
+    }
+    // Signed URLs (Azure SAS, presigned S3) carry their signature in the query.
+    for param in [
+        "sig=",
+        "X-Amz-Signature=",
+        "X-Amz-Credential=",
+        "X-Amz-Security-Token=",
+    ] {
+        let mut from = 0;
+        while let Some(at) = out[from..].find(param).map(|i| i + from + param.len()) {
+            let end = out[at..]
+                .find(|c: char| c == '&' || c == ')' || c.is_whitespace())
+                .map_or(out.len(), |i| i + at);
+            out.replace_range(at..end, "***");
+            from = at + 3;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_and_signatures_are_scrubbed() {
+        let text = "error sending request for url (http://h/c/b?sv=1&sig=abc%2Fdef&se=2): key s3cr3tkey rejected";
+        let clean = redact(text, &["s3cr3tkey".to_string()]);
+        assert_eq!(
+            clean,
+            "error sending request for url (http://h/c/b?sv=1&sig=***&se=2): key *** rejected"
+        );
     }
 }

@@ -1,19 +1,64 @@
 //! Storage backends for Bunker repositories.
 //!
 //! The engine sees storage only through [`Backend`]: a flat set of immutable
-//! files grouped by [`FileKind`]. Implementations go through Apache OpenDAL,
-//! so S3, Azure Blob, GCS and SFTP plug in beside the local file system
-//! without the engine knowing.
+//! files grouped by [`FileKind`]. A local directory is reached with direct
+//! system calls ([`LocalBackend`]); S3, Azure Blob, GCS and SFTP through
+//! Apache OpenDAL ([`RemoteBackend`]). [`open`] picks one for a [`Location`].
 
 mod error;
+mod local;
 mod location;
-mod opendal_backend;
+mod remote;
+mod runtime;
+mod settings;
 mod staged;
 
+use std::sync::Arc;
+
 pub use error::{BackendError, ErrorKind};
+pub use local::LocalBackend;
 pub use location::Location;
-pub use opendal_backend::OpenDalBackend;
+pub use remote::RemoteBackend;
+pub use settings::{Settings, OPTIONS};
 pub use staged::{StagedFile, StagedInfo, StagingOwner};
+
+/// Opens the storage at `location`. A local directory that does not exist
+/// is [`ErrorKind::NotFound`] unless `create` is set; remote storage is not
+/// contacted until the first operation.
+pub fn open(
+    location: &Location,
+    settings: &Settings,
+    create: bool,
+) -> Result<Arc<dyn Backend>, BackendError> {
+    Ok(match location {
+        Location::Local(path) => Arc::new(LocalBackend::open(path, create)?),
+        _ => Arc::new(RemoteBackend::open(location, settings)?),
+    })
+}
+
+/// What a backend's service can do; the engine adapts to what it lacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capabilities {
+    /// [`Backend::write_new`] is atomic: of racing creators exactly one
+    /// succeeds. Without it, `write_new` checks, then writes.
+    pub atomic_create: bool,
+    /// A staged file is uploaded piece by piece (multipart, or streamed to a
+    /// temporary name), never held whole in memory.
+    pub streamed_upload: bool,
+    /// Many files are deleted per request.
+    pub batch_delete: bool,
+    /// Transient failures are retried inside the backend.
+    pub retries: bool,
+}
+
+/// The error for a create-if-absent that found the file present.
+pub fn already_exists(path: &str) -> BackendError {
+    BackendError::new(
+        ErrorKind::AlreadyExists,
+        format!("create {path}"),
+        "already exists",
+    )
+}
 
 /// The kinds of files in a repository, each in its own directory.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,11 +141,20 @@ pub struct FileInfo {
 ///   `config`, locks and condemnation records), so rewriting a name writes the same bytes again.
 /// - **Listing** returns every file whose `write` returned before the listing
 ///   started. Object stores that list eventually are wrapped to meet this.
-/// - **Errors** say whether retrying can help: [`ErrorKind::Transient`] errors
-///   were already retried with backoff by the time they reach the caller.
+/// - **Errors** say whether retrying can help: on remote storage,
+///   [`ErrorKind::Transient`] errors were already retried with backoff by
+///   the time they reach the caller; local storage never retries (a full
+///   disk fails at once).
 pub trait Backend: Send + Sync {
     /// Where the repository lives, for messages (never includes secrets).
     fn location(&self) -> String;
+    /// What the service can do.
+    fn capabilities(&self) -> Capabilities;
+    /// Checks that the storage answers (the bucket exists, the credentials
+    /// are accepted), for a clear message before any real work.
+    fn probe(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
     /// Creates the directory structure of a new repository.
     fn create(&self) -> Result<(), BackendError>;
     /// Reads a whole file.
@@ -124,6 +178,14 @@ pub trait Backend: Send + Sync {
     ) -> Result<Vec<u8>, BackendError>;
     /// Writes a whole file atomically and durably.
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError>;
+    /// Writes a whole file that must not exist yet: [`ErrorKind::AlreadyExists`]
+    /// if it does. Atomic where [`Capabilities::atomic_create`] says so.
+    fn write_new(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
+        if self.exists(kind, name)? {
+            return Err(already_exists(&kind.path(name)));
+        }
+        self.write(kind, name, data)
+    }
     /// Starts a file to be written in pieces and named by
     /// [`commit`](Self::commit). By default it is staged in memory.
     fn stage(&self, _kind: FileKind) -> Result<StagedFile, BackendError> {
@@ -147,6 +209,10 @@ pub trait Backend: Send + Sync {
     fn size(&self, kind: FileKind, name: &str) -> Result<u64, BackendError>;
     /// Removes a file; removing a missing file succeeds.
     fn remove(&self, kind: FileKind, name: &str) -> Result<(), BackendError>;
+    /// Removes many files (in batches where the service allows).
+    fn remove_many(&self, kind: FileKind, names: &[String]) -> Result<(), BackendError> {
+        names.iter().try_for_each(|n| self.remove(kind, n))
+    }
     /// Staged files of every writer, including those left behind by writers
     /// that died (local storage only; object stores stage nothing visible).
     fn list_staged(&self) -> Result<Vec<StagedInfo>, BackendError> {

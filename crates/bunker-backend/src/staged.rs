@@ -139,6 +139,18 @@ impl StagedFile {
     }
 }
 
+/// Refuses a name that is not a plain file name in the staging area.
+pub(crate) fn check_staged_name(name: &str) -> Result<(), crate::BackendError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(crate::BackendError::new(
+            crate::ErrorKind::Permanent,
+            format!("remove tmp/{name}"),
+            "not a staged file name",
+        ));
+    }
+    Ok(())
+}
+
 fn read_whole(file: &mut std::fs::File) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
     file.seek(SeekFrom::Start(0))?;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, Context as _, Result};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use bunker_backend::{Backend, ErrorKind, Location, OpenDalBackend};
+use bunker_backend::{Backend, ErrorKind, Location, Settings};
 use bunker_engine::format::keyfile::KdfParams;
 use bunker_engine::source::ProtectedPaths;
 use bunker_engine::{EngineError, Indexed, InitOptions, Open, Repository};
@@ -20,7 +20,9 @@ use crate::password::{self, Secret};
 /// Options every command accepts.
 #[derive(clap::Args, Debug)]
 pub struct GlobalArgs {
-    /// Repository location: a path, file:///path (default: the local default repository)
+    /// Repository: a path, file:///path, s3://bucket/prefix,
+    /// azblob://container/prefix, gcs://bucket/prefix or
+    /// sftp://[user@]host[:port]/path (default: the local default repository)
     #[arg(
         short = 'r',
         long = "repo",
@@ -29,6 +31,22 @@ pub struct GlobalArgs {
         value_name = "URL"
     )]
     pub repo: Option<String>,
+
+    /// Set a storage option (repeatable), e.g. -o s3.region=eu-west-1. Keys:
+    /// s3.endpoint, s3.region, s3.profile, s3.storage-class,
+    /// s3.instance-metadata, azblob.endpoint, azblob.account, gcs.endpoint,
+    /// gcs.credentials, sftp.key, sftp.accept-new-host-key, connections,
+    /// timeout (seconds), retries
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+
+    /// Cap uploads to the repository at this many KiB/s
+    #[arg(long, global = true, value_name = "KIB/S", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit_upload: Option<u32>,
+
+    /// Cap downloads from the repository at this many KiB/s
+    #[arg(long, global = true, value_name = "KIB/S", value_parser = clap::value_parser!(u32).range(1..))]
+    pub limit_download: Option<u32>,
 
     /// Read the repository password from the first line of this file
     #[arg(long, env = "BUNKER_PASSWORD_FILE", global = true, value_name = "FILE")]
@@ -57,6 +75,18 @@ pub struct GlobalArgs {
 }
 
 impl GlobalArgs {
+    /// Storage settings: this process's environment with `-o` and the limits applied.
+    pub fn storage_settings(&self) -> Result<Settings> {
+        let mut settings = Settings::from_process();
+        for spec in &self.options {
+            settings.set(spec)?;
+        }
+        let kib = |v: u32| v.saturating_mul(1024);
+        settings.limit_upload = self.limit_upload.map(kib);
+        settings.limit_download = self.limit_download.map(kib);
+        Ok(settings)
+    }
+
     /// Where the local cache lives, unless `--no-cache`.
     pub fn cache_root(&self) -> Option<PathBuf> {
         match (self.no_cache, &self.cache_dir) {
@@ -144,6 +174,8 @@ pub fn kdf_params() -> Result<KdfParams> {
 pub struct Target {
     /// Storage location.
     pub location: Location,
+    /// How its storage is reached.
+    pub settings: Settings,
     /// Set when this is the zero-configuration default.
     pub default: Option<DefaultPaths>,
 }
@@ -154,12 +186,14 @@ impl Target {
         match &global.repo {
             Some(url) => Ok(Target {
                 location: Location::parse(url)?,
+                settings: global.storage_settings()?,
                 default: None,
             }),
             None => {
                 let d = DefaultPaths::resolve()?;
                 Ok(Target {
                     location: Location::Local(d.repository.clone()),
+                    settings: global.storage_settings()?,
                     default: Some(d),
                 })
             }
@@ -167,8 +201,8 @@ impl Target {
     }
 
     fn backend(&self, create: bool) -> Result<Arc<dyn Backend>> {
-        match OpenDalBackend::open(&self.location, create) {
-            Ok(b) => Ok(Arc::new(b)),
+        match bunker_backend::open(&self.location, &self.settings, create) {
+            Ok(b) => Ok(b),
             Err(e) if e.kind == ErrorKind::NotFound => Err(self.not_found(&e.message).into()),
             Err(e) => Err(EngineError::from(e).into()),
         }

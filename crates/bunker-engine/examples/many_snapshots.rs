@@ -6,9 +6,7 @@
 //! `BUNKER_PASSWORD`. Each copy differs in time only, so it adds one small
 //! snapshot file and no data.
 
-use std::sync::Arc;
-
-use bunker_engine::backend::{Location, OpenDalBackend};
+use bunker_engine::backend::{Location, Settings};
 use bunker_engine::Repository;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -18,8 +16,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let count: i64 = count.parse()?;
     let password = std::env::var("BUNKER_PASSWORD")?;
-    let backend = OpenDalBackend::open(&Location::parse(&repo)?, false)?;
-    let repo = Repository::open(Arc::new(backend), password.as_bytes())?;
+    let backend =
+        bunker_engine::backend::open(&Location::parse(&repo)?, &Settings::from_process(), false)?;
+    let repo = Repository::open(backend, password.as_bytes())?;
     let newest = repo
         .snapshots()?
         .pop()

@@ -331,16 +331,14 @@ fn take(store: LockStore, kind: LockKind, command: &str) -> Result<LockGuard> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bunker_backend::{Location, OpenDalBackend};
+    use bunker_backend::LocalBackend;
     use bunker_format::keyfile::KdfParams;
 
     /// A repository with a cache, and a lock of another host whose clock
     /// runs two hours behind this one's.
     fn skewed_lock() -> (tempfile::TempDir, Repository, LockId) {
         let tmp = tempfile::tempdir().unwrap();
-        let backend = Arc::new(
-            OpenDalBackend::open(&Location::Local(tmp.path().join("repo")), true).unwrap(),
-        );
+        let backend = Arc::new(LocalBackend::open(&tmp.path().join("repo"), true).unwrap());
         let options = crate::InitOptions {
             kdf: KdfParams::MIN,
             ..Default::default()

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bunker_engine::backend::{Backend, FileKind, Location, OpenDalBackend};
+use bunker_engine::backend::{Backend, FileKind, LocalBackend};
 use bunker_engine::backup::{backup, BackupOptions, BackupSource};
 use bunker_engine::format::blob::BlobType;
 use bunker_engine::format::id::{BlobId, PackId, SnapshotId};
@@ -28,8 +28,7 @@ struct World {
 fn world() -> World {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
-    let backend: Arc<dyn Backend> =
-        Arc::new(OpenDalBackend::open(&Location::Local(root.join("repo")), true).unwrap());
+    let backend: Arc<dyn Backend> = Arc::new(LocalBackend::open(&root.join("repo"), true).unwrap());
     let options = InitOptions {
         kdf: KdfParams::MIN,
         pack_size: Some(1 << 20),
@@ -248,7 +247,7 @@ fn write_golden_v2_attack_fixtures() {
     let password = password.trim_end().as_bytes();
     let open = |name: &str| -> (Arc<dyn Backend>, Repository) {
         let backend: Arc<dyn Backend> =
-            Arc::new(OpenDalBackend::open(&Location::Local(dir.join(name)), false).unwrap());
+            Arc::new(LocalBackend::open(&dir.join(name), false).unwrap());
         let repo = Repository::open(backend.clone(), password).unwrap();
         (backend, repo)
     };

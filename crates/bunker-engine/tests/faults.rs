@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bunker_engine::backend::{
-    Backend, BackendError, ErrorKind, FileInfo, FileKind, Location, OpenDalBackend,
+    Backend, BackendError, Capabilities, ErrorKind, FileInfo, FileKind, LocalBackend,
 };
 use bunker_engine::backup::{backup, BackupOptions, BackupSource};
 use bunker_engine::check::{check, CheckOptions};
@@ -58,6 +58,9 @@ fn injected(what: &str) -> BackendError {
 impl Backend for Faulty {
     fn location(&self) -> String {
         self.inner.location()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
     }
     fn create(&self) -> Result<(), BackendError> {
         self.inner.create()
@@ -126,8 +129,8 @@ struct World {
 fn world() -> World {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
-    let location = Location::Local(root.join("repo"));
-    let inner: Arc<dyn Backend> = Arc::new(OpenDalBackend::open(&location, true).unwrap());
+
+    let inner: Arc<dyn Backend> = Arc::new(LocalBackend::open(&root.join("repo"), true).unwrap());
     let faulty = Arc::new(Faulty {
         inner,
         fault: Mutex::new(Fault::None),

@@ -118,7 +118,15 @@ fn missing_config(backend: &dyn Backend) -> EngineError {
     .map(|(_, what)| what)
     .collect();
     if parts.is_empty() {
-        return EngineError::not_found(backend.location(), "no bunker repository here");
+        // Say why nothing is here when the storage itself is the reason (a
+        // missing bucket, refused credentials).
+        return match backend.probe() {
+            Err(e) if e.kind == ErrorKind::NotFound => {
+                EngineError::not_found(backend.location(), e.message)
+            }
+            Err(e) => e.into(),
+            Ok(()) => EngineError::not_found(backend.location(), "no bunker repository here"),
+        };
     }
     EngineError::RepositoryDamaged {
         location: backend.location(),
@@ -175,7 +183,15 @@ impl Repository<Open> {
             &config.encode(),
             config.compression_level,
         );
-        backend.write(FileKind::Config, "", &stored)?;
+        // Create-if-absent: of two inits racing into one place, one wins and
+        // the other fails here, leaving the winner's repository intact.
+        match backend.write_new(FileKind::Config, "", &stored) {
+            Err(e) if e.kind == ErrorKind::AlreadyExists => {
+                let _ = backend.remove(FileKind::Key, &key_name);
+                return Err(EngineError::RepositoryExists(backend.location()));
+            }
+            other => other?,
+        }
         Ok(Self::assemble(
             backend,
             master,
