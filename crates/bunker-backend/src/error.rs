@@ -60,7 +60,6 @@ impl BackendError {
 impl fmt::Display for BackendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
-            ErrorKind::NotFound => write!(f, "{}: not found", self.operation),
             ErrorKind::NoSpace => write!(f, "{}: no space left on the storage", self.operation),
             ErrorKind::AlreadyExists => write!(f, "{}: already exists", self.operation),
             _ => write!(f, "{}: {}", self.operation, self.message),
@@ -82,7 +81,12 @@ pub fn io_kind(e: &std::io::Error) -> ErrorKind {
 
 impl From<(&str, std::io::Error)> for BackendError {
     fn from((operation, e): (&str, std::io::Error)) -> Self {
-        BackendError::new(io_kind(&e), operation, e.to_string()).with_source(e)
+        let kind = io_kind(&e);
+        let message = match kind {
+            ErrorKind::NotFound => "not found".to_string(),
+            _ => e.to_string(),
+        };
+        BackendError::new(kind, operation, message).with_source(e)
     }
 }
 
@@ -106,12 +110,21 @@ pub(crate) fn from_opendal(
     }
     let kind = match (e.kind(), io.map(io_kind)) {
         (opendal::ErrorKind::NotFound, _) => ErrorKind::NotFound,
+        // A missing bucket or container, which some services report as an
+        // unexpected answer rather than "not found".
+        _ if ["NoSuchBucket", "ContainerNotFound"]
+            .iter()
+            .any(|code| e.message().contains(code) || e.to_string().contains(code)) =>
+        {
+            ErrorKind::NotFound
+        }
         (opendal::ErrorKind::PermissionDenied, _) => ErrorKind::PermissionDenied,
         (opendal::ErrorKind::ConditionNotMatch | opendal::ErrorKind::AlreadyExists, _) => {
             ErrorKind::AlreadyExists
         }
         (_, Some(ErrorKind::NoSpace)) => ErrorKind::NoSpace,
-        _ if e.is_temporary() => ErrorKind::Transient,
+        // Persistent: temporary, and still failing after every retry.
+        _ if e.is_temporary() || e.is_persistent() => ErrorKind::Transient,
         _ => ErrorKind::Permanent,
     };
     let mut message = e.message().to_string();
@@ -126,7 +139,20 @@ pub(crate) fn from_opendal(
     if message.is_empty() {
         message = e.kind().to_string();
     }
-    let message = redact(&message, secrets);
+    // One line: a child's stderr (ssh) may run over several.
+    let message = message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let message = match kind {
+        ErrorKind::NotFound if !message.contains("Bucket") && !message.contains("Container") => {
+            "not found".to_string()
+        }
+        ErrorKind::NotFound => "the bucket or container does not exist".to_string(),
+        _ => redact(&message, secrets),
+    };
     // The source chain is not kept: its text may carry a secret (a signed
     // URL, a token) that the message above had scrubbed.
     BackendError::new(kind, operation, message)

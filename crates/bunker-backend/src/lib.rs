@@ -12,6 +12,8 @@ mod remote;
 mod runtime;
 mod settings;
 mod staged;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -5,12 +5,10 @@
 //! later run (on healthy storage) completes and checks clean.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use bunker_engine::backend::{
-    Backend, BackendError, Capabilities, ErrorKind, FileInfo, FileKind, LocalBackend,
-};
+use bunker_backend::testing::{Fault, FaultyBackend};
+use bunker_engine::backend::{Backend, LocalBackend};
 use bunker_engine::backup::{backup, BackupOptions, BackupSource};
 use bunker_engine::check::{check, CheckOptions};
 use bunker_engine::format::keyfile::KdfParams;
@@ -19,108 +17,10 @@ use bunker_engine::{InitOptions, NoProgress, Repository};
 
 const PASSWORD: &[u8] = b"fault injection";
 
-/// What the wrapper does to the pack writes and reads that pass through it.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Fault {
-    /// Pass everything through.
-    None,
-    /// The n-th pack write (0-based) and every later one fail.
-    FailFrom(usize),
-    /// The n-th pack write stores only half its bytes but reports success.
-    Truncate(usize),
-    /// The n-th pack write leaves half its bytes under the final name, then fails.
-    DieMidWrite(usize),
-    /// Every pack read returns its bytes with one bit flipped.
-    FlipReads,
-}
-
-struct Faulty {
-    inner: Arc<dyn Backend>,
-    fault: Mutex<Fault>,
-    pack_writes: AtomicUsize,
-}
-
-impl Faulty {
-    fn set(&self, fault: Fault) {
-        *self.fault.lock().unwrap() = fault;
-        self.pack_writes.store(0, Ordering::SeqCst);
-    }
-
-    fn fault(&self) -> Fault {
-        *self.fault.lock().unwrap()
-    }
-}
-
-fn injected(what: &str) -> BackendError {
-    BackendError::new(ErrorKind::Permanent, what, "injected fault")
-}
-
-impl Backend for Faulty {
-    fn location(&self) -> String {
-        self.inner.location()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    fn create(&self) -> Result<(), BackendError> {
-        self.inner.create()
-    }
-    fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
-        let mut data = self.inner.read(kind, name)?;
-        if kind == FileKind::Pack && self.fault() == Fault::FlipReads && !data.is_empty() {
-            let i = data.len() / 3;
-            data[i] ^= 0x04;
-        }
-        Ok(data)
-    }
-    fn read_range(
-        &self,
-        kind: FileKind,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> Result<Vec<u8>, BackendError> {
-        let mut data = self.inner.read_range(kind, name, offset, length)?;
-        if kind == FileKind::Pack && self.fault() == Fault::FlipReads && !data.is_empty() {
-            let i = data.len() / 2;
-            data[i] ^= 0x01;
-        }
-        Ok(data)
-    }
-    fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
-        if kind != FileKind::Pack {
-            return self.inner.write(kind, name, data);
-        }
-        let n = self.pack_writes.fetch_add(1, Ordering::SeqCst);
-        match self.fault() {
-            Fault::FailFrom(k) if n >= k => Err(injected("write")),
-            Fault::Truncate(k) if n == k => {
-                let half = &data[..data.len() / 2];
-                self.inner.write(kind, name, half)
-            }
-            Fault::DieMidWrite(k) if n == k => {
-                let half = &data[..data.len() / 2];
-                self.inner.write(kind, name, half)?;
-                Err(injected("write (died midway)"))
-            }
-            _ => self.inner.write(kind, name, data),
-        }
-    }
-    fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {
-        self.inner.list(kind)
-    }
-    fn size(&self, kind: FileKind, name: &str) -> Result<u64, BackendError> {
-        self.inner.size(kind, name)
-    }
-    fn remove(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
-        self.inner.remove(kind, name)
-    }
-}
-
 struct World {
     _tmp: tempfile::TempDir,
     root: PathBuf,
-    faulty: Arc<Faulty>,
+    faulty: Arc<FaultyBackend>,
     source: PathBuf,
 }
 
@@ -131,11 +31,7 @@ fn world() -> World {
     let root = tmp.path().to_path_buf();
 
     let inner: Arc<dyn Backend> = Arc::new(LocalBackend::open(&root.join("repo"), true).unwrap());
-    let faulty = Arc::new(Faulty {
-        inner,
-        fault: Mutex::new(Fault::None),
-        pack_writes: AtomicUsize::new(0),
-    });
+    let faulty = Arc::new(FaultyBackend::new(inner));
     Repository::init(
         faulty.clone(),
         PASSWORD,

@@ -70,5 +70,6 @@ pub(super) fn service(
         atomic_create: true,
         batch_delete: true,
         missing_dir_is_empty: false,
+        explain: None,
     })
 }

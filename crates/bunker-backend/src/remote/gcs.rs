@@ -50,5 +50,6 @@ pub(super) fn service(bucket: &str, prefix: &str, s: &Settings) -> Result<Servic
         atomic_create: true,
         batch_delete: false,
         missing_dir_is_empty: false,
+        explain: None,
     })
 }

@@ -57,7 +57,12 @@ pub(crate) struct Service {
     /// (SFTP), where an object store answers "not found" only for a missing
     /// bucket or container.
     pub missing_dir_is_empty: bool,
+    /// Turns a failure the user can fix into words saying how.
+    pub explain: Option<Explain>,
 }
+
+/// Rewrites an error message into advice, when it recognises it.
+pub(crate) type Explain = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// A repository on remote storage.
 pub struct RemoteBackend {
@@ -72,6 +77,7 @@ pub struct RemoteBackend {
     atomic_create: bool,
     batch_delete: bool,
     missing_dir_is_empty: bool,
+    explain: Option<Explain>,
     owner: StagingOwner,
 }
 
@@ -148,16 +154,22 @@ impl RemoteBackend {
             atomic_create: service.atomic_create,
             batch_delete: service.batch_delete,
             missing_dir_is_empty: service.missing_dir_is_empty,
+            explain: service.explain,
             owner: StagingOwner::this_process(),
         })
     }
 
     fn error(&self, op: &str, path: &str, e: opendal::Error) -> BackendError {
-        from_opendal(
+        let mut e = from_opendal(
             format!("{op} {path} on {}", self.location),
             e,
             &self.secrets,
-        )
+        );
+        if let Some(advice) = self.explain.as_ref().and_then(|f| f(&e.message)) {
+            e.message = advice;
+            e.kind = ErrorKind::Permanent;
+        }
+        e
     }
 
     /// Runs one operation on the download operator.

@@ -70,6 +70,7 @@ pub(super) fn service(bucket: &str, prefix: &str, s: &Settings) -> Result<Servic
         atomic_create: true,
         batch_delete: true,
         missing_dir_is_empty: false,
+        explain: None,
     })
 }
 

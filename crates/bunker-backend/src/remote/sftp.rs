@@ -52,5 +52,27 @@ pub(super) fn service(
         atomic_create: true,
         batch_delete: false,
         missing_dir_is_empty: true,
+        explain: Some(explain_host_key(host.to_string(), port)),
+    })
+}
+
+/// Says what to do when ssh refused the host's key.
+fn explain_host_key(host: String, port: Option<u16>) -> super::Explain {
+    Box::new(move |message: &str| {
+        let scan = match port {
+            Some(p) => format!("ssh-keyscan -p {p} {host} >> ~/.ssh/known_hosts"),
+            None => format!("ssh-keyscan {host} >> ~/.ssh/known_hosts"),
+        };
+        if message.contains("IDENTIFICATION HAS CHANGED") {
+            return Some(format!(
+                "the host key of {host} has changed since it was recorded in known_hosts: if the change is expected, remove the old entry (ssh-keygen -R {host}) and add the new one ({scan})"
+            ));
+        }
+        if message.contains("Host key verification failed") {
+            return Some(format!(
+                "the host key of {host} is not known: check it, then add it with `{scan}`, or trust it on first use with -o sftp.accept-new-host-key=true"
+            ));
+        }
+        None
     })
 }

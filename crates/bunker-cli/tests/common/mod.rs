@@ -41,6 +41,10 @@ pub struct TestEnv {
     pub repo: PathBuf,
     /// File holding `PASSWORD`.
     pub password_file: PathBuf,
+    /// What `-r` names: `repo`, or a remote repository's URL.
+    pub repo_arg: String,
+    /// Variables set for every invocation (a remote service's settings).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl TestEnv {
@@ -55,11 +59,23 @@ impl TestEnv {
         let password_file = root.join("password");
         fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
         TestEnv {
+            repo_arg: root.join("repo").to_string_lossy().into_owned(),
+            extra_env: Vec::new(),
             repo: root.join("repo"),
             tmp,
             root,
             home,
             password_file,
+        }
+    }
+
+    /// A world whose explicit repository is the remote one at `url`,
+    /// reached with the variables `env`.
+    pub fn remote(url: String, env: Vec<(String, String)>) -> Self {
+        TestEnv {
+            repo_arg: url,
+            extra_env: env,
+            ..TestEnv::new()
         }
     }
 
@@ -84,7 +100,7 @@ impl TestEnv {
     pub fn cmd_with_password(&self, password_file: &Path) -> Command {
         let mut c = bunker(self);
         c.arg("-r")
-            .arg(&self.repo)
+            .arg(&self.repo_arg)
             .arg("--password-file")
             .arg(password_file);
         c
@@ -104,12 +120,13 @@ impl TestEnv {
             .env_remove("RUST_BACKTRACE")
             .current_dir(&self.root)
             .arg("-r")
-            .arg(&self.repo)
+            .arg(&self.repo_arg)
             .arg("--password-file")
             .arg(password_file);
         for v in SCRUBBED_VARS {
             c.env_remove(v);
         }
+        c.envs(self.extra_env.iter().map(|(k, v)| (k, v)));
         c
     }
 
@@ -199,6 +216,7 @@ pub fn bunker(env: &TestEnv) -> Command {
     for v in SCRUBBED_VARS {
         c.env_remove(v);
     }
+    c.envs(env.extra_env.iter().map(|(k, v)| (k, v)));
     c
 }
 
