@@ -94,6 +94,16 @@ impl LocalBackend {
         std::fs::rename(&tmp, dest)
     }
 
+    /// Makes `tmp/` if it is missing (a repository copied without its
+    /// empty directories).
+    fn ensure_tmp(&self) -> Result<(), BackendError> {
+        let tmp = self.root.join(TMP_DIR);
+        if !tmp.is_dir() {
+            std::fs::create_dir_all(&tmp).map_err(Self::io_error("create", TMP_DIR))?;
+        }
+        Ok(())
+    }
+
     fn owner_prefix(&self) -> String {
         format!("{}-{}-", self.owner.host, self.owner.pid)
     }
@@ -278,6 +288,7 @@ impl Backend for LocalBackend {
         // Linked, not renamed, into place: link(2) fails if the name exists.
         let path = kind.path(name);
         let failed = Self::io_error("write", &path);
+        self.ensure_tmp()?;
         let mut file = tempfile::tempfile_in(self.root.join(TMP_DIR))
             .map_err(Self::io_error("write", &path))?;
         std::io::Write::write_all(&mut file, data).map_err(Self::io_error("write", &path))?;
@@ -300,6 +311,7 @@ impl Backend for LocalBackend {
     }
 
     fn stage(&self, _kind: FileKind) -> Result<StagedFile, BackendError> {
+        self.ensure_tmp()?;
         StagedFile::unnamed_in(&self.root.join(TMP_DIR))
             .map_err(|e| BackendError::from(("create a file in the repository", e)))
     }

@@ -235,12 +235,37 @@ impl Target {
         password::obtain(global.password_file.as_deref(), "repository password: ")
     }
 
+    /// A repository named by URL (`copy --to`, `init --copy-chunker-params-from`),
+    /// reached with the same storage settings as `-r`.
+    pub fn named(url: &str, global: &GlobalArgs) -> Result<Self> {
+        Ok(Target {
+            location: Location::parse(url)?,
+            settings: global.storage_settings()?,
+            default: None,
+        })
+    }
+
     /// Opens an existing repository. Problems it goes past (a damaged
     /// snapshot, a stray file) are printed as warnings as they are met.
     pub fn open(&self, global: &GlobalArgs) -> Result<Repository<Open>> {
+        // A missing local repository is told before any password is asked for.
         let backend = self.backend(false)?;
         let password = self.password(global)?;
-        let mut repo = Repository::open(backend, &password).map_err(|e| match e {
+        self.open_on(backend, global, &password)
+    }
+
+    /// [`open`](Self::open) with a password obtained by the caller.
+    pub fn open_with(&self, global: &GlobalArgs, password: &[u8]) -> Result<Repository<Open>> {
+        self.open_on(self.backend(false)?, global, password)
+    }
+
+    fn open_on(
+        &self,
+        backend: Arc<dyn Backend>,
+        global: &GlobalArgs,
+        password: &[u8],
+    ) -> Result<Repository<Open>> {
+        let mut repo = Repository::open(backend, password).map_err(|e| match e {
             EngineError::RepositoryNotFound { detail, .. } => self.not_found(&detail),
             other => other,
         })?;

@@ -10,18 +10,52 @@ use anyhow::{bail, Context, Result};
 /// A password held in memory, wiped on drop.
 pub type Secret = zeroize::Zeroizing<Vec<u8>>;
 
-/// `BUNKER_PASSWORD` as it was at start (`Some(empty)` if set but empty).
-static FROM_ENVIRONMENT: Mutex<Option<Secret>> = Mutex::new(None);
+/// Whose password: each has its own variables, `PREFIX_PASSWORD`,
+/// `PREFIX_PASSWORD_FILE` and `PREFIX_PASSWORD_COMMAND`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Whose {
+    /// The repository `-r` names (`BUNKER_`).
+    Repository,
+    /// `copy`'s destination (`BUNKER_TO_`).
+    CopyDestination,
+    /// The repository `init --copy-chunker-params-from` reads (`BUNKER_FROM_`).
+    InitSource,
+}
 
-/// Moves `BUNKER_PASSWORD` out of the environment, so that no program
-/// bunker runs (a password command, a database dump, a hook) inherits it.
-/// Call first thing in `main`, before any thread starts.
+impl Whose {
+    const ALL: [Whose; 3] = [Whose::Repository, Whose::CopyDestination, Whose::InitSource];
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Whose::Repository => "BUNKER_",
+            Whose::CopyDestination => "BUNKER_TO_",
+            Whose::InitSource => "BUNKER_FROM_",
+        }
+    }
+
+    /// The name of one of its variables, e.g. `var("PASSWORD_FILE")`.
+    pub fn var(self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix())
+    }
+}
+
+/// Each `*_PASSWORD` as it was at start (`Some(empty)` if set but empty).
+static FROM_ENVIRONMENT: Mutex<[Option<Secret>; 3]> = Mutex::new([None, None, None]);
+
+/// Moves `BUNKER_PASSWORD` (and `BUNKER_TO_PASSWORD`, `BUNKER_FROM_PASSWORD`)
+/// out of the environment, so that no program bunker runs (a password
+/// command, a database dump, a hook) inherits it. Call first thing in
+/// `main`, before any thread starts.
 pub fn take_environment() {
     use std::os::unix::ffi::OsStringExt;
-    if let Some(p) = std::env::var_os("BUNKER_PASSWORD") {
-        *FROM_ENVIRONMENT.lock().expect("lock") = Some(Secret::new(p.into_vec()));
-        // SAFETY (edition 2021: safe): no other thread exists yet.
-        std::env::remove_var("BUNKER_PASSWORD");
+    let mut taken = FROM_ENVIRONMENT.lock().expect("lock");
+    for (i, whose) in Whose::ALL.into_iter().enumerate() {
+        let name = whose.var("PASSWORD");
+        if let Some(p) = std::env::var_os(&name) {
+            taken[i] = Some(Secret::new(p.into_vec()));
+            // SAFETY (edition 2021: safe): no other thread exists yet.
+            std::env::remove_var(&name);
+        }
     }
 }
 
@@ -39,16 +73,16 @@ pub fn from_file(path: &Path) -> Result<Secret> {
     Ok(Secret::new(line.to_vec()))
 }
 
-/// Runs `BUNKER_PASSWORD_COMMAND` through the shell and takes its first line.
-fn from_command(command: &str) -> Result<Secret> {
+/// Runs a `*_PASSWORD_COMMAND` through the shell and takes its first line.
+fn from_command(name: &str, command: &str) -> Result<Secret> {
     let out = std::process::Command::new("sh")
         .arg("-c")
         .arg(command)
         .stderr(std::process::Stdio::inherit())
         .output()
-        .context("cannot run BUNKER_PASSWORD_COMMAND")?;
+        .with_context(|| format!("cannot run {name}"))?;
     if !out.status.success() {
-        bail!("BUNKER_PASSWORD_COMMAND failed ({})", out.status);
+        bail!("{name} failed ({})", out.status);
     }
     let stdout = Secret::new(out.stdout);
     let line = stdout
@@ -57,26 +91,43 @@ fn from_command(command: &str) -> Result<Secret> {
         .unwrap_or_default()
         .to_vec();
     if line.is_empty() {
-        bail!("BUNKER_PASSWORD_COMMAND printed no password");
+        bail!("{name} printed no password");
     }
     Ok(Secret::new(line))
 }
 
 /// The password from the first source that is set: `--password-file` /
-/// `BUNKER_PASSWORD_FILE`, `BUNKER_PASSWORD`, `BUNKER_PASSWORD_COMMAND`, or
-/// a prompt when stdin is a terminal. `None` if no source is available.
+/// `BUNKER_PASSWORD_FILE`, `BUNKER_PASSWORD`, `BUNKER_PASSWORD_COMMAND`.
+/// `None` if no source is available.
 pub fn configured(file: Option<&Path>) -> Result<Option<Secret>> {
+    configured_for(Whose::Repository, file)
+}
+
+/// [`configured`] for `whose` password: `file` (its command-line flag),
+/// then its `_PASSWORD_FILE`, `_PASSWORD` and `_PASSWORD_COMMAND` variables
+/// (for the repository's own, clap reads `BUNKER_PASSWORD_FILE` into `file`).
+pub fn configured_for(whose: Whose, file: Option<&Path>) -> Result<Option<Secret>> {
     if let Some(f) = file {
         return from_file(f).map(Some);
     }
-    if let Some(p) = FROM_ENVIRONMENT.lock().expect("lock").as_ref() {
+    if whose != Whose::Repository {
+        if let Some(f) = std::env::var_os(whose.var("PASSWORD_FILE")) {
+            return from_file(Path::new(&f)).map(Some);
+        }
+    }
+    let index = Whose::ALL.iter().position(|w| *w == whose).expect("listed");
+    if let Some(p) = FROM_ENVIRONMENT.lock().expect("lock")[index].as_ref() {
         if p.is_empty() {
-            bail!("BUNKER_PASSWORD is set but empty; an empty password is not allowed");
+            bail!(
+                "{} is set but empty; an empty password is not allowed",
+                whose.var("PASSWORD")
+            );
         }
         return Ok(Some(p.clone()));
     }
-    if let Ok(cmd) = std::env::var("BUNKER_PASSWORD_COMMAND") {
-        return from_command(&cmd).map(Some);
+    let command = whose.var("PASSWORD_COMMAND");
+    if let Ok(cmd) = std::env::var(&command) {
+        return from_command(&command, &cmd).map(Some);
     }
     Ok(None)
 }
@@ -91,6 +142,24 @@ pub fn obtain(file: Option<&Path>, prompt: &str) -> Result<Secret> {
         return Ok(Secret::new(p.into_bytes()));
     }
     bail!("no password given: use --password-file, BUNKER_PASSWORD_FILE, BUNKER_PASSWORD or BUNKER_PASSWORD_COMMAND")
+}
+
+/// `whose` password from `file` or its variables, else asked on a terminal;
+/// without either, a usage error naming `flag`, the option that gives one.
+pub fn obtain_for(whose: Whose, file: Option<&Path>, prompt: &str, flag: &str) -> Result<Secret> {
+    if let Some(p) = configured_for(whose, file)? {
+        return Ok(p);
+    }
+    if std::io::stdin().is_terminal() {
+        let p = rpassword::prompt_password(prompt).context("cannot read the password")?;
+        return Ok(Secret::new(p.into_bytes()));
+    }
+    crate::usage!(
+        "no password given and no terminal to ask on: use {flag} (or {}, {}, {})",
+        whose.var("PASSWORD_FILE"),
+        whose.var("PASSWORD"),
+        whose.var("PASSWORD_COMMAND")
+    )
 }
 
 /// A new password: from `file`, or the usual sources, or asked twice on a

@@ -268,12 +268,12 @@ fn a_newer_format_version_is_refused_by_name() {
     let tmp = copy_repo("golden-v1");
     let config = tmp.path().join("repo/config");
     let mut bytes = std::fs::read(&config).unwrap();
-    bytes[5] = 3;
+    bytes[5] = 4;
     std::fs::write(&config, bytes).unwrap();
     let out = bunker(&tmp.path().join("repo"), &["snapshots"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("unsupported config version 3 (this build reads versions up to 2)"),
+        stderr(&out).contains("unsupported config version 4 (this build reads versions up to 3)"),
         "{}",
         stderr(&out)
     );

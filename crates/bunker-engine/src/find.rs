@@ -52,10 +52,22 @@ pub fn find_snapshot(
         return Err(EngineError::SnapshotNotFound(name.into()));
     }
     let lower = name.to_ascii_lowercase();
-    let mut matches = entries.iter().filter(|e| e.id.to_hex().starts_with(&lower));
-    match (matches.next(), matches.next()) {
-        (Some(e), None) => Ok(e.clone()),
-        (Some(_), Some(_)) => Err(EngineError::AmbiguousSnapshot(name.into())),
-        (None, _) => Err(EngineError::SnapshotNotFound(name.into())),
+    // A copied snapshot also answers to the id it was first written under
+    // (so an id from the source of `copy` names its copy), when no
+    // snapshot's own id matches.
+    let own = |e: &&SnapshotEntry| e.id.to_hex().starts_with(&lower);
+    let original = |e: &&SnapshotEntry| {
+        e.snapshot
+            .original
+            .is_some_and(|o| o.to_hex().starts_with(&lower))
+    };
+    for matching in [&own as &dyn Fn(&&SnapshotEntry) -> bool, &original] {
+        let mut matches = entries.iter().filter(matching);
+        match (matches.next(), matches.next()) {
+            (Some(e), None) => return Ok(e.clone()),
+            (Some(_), Some(_)) => return Err(EngineError::AmbiguousSnapshot(name.into())),
+            (None, _) => {}
+        }
     }
+    Err(EngineError::SnapshotNotFound(name.into()))
 }

@@ -7,6 +7,7 @@
 pub mod backup;
 pub mod cache;
 pub mod check;
+pub mod copy;
 pub mod diff;
 pub mod dump;
 mod error;

@@ -2,6 +2,7 @@
 
 use crate::chunker::ChunkerParams;
 use crate::compression::DEFAULT_LEVEL;
+use crate::crypto::ContentKeys;
 use crate::FormatError;
 
 /// Default pack target size: 16 MiB. See `docs/FORMAT.md`.
@@ -11,7 +12,7 @@ pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;
 #[derive(Clone, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
 #[cbor(map)]
 pub struct RepoConfig {
-    /// Repository format version (1 or 2; new repositories are 2).
+    /// Repository format version (1, 2 or 3; new repositories are 3).
     #[n(0)]
     pub version: u32,
     /// Random id naming this repository (not secret).
@@ -32,6 +33,9 @@ pub struct RepoConfig {
     /// Reed–Solomon parity files for packs (see [`crate::parity`]).
     #[cbor(n(6), default, skip_if = "is_false")]
     pub parity: bool,
+    /// The content keys (version 3 on; before, they derive from the master key).
+    #[cbor(n(7), default, skip_if = "Option::is_none")]
+    pub content_keys: Option<ContentKeys>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -49,6 +53,18 @@ impl RepoConfig {
             compression_level: DEFAULT_LEVEL,
             created,
             parity: false,
+            content_keys: Some(ContentKeys::generate()),
+        }
+    }
+
+    /// Sets the format version, with content keys exactly when it has them.
+    pub fn set_version(&mut self, version: u32) {
+        self.version = version;
+        match version >= 3 {
+            true => {
+                self.content_keys.get_or_insert_with(ContentKeys::generate);
+            }
+            false => self.content_keys = None,
         }
     }
 
@@ -74,6 +90,11 @@ impl RepoConfig {
                 version: c.version,
                 supported: crate::object::FORMAT_VERSION as u32,
             });
+        }
+        if c.content_keys.is_some() != (c.version >= 3) {
+            return Err(FormatError::Malformed(
+                "content keys belong in the config from version 3 on, and only there",
+            ));
         }
         c.chunker.validate()?;
         if !(1 << 20..=1 << 30).contains(&c.pack_size) {
@@ -112,5 +133,13 @@ mod tests {
         let mut bad = c.clone();
         bad.pack_size = 10;
         assert!(RepoConfig::decode(&bad.encode()).is_err());
+        assert_eq!(c.version, 3);
+        let mut v2 = c.clone();
+        v2.set_version(2);
+        assert!(v2.content_keys.is_none());
+        assert_eq!(RepoConfig::decode(&v2.encode()).unwrap(), v2);
+        let mut keyless = c.clone();
+        keyless.content_keys = None;
+        assert!(RepoConfig::decode(&keyless.encode()).is_err());
     }
 }

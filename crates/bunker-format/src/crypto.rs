@@ -61,13 +61,49 @@ impl MasterKey {
     }
 }
 
+/// The secrets of a repository's content: the chunker's gear table key and
+/// the blob id key. Up to version 2 they derive from the master key; from
+/// version 3 they are random and kept in the config, so that a repository
+/// made with `init --copy-chunker-params-from` can share them with another
+/// (same chunk boundaries, same blob ids: `copy` between the two moves only
+/// missing blobs) while every other key stays its own.
+#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop, minicbor::Encode, minicbor::Decode)]
+#[cbor(map)]
+pub struct ContentKeys {
+    /// Keys the chunker's gear table.
+    #[cbor(n(0), with = "minicbor::bytes")]
+    pub chunker: [u8; 32],
+    /// Keys blob ids.
+    #[cbor(n(1), with = "minicbor::bytes")]
+    pub id: [u8; 32],
+}
+
+impl ContentKeys {
+    /// Fresh random content keys.
+    pub fn generate() -> Self {
+        let mut keys = ContentKeys {
+            chunker: [0; 32],
+            id: [0; 32],
+        };
+        fill_random(&mut keys.chunker);
+        fill_random(&mut keys.id);
+        keys
+    }
+}
+
+impl std::fmt::Debug for ContentKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ContentKeys(..)")
+    }
+}
+
 /// What every object a repository stores is bound to: the format version it
 /// is written in, and (from version 2) the repository's id, which enters the
 /// associated data of every sealed object, so none can be moved to another
 /// repository that shares its key (docs/FORMAT.md §3.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Binding {
-    /// The repository's format version (1 or 2).
+    /// The repository's format version (1, 2 or 3).
     pub version: u8,
     /// The repository's id.
     pub repository: [u8; 32],
@@ -93,6 +129,27 @@ impl RepoKeys {
             repository,
         };
         keys
+    }
+
+    /// These keys with the content keys of a version 3 config.
+    pub fn with_content(&self, content: &ContentKeys) -> RepoKeys {
+        let mut keys = self.clone();
+        keys.id_key = content.id;
+        keys.chunker_key = content.chunker;
+        keys
+    }
+
+    /// The content keys in use (for a repository that is to share them).
+    pub fn content_keys(&self) -> ContentKeys {
+        ContentKeys {
+            chunker: self.chunker_key,
+            id: self.id_key,
+        }
+    }
+
+    /// True if blob ids computed with either key set are the same.
+    pub fn same_blob_ids(&self, other: &RepoKeys) -> bool {
+        self.id_key == other.id_key
     }
 
     /// What objects sealed with these keys are bound to.

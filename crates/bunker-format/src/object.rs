@@ -22,7 +22,14 @@ const MAGIC: &[u8; 4] = b"BNKR";
 /// Length of the clear prefix.
 pub const PREFIX_LEN: usize = 8;
 /// The format version new repositories are written in.
-pub const FORMAT_VERSION: u8 = 2;
+pub const FORMAT_VERSION: u8 = 3;
+/// The layout of packs and key files in a repository of `version`:
+/// version 3 changes only the config (it holds the content keys), and
+/// stores everything else as version 2 does.
+pub fn layout_version(version: u8) -> u8 {
+    version.min(2)
+}
+
 /// The oldest format version this build reads (and writes, into a
 /// repository of that version).
 pub const OLDEST_VERSION: u8 = 1;
@@ -169,6 +176,7 @@ mod tests {
         for keys in [
             master.derive().bound(1, [3; 32]),
             master.derive().bound(2, [3; 32]),
+            master.derive().bound(3, [3; 32]),
         ] {
             let stored = seal_object(&keys, ObjectKind::Index, b"", b"payload payload payload", 3);
             assert_eq!(
@@ -177,10 +185,10 @@ mod tests {
             );
             assert!(open_object(&keys, ObjectKind::Snapshot, b"", &stored).is_err());
             let mut newer = stored.clone();
-            newer[5] = 3;
+            newer[5] = FORMAT_VERSION + 1;
             assert!(matches!(
                 open_object(&keys, ObjectKind::Index, b"", &newer),
-                Err(FormatError::UnsupportedVersion { version: 3, .. })
+                Err(FormatError::UnsupportedVersion { version: 4, .. })
             ));
             let mut flipped = stored.clone();
             let last = flipped.len() - 1;

@@ -198,7 +198,7 @@ pub fn parse_header(
     sealed: &[u8],
     pack_length: u64,
 ) -> Result<Vec<PackEntry>, FormatError> {
-    if trailer.version != keys.binding().version {
+    if trailer.version != crate::object::layout_version(keys.binding().version) {
         return Err(FormatError::Malformed(
             "a pack of another format version than its repository",
         ));

@@ -112,6 +112,10 @@ pub struct Snapshot {
     /// Other problems worth knowing, e.g. files that changed while being read.
     #[cbor(n(12), default)]
     pub warnings: Vec<String>,
+    /// For a snapshot written by `copy`: the id of the snapshot it copies,
+    /// in the repository it was first written to (copies of copies keep it).
+    #[cbor(n(13), default)]
+    pub original: Option<SnapshotId>,
 }
 
 impl Snapshot {
@@ -123,6 +127,12 @@ impl Snapshot {
     /// Decodes from CBOR.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         Ok(minicbor::decode(bytes)?)
+    }
+
+    /// What identifies this backup across repositories: the id it was
+    /// first written under.
+    pub fn identity(&self, id: SnapshotId) -> SnapshotId {
+        self.original.unwrap_or(id)
     }
 
     /// True when some sources could not be read.
@@ -154,8 +164,10 @@ mod tests {
             excludes: vec![],
             skipped: vec!["/a/x".into()],
             warnings: vec!["/a/y: file changed while it was read".into()],
+            original: Some(SnapshotId([3; 32])),
         };
         assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
+        assert_eq!(s.identity(SnapshotId([9; 32])), SnapshotId([3; 32]));
         assert!(Snapshot::decode(b"\xff\x00").is_err());
     }
 }

@@ -82,6 +82,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         excludes: vec!["*.tmp".into()],
         skipped: vec![],
         warnings: vec!["/home/user/log: file changed while it was read".into()],
+        original: None,
     };
     let tree = Tree {
         nodes: vec![

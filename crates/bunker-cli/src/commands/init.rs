@@ -1,11 +1,14 @@
 //! `bunker init`
 
+use std::path::PathBuf;
+
 use anyhow::Result;
 use bunker_engine::InitOptions;
 use serde_json::json;
 
 use crate::context::{GlobalArgs, Target};
 use crate::exit;
+use crate::password::{self, Whose};
 
 /// Create a repository.
 #[derive(clap::Args, Debug)]
@@ -21,11 +24,21 @@ pub struct Args {
     /// to 4 of a pack's 64 shards is repaired on read and by `check --repair`
     #[arg(long)]
     parity: bool,
-    /// Write this format version (1 or 2; default the newest), for
+    /// Write this format version (1 to 3; default the newest), for
     /// comparisons and compatibility tests
     #[arg(long, value_name = "N", hide = true,
-          value_parser = clap::value_parser!(u32).range(1..=2))]
+          value_parser = clap::value_parser!(u32).range(1..=3))]
     format_version: Option<u32>,
+    /// Chunk and name data as the repository at URL does, so that data
+    /// backed up directly into either deduplicates with data `copy` moves
+    /// between them (and copies move only what is missing)
+    #[arg(long, value_name = "URL")]
+    copy_chunker_params_from: Option<String>,
+    /// Password of that repository, from the first line of this file (or
+    /// BUNKER_FROM_PASSWORD_FILE, BUNKER_FROM_PASSWORD, BUNKER_FROM_PASSWORD_COMMAND;
+    /// default: as for the new repository)
+    #[arg(long, value_name = "FILE", requires = "copy_chunker_params_from")]
+    from_password_file: Option<PathBuf>,
 }
 
 fn parse_pack_size(text: &str) -> Result<u32, String> {
@@ -39,11 +52,32 @@ fn parse_pack_size(text: &str) -> Result<u32, String> {
 /// Creates the repository named by `-r`, or the default one.
 pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     let target = Target::select(global)?;
+    let content_from = match &args.copy_chunker_params_from {
+        None => None,
+        Some(url) => {
+            let source = Target::named(url, global)?;
+            let password = match password::configured_for(
+                Whose::InitSource,
+                args.from_password_file.as_deref(),
+            )? {
+                Some(p) => p,
+                None => password::obtain_for(
+                    Whose::Repository,
+                    global.password_file.as_deref(),
+                    "password of the repository to chunk like: ",
+                    "--from-password-file FILE",
+                )?,
+            };
+            let source = source.open_with(global, &password)?;
+            Some((source.config().chunker, source.keys().content_keys()))
+        }
+    };
     let options = InitOptions {
         pack_size: args.pack_size,
         compression_level: args.compression,
         parity: args.parity,
         version: args.format_version,
+        content_from,
         ..Default::default()
     };
     let (repo, key_file) = target.init(global, options)?;

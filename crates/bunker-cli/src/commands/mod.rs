@@ -2,6 +2,7 @@
 
 mod backup;
 mod check;
+mod copy;
 mod diff;
 mod dump;
 mod forget;
@@ -44,6 +45,8 @@ pub enum Command {
     Repair(repair::Args),
     /// Verify the repository's structure and, optionally, every stored byte
     Check(check::Args),
+    /// Copy snapshots to another repository (only what it lacks)
+    Copy(copy::Args),
     /// Manage the keys (passwords) that open the repository
     Key(key::Args),
     /// Show sizes, deduplication and compression ratios
@@ -60,6 +63,7 @@ pub fn run(command: Command, global: &GlobalArgs) -> Result<i32> {
         Command::Restore(a) => restore::run(a, global),
         Command::Dump(a) => dump::run(a, global),
         Command::Check(a) => check::run(a, global),
+        Command::Copy(a) => copy::run(a, global),
         Command::Forget(a) => forget::run(a, global),
         Command::Prune(a) => prune::run(a, global),
         Command::Repair(a) => repair::run(a, global),

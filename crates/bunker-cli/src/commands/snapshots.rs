@@ -28,6 +28,7 @@ pub fn snapshot_json(e: &SnapshotEntry) -> Value {
         "tags": s.tags,
         "mode": s.mode.name(),
         "parent": s.parent.map(|p| p.to_hex()),
+        "original": s.original.map(|o| o.to_hex()),
         "tree": s.tree.to_hex(),
         "incomplete": s.is_incomplete(),
         "skipped": s.skipped,

@@ -247,6 +247,7 @@ fn finish(
         excludes,
         skipped: run.skipped,
         warnings: run.warnings,
+        original: None,
     };
     let id = if options.dry_run {
         None

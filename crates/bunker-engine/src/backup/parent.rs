@@ -98,6 +98,7 @@ mod tests {
                 tree: BlobId([n; 32]),
                 summary: SnapshotSummary::default(),
                 program_version: String::new(),
+                original: None,
                 excludes: vec![],
                 skipped: vec![],
                 warnings: vec![],

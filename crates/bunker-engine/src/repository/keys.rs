@@ -53,7 +53,7 @@ pub(super) fn write_key(
         chrono::Utc::now().to_rfc3339(),
         hostname(),
         username(),
-        version,
+        bunker_format::object::layout_version(version as u8) as u32,
     )
     .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let bytes = kf.to_json();

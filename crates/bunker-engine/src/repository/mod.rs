@@ -15,9 +15,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bunker_backend::{Backend, ErrorKind, FileKind};
-use bunker_format::chunker::Chunker;
+use bunker_format::chunker::{Chunker, ChunkerParams};
 use bunker_format::config::RepoConfig;
-use bunker_format::crypto::{fill_random, MasterKey, RepoKeys};
+use bunker_format::crypto::{fill_random, ContentKeys, MasterKey, RepoKeys};
 use bunker_format::id::{storage_hash, storage_name, KeyId, TombstoneId};
 use bunker_format::keyfile::KdfParams;
 use bunker_format::object::{open_object, seal_object, ObjectKind};
@@ -62,7 +62,7 @@ pub struct Repository<S = Open> {
 }
 
 /// Settings for a new repository; `None` takes the format's default.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct InitOptions {
     /// Cost of the first key's password derivation.
     pub kdf: KdfParams,
@@ -74,6 +74,9 @@ pub struct InitOptions {
     pub parity: bool,
     /// Format version (default: the newest).
     pub version: Option<u32>,
+    /// Chunk size bounds and content keys of another repository, so that
+    /// the new one chunks and names blobs as it does (version 3 on).
+    pub content_from: Option<(ChunkerParams, ContentKeys)>,
 }
 
 impl InitOptions {
@@ -83,7 +86,17 @@ impl InitOptions {
         config.pack_size = self.pack_size.unwrap_or(config.pack_size);
         config.compression_level = self.compression_level.unwrap_or(config.compression_level);
         config.parity = self.parity;
-        config.version = self.version.unwrap_or(config.version);
+        config.set_version(self.version.unwrap_or(config.version));
+        if let Some((params, keys)) = &self.content_from {
+            if config.version < 3 {
+                return Err(EngineError::Invalid(
+                    "content keys can be shared only by a repository of format version 3 or later"
+                        .into(),
+                ));
+            }
+            config.chunker = *params;
+            config.content_keys = Some(keys.clone());
+        }
         config
             .validate()
             .map_err(|e| EngineError::Invalid(format!("cannot create the repository: {e}")))?;
@@ -299,7 +312,11 @@ impl Repository<Open> {
         notices: Arc<Notices>,
     ) -> Self {
         // Every object of the repository is bound to its version and id.
-        let keys = master.derive().bound(config.version as u8, config.id);
+        let mut keys = master.derive();
+        if let Some(content) = &config.content_keys {
+            keys = keys.with_content(content);
+        }
+        let keys = keys.bound(config.version as u8, config.id);
         let chunker = Chunker::new(config.chunker, keys.chunker_key());
         Repository {
             backend,
