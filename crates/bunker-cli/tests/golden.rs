@@ -31,11 +31,10 @@ fn fixtures() -> PathBuf {
 fn copy_repo(name: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     cp_a(&fixtures().join(name), &tmp.path().join("repo"));
-    let version = if name.starts_with("golden-v2") {
-        "v2"
-    } else {
-        "v1"
-    };
+    let version = ["v3", "v2"]
+        .into_iter()
+        .find(|v| name.starts_with(&format!("golden-{v}")))
+        .unwrap_or("v1");
     std::fs::copy(
         fixtures().join(format!("golden-{version}.password")),
         tmp.path().join("password"),
@@ -364,6 +363,62 @@ fn assert_golden_v2_whole(repo: &Path, target: &Path) {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_golden_source(target);
     let out = bunker(repo, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Version 3 (`fixtures/make-golden-v3.sh`): content keys in the config,
+/// and a repository made to share them, holding a copy of the snapshot.
+#[test]
+fn golden_v3_repositories_share_content_keys_and_a_copy() {
+    let tmp = copy_repo("golden-v3");
+    let repo = tmp.path().join("repo");
+    let list = snapshots(&repo);
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["tags"][0], "v3");
+    let out = restore_tagged(&repo, "v3", &tmp.path().join("out"), &["--verify"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_golden_source(&tmp.path().join("out"));
+    let out = bunker(&repo, &["check", "--read-data"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let copy = tmp.path().join("copy");
+    cp_a(&fixtures().join("golden-v3-copy"), &copy);
+    let copied = snapshots(&copy);
+    assert_eq!(copied.len(), 1);
+    assert_eq!(copied[0]["original"], list[0]["id"], "{copied:?}");
+    for field in ["time", "hostname", "tags", "paths", "tree"] {
+        assert_eq!(copied[0][field], list[0][field], "{field}: same content keys, same tree");
+    }
+    // The original's id names the copy.
+    let id = list[0]["id"].as_str().unwrap();
+    let spec = format!("{}:{}", &id[..12], list[0]["paths"][0].as_str().unwrap());
+    let target = tmp.path().join("from-copy");
+    let out = bunker(
+        &copy,
+        &["restore", &spec, "--verify", "--target", target.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_golden_source(&target);
+    // Copying again moves nothing.
+    let out = Command::cargo_bin("bunker")
+        .unwrap()
+        .env("BUNKER_KDF_PARAMS", "m=1024,t=1,p=1")
+        .env("BUNKER_TO_PASSWORD_FILE", tmp.path().join("password"))
+        .args(["--no-cache", "--state-dir"])
+        .arg(tmp.path().join("state"))
+        .arg("-r")
+        .arg(&repo)
+        .arg("--password-file")
+        .arg(tmp.path().join("password"))
+        .args(["copy", "--json", "--to"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["already_present"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(report["blobs_added"], 0, "{report}");
+    let out = bunker(&copy, &["check", "--read-data"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
