@@ -51,6 +51,9 @@ pub struct Capabilities {
     pub batch_delete: bool,
     /// Transient failures are retried inside the backend.
     pub retries: bool,
+    /// The storage is reached over a network: what was read is worth
+    /// keeping in the local cache.
+    pub remote: bool,
 }
 
 /// The error for a create-if-absent that found the file present.

@@ -204,6 +204,7 @@ impl Backend for LocalBackend {
             streamed_upload: true,
             batch_delete: false,
             retries: false,
+            remote: false,
         }
     }
 

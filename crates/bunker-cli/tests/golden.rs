@@ -387,7 +387,10 @@ fn golden_v3_repositories_share_content_keys_and_a_copy() {
     assert_eq!(copied.len(), 1);
     assert_eq!(copied[0]["original"], list[0]["id"], "{copied:?}");
     for field in ["time", "hostname", "tags", "paths", "tree"] {
-        assert_eq!(copied[0][field], list[0][field], "{field}: same content keys, same tree");
+        assert_eq!(
+            copied[0][field], list[0][field],
+            "{field}: same content keys, same tree"
+        );
     }
     // The original's id names the copy.
     let id = list[0]["id"].as_str().unwrap();
@@ -395,7 +398,13 @@ fn golden_v3_repositories_share_content_keys_and_a_copy() {
     let target = tmp.path().join("from-copy");
     let out = bunker(
         &copy,
-        &["restore", &spec, "--verify", "--target", target.to_str().unwrap()],
+        &[
+            "restore",
+            &spec,
+            "--verify",
+            "--target",
+            target.to_str().unwrap(),
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert_golden_source(&target);
@@ -416,7 +425,11 @@ fn golden_v3_repositories_share_content_keys_and_a_copy() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["already_present"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(
+        report["already_present"].as_array().unwrap().len(),
+        1,
+        "{report}"
+    );
     assert_eq!(report["blobs_added"], 0, "{report}");
     let out = bunker(&copy, &["check", "--read-data"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -1,8 +1,10 @@
 //! A local cache of what was read from a repository, so that a command need
-//! not read again what an earlier one did: today the decoded snapshots, one
-//! file for all of them (`snapshots` with 10,000 snapshots reads one file
-//! instead of 10,000); and the locks it has seen, so that a lock's holder
-//! is judged dead by what this client observed, not by another host's clock.
+//! not read again what an earlier one did: the decoded snapshots, one file
+//! for all of them (`snapshots` with 10,000 snapshots reads one file instead
+//! of 10,000); the locks it has seen, so that a lock's holder is judged dead
+//! by what this client observed, not by another host's clock; and, for
+//! remote repositories, the index files and the packs of trees as stored
+//! (a warm cache makes opening a cloud repository a few listings).
 //!
 //! The cache lives under a directory of the caller's choosing (the user's
 //! cache directory), one subdirectory per repository id. Everything in it is
@@ -11,13 +13,13 @@
 //! discarded, never trusted. The cache only ever answers for files the
 //! repository still lists, and it can be deleted at any time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use bunker_format::crypto::RepoKeys;
-use bunker_format::id::SnapshotId;
+use bunker_format::id::{storage_name, SnapshotId};
 use bunker_format::lock_watch::{self, Seen};
 use bunker_format::object::{open_object, seal_object, ObjectKind};
 use bunker_format::snapshot::Snapshot;
@@ -29,6 +31,10 @@ use crate::repository::SnapshotEntry;
 const SNAPSHOTS: &str = "snapshots";
 /// File of the record of locks seen.
 const LOCKS: &str = "locks";
+/// Directory of index files, as stored.
+const INDEX: &str = "index";
+/// Directory of packs of trees, as stored.
+const PACKS: &str = "packs";
 
 /// The cache of one repository.
 #[derive(Debug)]
@@ -107,12 +113,89 @@ impl Cache {
         let _ = self.replace(LOCKS, &stored);
     }
 
+    /// A stored file of `dir` (`index` or `packs`), if cached under `name`
+    /// and still the bytes that name denotes (names are hashes of the stored
+    /// bytes; a damaged entry is removed and `None` returned).
+    fn stored(&self, dir: &str, name: &str) -> Option<Vec<u8>> {
+        let path = self.dir.join(dir).join(name);
+        let bytes = std::fs::read(&path).ok()?;
+        if storage_name(&bytes) != name {
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// Keeps a stored file under its name (best effort).
+    fn keep_stored(&self, dir: &str, name: &str, bytes: &[u8]) {
+        let _ = std::fs::create_dir_all(self.dir.join(dir))
+            .and_then(|()| self.replace(&format!("{dir}/{name}"), bytes));
+    }
+
+    /// Removes the cached files of `dir` whose names `keep` rejects: files
+    /// that left the repository leave the cache.
+    fn retain_stored(&self, dir: &str, keep: impl Fn(&str) -> bool) {
+        let Ok(entries) = std::fs::read_dir(self.dir.join(dir)) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !keep(&name) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// A cached index file, as stored.
+    pub(crate) fn index_file(&self, name: &str) -> Option<Vec<u8>> {
+        self.stored(INDEX, name)
+    }
+
+    /// Caches an index file as stored.
+    pub(crate) fn keep_index_file(&self, name: &str, bytes: &[u8]) {
+        self.keep_stored(INDEX, name, bytes)
+    }
+
+    /// Drops cached index files the repository no longer lists.
+    pub(crate) fn retain_index_files(&self, listed: &HashSet<String>) {
+        self.retain_stored(INDEX, |n| listed.contains(n));
+    }
+
+    /// `length` bytes at `offset` of a cached pack, if it is cached. The
+    /// pack was checked against its name when it was kept; every blob read
+    /// from it is authenticated as it is decoded, and a blob that fails
+    /// makes the caller drop the pack.
+    pub(crate) fn pack_range(&self, name: &str, offset: u64, length: u64) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(self.dir.join(PACKS).join(name)).ok()?;
+        let mut buf = vec![0u8; usize::try_from(length).ok()?];
+        file.read_exact_at(&mut buf, offset).ok()?;
+        Some(buf)
+    }
+
+    /// Caches a pack as stored.
+    pub(crate) fn keep_pack(&self, name: &str, bytes: &[u8]) {
+        self.keep_stored(PACKS, name, bytes)
+    }
+
+    /// Forgets a cached pack (its bytes failed to decode).
+    pub(crate) fn drop_pack(&self, name: &str) {
+        let _ = std::fs::remove_file(self.dir.join(PACKS).join(name));
+    }
+
+    /// Drops cached packs the index no longer names.
+    pub(crate) fn retain_packs(&self, keep: impl Fn(&str) -> bool) {
+        self.retain_stored(PACKS, keep);
+    }
+
     /// Writes a cache file whole, then renames it into place: a reader sees
     /// the old file or the new one.
     fn replace(&self, name: &str, bytes: &[u8]) -> std::io::Result<()> {
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
+        let path = self.dir.join(name);
+        let dir = path.parent().unwrap_or(&self.dir);
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         tmp.write_all(bytes)?;
-        tmp.persist(self.dir.join(name)).map_err(|e| e.error)?;
+        tmp.persist(&path).map_err(|e| e.error)?;
         Ok(())
     }
 }

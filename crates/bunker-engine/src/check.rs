@@ -178,10 +178,12 @@ impl DamageMap {
 
 /// Checks the repository; never stops at the first problem.
 pub fn check(
-    repo: Repository<Open>,
+    mut repo: Repository<Open>,
     options: CheckOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<CheckReport> {
+    // The files themselves, never the cache: damage at rest must show.
+    repo.read_from_storage_only();
     // Rewriting packs is maintenance: one at a time (docs/FORMAT.md §10).
     let _lock = match options.repair {
         true => Some(lock::exclusive(&repo, "check --repair")?),

@@ -226,7 +226,14 @@ impl LockGuard {
     /// Fails if the lock was removed by someone who judged its holder dead:
     /// a session must not commit a snapshot after prune stopped waiting for it.
     pub fn confirm(&self) -> Result<()> {
-        if self.lost.load(Ordering::SeqCst) || self.store.read(&self.id)?.is_none() {
+        // Existence is what matters (whoever judged us dead removed it): a
+        // stat, not a download.
+        if self.lost.load(Ordering::SeqCst)
+            || !self
+                .store
+                .backend
+                .exists(FileKind::Lock, &self.id.to_hex())?
+        {
             return Err(EngineError::LockLost(self.id.short()));
         }
         Ok(())

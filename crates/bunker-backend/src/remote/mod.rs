@@ -362,6 +362,7 @@ impl Backend for RemoteBackend {
             streamed_upload: self.upload != Upload::OneRequest,
             batch_delete: self.batch_delete,
             retries: true,
+            remote: true,
         }
     }
 

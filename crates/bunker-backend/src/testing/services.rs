@@ -129,3 +129,36 @@ fn unique_suffix() -> String {
     getrandom::fill(&mut raw).expect("random source");
     raw.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+impl TestServices {
+    /// The address of `service`'s HTTP server (not SFTP), for a [`Proxy`](super::Proxy).
+    pub fn http_addr(&self, service: Service) -> std::net::SocketAddr {
+        let endpoint = match service {
+            Service::S3 => self.var("BUNKER_TEST_S3_ENDPOINT"),
+            Service::Gcs => self.var("BUNKER_TEST_GCS_ENDPOINT"),
+            Service::Azblob => "http://127.0.0.1:10000",
+            Service::Sftp => panic!("SFTP is not HTTP"),
+        };
+        endpoint
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .expect("a loopback address")
+    }
+
+    /// [`env`](Self::env) for `service` reached through the proxy at `proxy_url`.
+    pub fn env_via(&self, service: Service, proxy_url: &str) -> Vec<(String, String)> {
+        let mut env = self.env(service);
+        for (k, v) in &mut env {
+            match (service, k.as_str()) {
+                (Service::S3, "AWS_ENDPOINT_URL") => *v = proxy_url.to_string(),
+                (Service::Gcs, "STORAGE_EMULATOR_HOST") => *v = proxy_url.to_string(),
+                (Service::Azblob, "AZURE_STORAGE_CONNECTION_STRING") => {
+                    *v = v.replace("http://127.0.0.1:10000", proxy_url)
+                }
+                _ => {}
+            }
+        }
+        env
+    }
+}

@@ -38,6 +38,7 @@ pub struct SinkStats {
 /// A pack being written: its staged bytes (none in a dry run), their hash so
 /// far, which names the pack, and its layout.
 struct OpenPack {
+    kind: BlobType,
     staged: Option<StagedFile>,
     hash: blake3::Hasher,
     layout: PackLayout,
@@ -110,7 +111,7 @@ impl PackSink {
             let mut slot = self.open[slot_of(blob.kind)].lock().expect("lock");
             let pack = match &mut *slot {
                 Some(pack) => pack,
-                None => slot.insert(self.start_pack().map_err(|e| self.fail(e))?),
+                None => slot.insert(self.start_pack(blob.kind).map_err(|e| self.fail(e))?),
             };
             pack.append(&blob.bytes).map_err(|e| self.fail(e))?;
             pack.layout.push(&blob);
@@ -126,12 +127,13 @@ impl PackSink {
         }
     }
 
-    fn start_pack(&self) -> Result<OpenPack> {
+    fn start_pack(&self, kind: BlobType) -> Result<OpenPack> {
         let staged = match self.dry_run {
             true => None,
             false => Some(self.repo.backend().stage(FileKind::Pack)?),
         };
         Ok(OpenPack {
+            kind,
             staged,
             hash: bunker_format::id::storage_hasher(),
             layout: PackLayout::default(),
@@ -157,7 +159,17 @@ impl PackSink {
                     .backend()
                     .write(FileKind::Parity, &name, &parity)?;
             }
+            // Trees are read again by every later backup, restore and
+            // listing: a remote repository's cache keeps the packs of trees
+            // this client wrote, so they are never downloaded.
+            let cached = match (pack.kind, self.repo.stored_file_cache()) {
+                (BlobType::Tree, Some(cache)) => staged.read_all().ok().map(|b| (cache, b)),
+                _ => None,
+            };
             self.repo.backend().commit(FileKind::Pack, &name, staged)?;
+            if let Some((cache, bytes)) = cached {
+                cache.keep_pack(&name, &bytes);
+            }
         }
         self.stored_bytes.fetch_add(length, Ordering::Relaxed);
         self.pending.lock().expect("lock").packs.push(IndexedPack {

@@ -106,6 +106,10 @@ impl Repository<Open> {
                 .filter(|(id, length)| stored.get(id) != Some(length))
                 .map(|(id, _)| *id)
                 .collect();
+            if let Some(cache) = self.stored_file_cache() {
+                let named: HashSet<String> = stored.keys().map(|id| id.to_hex()).collect();
+                cache.retain_packs(|n| named.contains(n));
+            }
             let index = Arc::new(index.finish(&absent)?);
             return Ok(IndexLoad {
                 repo: self.with_state(Indexed { index }),
@@ -123,6 +127,9 @@ impl<S> Repository<S> {
         &self,
     ) -> Result<impl Iterator<Item = Result<(IndexId, IndexFile)>> + '_> {
         let files = self.backend.list_names(FileKind::Index)?;
+        if let Some(cache) = self.stored_file_cache() {
+            cache.retain_index_files(&files.iter().cloned().collect());
+        }
         Ok(files.into_iter().filter_map(move |name| {
             let id: IndexId = parse_name(&self.notices, FileKind::Index, &name)?;
             Some(self.read_index_file(id))
@@ -133,7 +140,16 @@ impl<S> Repository<S> {
     fn read_index_file(&self, id: IndexId) -> Result<(IndexId, IndexFile)> {
         {
             let name = id.to_hex();
-            let plain = self.read_object(FileKind::Index, ObjectKind::Index, &name)?;
+            let plain = match self.stored_file_cache() {
+                Some(cache) => self.read_object_cached(
+                    FileKind::Index,
+                    ObjectKind::Index,
+                    &name,
+                    |n| cache.index_file(n),
+                    |n, b| cache.keep_index_file(n, b),
+                )?,
+                None => self.read_object(FileKind::Index, ObjectKind::Index, &name)?,
+            };
             let file = IndexFile::decode(&plain)
                 .map_err(|e| EngineError::corrupt(format!("index/{name}"), e))?;
             Ok((id, file))

@@ -56,6 +56,9 @@ pub struct Repository<S = Open> {
     key_name: String,
     notices: Arc<Notices>,
     cache: Option<Arc<Cache>>,
+    /// Read index files and packs from storage even where the cache has
+    /// them (`check`: damage at rest must show).
+    storage_only: bool,
     memory: Option<Arc<ClientMemory>>,
     tombstones: Arc<Mutex<HashMap<TombstoneId, Tombstone>>>,
     state: S,
@@ -327,6 +330,7 @@ impl Repository<Open> {
             key_name,
             notices,
             cache: None,
+            storage_only: false,
             memory: None,
             tombstones: Arc::default(),
             state: Open,
@@ -346,6 +350,7 @@ impl<S> Repository<S> {
             key_name,
             notices,
             cache,
+            storage_only,
             memory,
             tombstones,
             ..
@@ -359,6 +364,7 @@ impl<S> Repository<S> {
             key_name,
             notices,
             cache,
+            storage_only,
             memory,
             tombstones,
             state,
@@ -376,6 +382,7 @@ impl<S> Repository<S> {
             key_name: self.key_name.clone(),
             notices: self.notices.clone(),
             cache: self.cache.clone(),
+            storage_only: self.storage_only,
             memory: self.memory.clone(),
             tombstones: self.tombstones.clone(),
             state: Open,
@@ -444,6 +451,20 @@ impl<S> Repository<S> {
         self.cache.as_ref()
     }
 
+    /// The cache of stored files (index files, packs of trees): kept for
+    /// remote repositories only, and never used by `check`.
+    pub(crate) fn stored_file_cache(&self) -> Option<&Cache> {
+        match self.storage_only || !self.backend.capabilities().remote {
+            true => None,
+            false => self.cache.as_deref(),
+        }
+    }
+
+    /// Reads index files and packs from storage, never from the cache.
+    pub fn read_from_storage_only(&mut self) {
+        self.storage_only = true;
+    }
+
     /// Problems met and gone past (damaged snapshot or key files, unreadable
     /// index files, stray files), each told once.
     pub fn notices(&self) -> &Notices {
@@ -488,6 +509,37 @@ impl<S> Repository<S> {
         open_object(&self.keys, object, b"", &stored).map_err(|e| EngineError::corrupt(label, e))
     }
 
+    /// [`read_object`](Self::read_object) through a cache of stored files:
+    /// bytes `cached` returns (already checked against their name) are
+    /// opened as if read from storage; otherwise the file is read and kept.
+    /// Cached bytes that fail to open are read again from storage.
+    pub(crate) fn read_object_cached(
+        &self,
+        kind: FileKind,
+        object: ObjectKind,
+        name: &str,
+        cached: impl Fn(&str) -> Option<Vec<u8>>,
+        keep: impl Fn(&str, &[u8]),
+    ) -> Result<Vec<u8>> {
+        if let Some(stored) = cached(name) {
+            if let Ok(plain) = open_object(&self.keys, object, b"", &stored) {
+                return Ok(plain);
+            }
+        }
+        let stored = self.backend.read_at_most(kind, name, max_file_len(kind))?;
+        let label = format!("{}/{}", kind.dir(), name);
+        if storage_name(&stored) != name {
+            return Err(EngineError::corrupt(
+                label,
+                FormatError::IdMismatch(name.to_string()),
+            ));
+        }
+        let plain = open_object(&self.keys, object, b"", &stored)
+            .map_err(|e| EngineError::corrupt(label, e))?;
+        keep(name, &stored);
+        Ok(plain)
+    }
+
     /// Reads and decrypts an object stored under a random name (a lock or a
     /// condemnation record), which is rewritten in place and so cannot be
     /// named by its hash.
@@ -526,7 +578,12 @@ impl<S> Repository<S> {
             self.config.compression_level,
         );
         let id = storage_hash(&stored);
-        self.backend.write(kind, &storage_name(&stored), &stored)?;
+        let name = storage_name(&stored);
+        self.backend.write(kind, &name, &stored)?;
+        // What this client wrote need not be downloaded again.
+        if let (FileKind::Index, Some(cache)) = (kind, self.stored_file_cache()) {
+            cache.keep_index_file(&name, &stored);
+        }
         Ok(id)
     }
 }

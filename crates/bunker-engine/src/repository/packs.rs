@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use bunker_backend::{ErrorKind, FileKind};
 use bunker_format::blob::{decode_blob, BlobType};
-use bunker_format::id::{storage_hash, BlobId, PackId};
+use bunker_format::id::{storage_hash, storage_name, BlobId, PackId};
 use bunker_format::pack::{parse_header, parse_trailer, read_window, PackEntry, TRAILER_LEN};
 use bunker_format::parity::Repair;
 use bunker_format::tree::Tree;
@@ -163,6 +163,11 @@ impl Repository<Indexed> {
         entry: &PackEntry,
     ) -> Result<Vec<u8>> {
         let (offset, length) = (entry.offset as u64, entry.length as u64);
+        if entry.kind == BlobType::Tree {
+            if let Some(plain) = self.read_cached_tree(pack, pack_length, entry) {
+                return Ok(plain);
+            }
+        }
         let (start, end) = read_window(offset, length, pack_length);
         let window = self
             .backend
@@ -175,6 +180,45 @@ impl Repository<Indexed> {
             )
         })?;
         self.decode_entry(pack, entry, stored)
+    }
+
+    /// A tree blob from the cached copy of its pack, which is downloaded
+    /// whole on first use (remote repositories only: trees are read again
+    /// by every backup, restore and listing). `None` sends the caller to
+    /// storage: no cache, a pack that cannot be fetched whole, or a cached
+    /// copy that fails to decode (then dropped).
+    fn read_cached_tree(
+        &self,
+        pack: &PackId,
+        pack_length: u64,
+        entry: &PackEntry,
+    ) -> Option<Vec<u8>> {
+        let cache = self.stored_file_cache()?;
+        let name = pack.to_hex();
+        let (offset, length) = (entry.offset as u64, entry.length as u64);
+        let stored = match cache.pack_range(&name, offset, length) {
+            Some(stored) => stored,
+            None => {
+                let whole = self
+                    .backend
+                    .read_at_most(FileKind::Pack, &name, pack_length)
+                    .ok()?;
+                if storage_name(&whole) != name {
+                    return None;
+                }
+                cache.keep_pack(&name, &whole);
+                whole
+                    .get(offset as usize..(offset + length) as usize)?
+                    .to_vec()
+            }
+        };
+        match self.decode_entry(pack, entry, &stored) {
+            Ok(plain) => Some(plain),
+            Err(_) => {
+                cache.drop_pack(&name);
+                None
+            }
+        }
     }
 
     fn decode_entry(&self, pack: &PackId, entry: &PackEntry, stored: &[u8]) -> Result<Vec<u8>> {

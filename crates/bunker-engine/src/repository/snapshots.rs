@@ -51,11 +51,22 @@ pub struct UnreadableSnapshot {
 impl<S> Repository<S> {
     /// Writes a snapshot; call only after the index covering its blobs is written.
     pub fn write_snapshot(&self, snapshot: &Snapshot) -> Result<SnapshotId> {
-        Ok(SnapshotId(self.write_object(
+        let id = SnapshotId(self.write_object(
             FileKind::Snapshot,
             ObjectKind::Snapshot,
             &snapshot.encode(),
-        )?))
+        )?);
+        // The next listing need not read back what this client just wrote.
+        if let Some(cache) = &self.cache {
+            let mut cached = cache.snapshots(&self.keys);
+            cached.insert(id, snapshot.clone());
+            let entries: Vec<SnapshotEntry> = cached
+                .into_iter()
+                .map(|(id, snapshot)| SnapshotEntry { id, snapshot })
+                .collect();
+            cache.store_snapshots(&self.keys, self.config.compression_level, &entries);
+        }
+        Ok(id)
     }
 
     /// Reads one snapshot.
