@@ -187,3 +187,45 @@ fn an_outage_fails_in_one_line_and_the_repository_stays_sound() {
     env.backup(&[&src]);
     env.restore_verified("latest", &env.path("out"));
 }
+
+#[test]
+fn limits_cap_upload_and_download_bandwidth() {
+    let Some(services) = TestServices::get("limits_cap_bandwidth") else {
+        return;
+    };
+    let (env, proxy) = proxied(&services, Service::S3, "limits");
+    env.init();
+    let mut rng = Rng::new(12);
+    // Incompressible, so what is sent is what was read.
+    env.write_source_files(0..3, 1 << 20, &mut rng);
+    let src = env.path("src").display().to_string();
+    let started = std::time::Instant::now();
+    let out = run(env.cmd().args(["--limit-upload", "1024", "backup", &src]));
+    expect_code(&out, 0, "backup --limit-upload 1024");
+    let up = started.elapsed();
+    // 3 MiB at 1 MiB/s: the first piece goes at once, the rest waits.
+    assert!(up >= Duration::from_millis(1800), "upload took {up:?}");
+
+    proxy.reset_counts();
+    let started = std::time::Instant::now();
+    let target = env.path("out");
+    let out = run(env
+        .cmd()
+        .args([
+            "--no-cache",
+            "--limit-download",
+            "1024",
+            "restore",
+            "latest",
+            "--target",
+        ])
+        .arg(&target));
+    expect_code(&out, 0, "restore --limit-download 1024");
+    let down = started.elapsed();
+    assert!(proxy.counts().bytes_down > 3 << 20, "{:?}", proxy.counts());
+    assert!(
+        down >= Duration::from_millis(1800),
+        "download took {down:?}"
+    );
+    assert_same_tree(&env.path("src"), &target.join(src.trim_start_matches('/')));
+}

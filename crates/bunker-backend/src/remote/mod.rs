@@ -6,13 +6,14 @@
 
 mod azblob;
 mod gcs;
+mod pacer;
 mod s3;
 mod sftp;
 
 use std::io::Read;
 use std::time::Duration;
 
-use opendal::layers::{ConcurrentLimitLayer, RetryLayer, ThrottleLayer, TimeoutLayer};
+use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::options::{ListOptions, ReadOptions, WriteOptions};
 use opendal::{HttpTransporter, OperationContext, Operator};
 
@@ -23,6 +24,7 @@ use crate::{
     Backend, BackendError, Capabilities, ErrorKind, FileInfo, FileKind, Location, Settings,
     StagedFile, StagedInfo, StagingOwner,
 };
+use pacer::Pacer;
 
 /// Directory for files being uploaded where the service writes in place.
 const TMP_DIR: &str = "tmp";
@@ -66,10 +68,14 @@ pub(crate) type Explain = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// A repository on remote storage.
 pub struct RemoteBackend {
-    /// Reads, listings, deletions.
     op: Operator,
-    /// Writes (a separate operator, so uploads and downloads have separate caps).
-    upload_op: Operator,
+    /// `--limit-upload`: paces every piece sent.
+    upload_pacer: Option<Pacer>,
+    /// `--limit-download`: paces every read.
+    download_pacer: Option<Pacer>,
+    /// Bytes sent per write request: smaller under an upload limit, so the
+    /// pacing is smooth.
+    piece: usize,
     runtime: IoRuntime,
     location: String,
     secrets: Vec<String>,
@@ -119,34 +125,32 @@ impl RemoteBackend {
         let context = OperationContext::new().with_http_transport(HttpTransporter::new(
             opendal_http_transport_reqwest::ReqwestTransport::new(client),
         ));
-        let bare = service.op.clone().with_context(context);
-        let layered = |limit: Option<u32>| -> Result<Operator, BackendError> {
-            let mut op = bare.clone();
-            if let Some(rate) = limit {
-                // A write or read passes when the bucket holds its bytes:
-                // the bucket must hold the largest piece Bunker sends.
-                op = op.layer(ThrottleLayer::new(rate, rate.max(PIECE as u32)));
-            }
-            let timeout = settings.timeout()?;
-            Ok(op
-                .layer(ConcurrentLimitLayer::new(settings.connections()?))
-                .layer(
-                    TimeoutLayer::new()
-                        .with_timeout(timeout)
-                        .with_io_timeout(timeout),
-                )
-                .layer(
-                    RetryLayer::new()
-                        .with_jitter()
-                        .with_factor(2.0)
-                        .with_min_delay(Duration::from_millis(200))
-                        .with_max_delay(Duration::from_secs(5))
-                        .with_max_times(settings.retries()?),
-                ))
-        };
+        let timeout = settings.timeout()?;
+        let op = service
+            .op
+            .clone()
+            .with_context(context)
+            .layer(ConcurrentLimitLayer::new(settings.connections()?))
+            .layer(
+                TimeoutLayer::new()
+                    .with_timeout(timeout)
+                    .with_io_timeout(timeout),
+            )
+            .layer(
+                RetryLayer::new()
+                    .with_jitter()
+                    .with_factor(2.0)
+                    .with_min_delay(Duration::from_millis(200))
+                    .with_max_delay(Duration::from_secs(5))
+                    .with_max_times(settings.retries()?),
+            );
         Ok(RemoteBackend {
-            op: layered(settings.limit_download)?,
-            upload_op: layered(settings.limit_upload)?,
+            op,
+            upload_pacer: settings.limit_upload.map(Pacer::new),
+            download_pacer: settings.limit_download.map(Pacer::new),
+            piece: settings
+                .limit_upload
+                .map_or(PIECE, |rate| (rate as usize).clamp(64 << 10, PIECE)),
             runtime,
             location: location.to_string(),
             secrets: service.secrets,
@@ -207,7 +211,10 @@ impl RemoteBackend {
         if self.upload == Upload::OneRequest {
             let mut bytes = Vec::new();
             source.read_to_end(&mut bytes).map_err(failed_read)?;
-            let op = self.upload_op.clone();
+            if let Some(p) = &self.upload_pacer {
+                p.pace(bytes.len());
+            }
+            let op = self.op.clone();
             let opts = WriteOptions {
                 if_not_exists,
                 ..WriteOptions::default()
@@ -229,7 +236,7 @@ impl RemoteBackend {
             concurrent: PARTS_IN_FLIGHT,
             ..WriteOptions::default()
         };
-        let op = self.upload_op.clone();
+        let op = self.op.clone();
         let t = target.clone();
         let mut writer = self
             .runtime
@@ -237,13 +244,19 @@ impl RemoteBackend {
             .map_err(|e| self.error("write", path, e))?;
         let mut outcome = Ok(());
         loop {
-            let mut piece = Vec::with_capacity(PIECE);
-            if let Err(e) = (&mut source).take(PIECE as u64).read_to_end(&mut piece) {
+            let mut piece = Vec::with_capacity(self.piece);
+            if let Err(e) = (&mut source)
+                .take(self.piece as u64)
+                .read_to_end(&mut piece)
+            {
                 outcome = Err(failed_read(e));
                 break;
             }
             if piece.is_empty() {
                 break;
+            }
+            if let Some(p) = &self.upload_pacer {
+                p.pace(piece.len());
             }
             let (w, written) = self.runtime.run(async move {
                 let r = writer.write(piece).await;
@@ -393,6 +406,9 @@ impl Backend for RemoteBackend {
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
         let path = kind.path(name);
         let buf = self.call("read", &path, |op, p| async move { op.read(&p).await })?;
+        if let Some(p) = &self.download_pacer {
+            p.pace(buf.len());
+        }
         Ok(buf.to_vec())
     }
 
@@ -414,6 +430,9 @@ impl Backend for RemoteBackend {
         let buf = self.call("read", &path, |op, p| async move {
             op.read_options(&p, opts).await
         })?;
+        if let Some(p) = &self.download_pacer {
+            p.pace(buf.len());
+        }
         if buf.len() as u64 != length {
             return Err(BackendError::new(
                 ErrorKind::Permanent,

@@ -112,7 +112,10 @@ impl Repository<Open> {
             }
             let index = Arc::new(index.finish(&absent)?);
             return Ok(IndexLoad {
-                repo: self.with_state(Indexed { index }),
+                repo: self.with_state(Indexed {
+                    index,
+                    readahead: Default::default(),
+                }),
                 errors,
                 stored,
             });

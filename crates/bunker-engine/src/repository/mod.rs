@@ -7,6 +7,7 @@
 mod index_load;
 mod keys;
 mod packs;
+mod readahead;
 mod records;
 mod snapshots;
 mod tombstones;
@@ -44,6 +45,8 @@ pub struct Open;
 /// State: every index file loaded.
 pub struct Indexed {
     index: Arc<MasterIndex>,
+    /// Stretches of packs read ahead (remote repositories).
+    readahead: Arc<readahead::Readahead>,
 }
 
 /// An open repository in state `S`.

@@ -168,10 +168,31 @@ impl Repository<Indexed> {
                 return Ok(plain);
             }
         }
-        let (start, end) = read_window(offset, length, pack_length);
+        if let Some(stored) = self.state.readahead.get(pack, offset, length) {
+            return self.decode_entry(pack, entry, &stored);
+        }
+        let (start, mut end) = read_window(offset, length, pack_length);
+        let remote = self.backend.capabilities().remote;
+        if remote {
+            // One request for this blob and those stored after it, from the
+            // same widened start (docs/FORMAT.md §7.2).
+            end = end.max((start + super::readahead::SEGMENT).min(pack_length));
+        }
         let window = self
             .backend
             .read_range(FileKind::Pack, &pack.to_hex(), start, end - start)?;
+        if remote {
+            let at = (offset - start) as usize;
+            let stored = window.get(at..at + length as usize).map(<[u8]>::to_vec);
+            self.state.readahead.keep(*pack, start, window);
+            let stored = stored.ok_or_else(|| {
+                EngineError::corrupt(
+                    format!("pack {}", pack.short()),
+                    FormatError::Malformed("blob outside the pack"),
+                )
+            })?;
+            return self.decode_entry(pack, entry, &stored);
+        }
         let at = (offset - start) as usize;
         let stored = window.get(at..at + length as usize).ok_or_else(|| {
             EngineError::corrupt(
