@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bunker_backend::testing::{Fault, FaultyBackend};
+use bunker_backend::testing::{Fault, FaultyBackend, Service, TestServices};
 use bunker_engine::backend::{Backend, LocalBackend};
 use bunker_engine::backup::{backup, BackupOptions, BackupSource};
 use bunker_engine::check::{check, CheckOptions};
@@ -24,13 +24,28 @@ struct World {
     source: PathBuf,
 }
 
-/// A repository with 1 MiB packs behind the wrapper, and a source of
-/// 6 MiB of random data in 12 files.
-fn world() -> World {
+/// One world per storage: a local directory, and S3 (moto) when the test
+/// servers run: the wrapper injects the same faults into either.
+fn worlds(test: &str) -> Vec<World> {
+    let mut worlds = vec![world(None)];
+    if let Some(services) = TestServices::get(test) {
+        let location = services.location(Service::S3, "faults");
+        let backend =
+            bunker_backend::open(&location, &services.settings(Service::S3), true).unwrap();
+        worlds.push(world(Some(backend)));
+    }
+    worlds
+}
+
+/// A repository with 1 MiB packs behind the wrapper (over `storage`, by
+/// default a local directory), and a source of 6 MiB of random data in 12
+/// files.
+fn world(storage: Option<Arc<dyn Backend>>) -> World {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().to_path_buf();
 
-    let inner: Arc<dyn Backend> = Arc::new(LocalBackend::open(&root.join("repo"), true).unwrap());
+    let inner: Arc<dyn Backend> =
+        storage.unwrap_or_else(|| Arc::new(LocalBackend::open(&root.join("repo"), true).unwrap()));
     let faulty = Arc::new(FaultyBackend::new(inner));
     Repository::init(
         faulty.clone(),
@@ -155,20 +170,39 @@ impl World {
 #[test]
 fn failing_writes_fail_the_backup_and_leave_a_sound_repository() {
     for from in [0, 2, 5] {
-        let w = world();
-        w.faulty.set(Fault::FailFrom(from));
-        let err = w.backup().err().expect("backup must fail");
-        assert!(err.to_string().contains("injected"), "{err}");
-        assert_eq!(w.snapshots(), 0);
+        for w in worlds("failing_writes_fail_the_backup") {
+            w.faulty.set(Fault::FailFrom(from));
+            let err = w.backup().err().expect("backup must fail");
+            assert!(err.to_string().contains("injected"), "{err}");
+            assert_eq!(w.snapshots(), 0);
+            w.faulty.set(Fault::None);
+            let report = w.check(true);
+            assert!(
+                report.errors.is_empty(),
+                "fail from {from}: {:?}",
+                report.errors
+            );
+            w.backup().unwrap();
+            assert!(w.check(true).errors.is_empty());
+            let target = w.root.join("out");
+            let errors = w.restore(&target);
+            assert!(errors.is_empty(), "{errors:?}");
+            w.assert_restored(&target, &errors);
+        }
+    }
+}
+
+#[test]
+fn a_write_dying_midway_is_never_trusted() {
+    for w in worlds("a_write_dying_midway_is_never_trusted") {
+        w.faulty.set(Fault::DieMidWrite(1));
+        assert!(w.backup().is_err());
         w.faulty.set(Fault::None);
+        // The half-written pack was never indexed: at worst a harmless leftover.
         let report = w.check(true);
-        assert!(
-            report.errors.is_empty(),
-            "fail from {from}: {:?}",
-            report.errors
-        );
-        w.backup().unwrap();
-        assert!(w.check(true).errors.is_empty());
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        let outcome = w.backup().unwrap();
+        assert!(outcome.id.is_some());
         let target = w.root.join("out");
         let errors = w.restore(&target);
         assert!(errors.is_empty(), "{errors:?}");
@@ -177,56 +211,41 @@ fn failing_writes_fail_the_backup_and_leave_a_sound_repository() {
 }
 
 #[test]
-fn a_write_dying_midway_is_never_trusted() {
-    let w = world();
-    w.faulty.set(Fault::DieMidWrite(1));
-    assert!(w.backup().is_err());
-    w.faulty.set(Fault::None);
-    // The half-written pack was never indexed: at worst a harmless leftover.
-    let report = w.check(true);
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    let outcome = w.backup().unwrap();
-    assert!(outcome.id.is_some());
-    let target = w.root.join("out");
-    let errors = w.restore(&target);
-    assert!(errors.is_empty(), "{errors:?}");
-    w.assert_restored(&target, &errors);
-}
-
-#[test]
 fn a_storage_that_lies_about_a_write_is_caught_by_check_and_restore() {
-    let w = world();
-    w.faulty.set(Fault::Truncate(2));
-    w.backup().unwrap();
-    w.faulty.set(Fault::None);
-    let report = w.check(false);
-    assert!(
-        report.damage.iter().any(|d| d.object.starts_with("pack ")),
-        "structure check missed a truncated pack: {:?}",
-        report.errors
-    );
-    assert!(!report.sources.is_empty() && report.sources[0].newest_intact.is_none());
-    let target = w.root.join("out");
-    let errors = w.restore(&target);
-    assert!(!errors.is_empty(), "restore did not notice the lost data");
-    w.assert_restored(&target, &errors);
+    for w in worlds("a_storage_that_lies_about_a_write") {
+        w.faulty.set(Fault::Truncate(2));
+        w.backup().unwrap();
+        w.faulty.set(Fault::None);
+        let report = w.check(false);
+        assert!(
+            report.damage.iter().any(|d| d.object.starts_with("pack ")),
+            "structure check missed a truncated pack: {:?}",
+            report.errors
+        );
+        assert!(!report.sources.is_empty() && report.sources[0].newest_intact.is_none());
+        let target = w.root.join("out");
+        let errors = w.restore(&target);
+        assert!(!errors.is_empty(), "restore did not notice the lost data");
+        w.assert_restored(&target, &errors);
+    }
 }
 
 #[test]
 fn flipped_bits_on_read_are_detected_never_returned() {
-    let w = world();
-    w.backup().unwrap();
-    w.faulty.set(Fault::FlipReads);
-    let report = w.check(true);
-    assert!(
-        !report.errors.is_empty(),
-        "check --read-data missed flipped reads"
-    );
-    let target = w.root.join("out");
-    let errors = w.restore(&target);
-    assert!(!errors.is_empty(), "restore did not notice flipped reads");
-    w.assert_restored(&target, &errors);
-    // Healthy reads again: everything is there.
-    w.faulty.set(Fault::None);
-    assert!(w.check(true).errors.is_empty());
+    for w in worlds("flipped_bits_on_read_are_detected") {
+        w.backup().unwrap();
+        w.faulty.set(Fault::FlipReads);
+        let report = w.check(true);
+        assert!(
+            !report.errors.is_empty(),
+            "check --read-data missed flipped reads"
+        );
+        let target = w.root.join("out");
+        let errors = w.restore(&target);
+        assert!(!errors.is_empty(), "restore did not notice flipped reads");
+        w.assert_restored(&target, &errors);
+        // Healthy reads again: everything is there.
+        w.faulty.set(Fault::None);
+        assert!(w.check(true).errors.is_empty());
+    }
 }

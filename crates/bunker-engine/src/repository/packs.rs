@@ -171,13 +171,32 @@ impl Repository<Indexed> {
         if let Some(stored) = self.state.readahead.get(pack, offset, length) {
             return self.decode_entry(pack, entry, &stored);
         }
-        let (start, mut end) = read_window(offset, length, pack_length);
+        let (mut start, mut end) = read_window(offset, length, pack_length);
         let remote = self.backend.capabilities().remote;
         if remote {
-            // One request for this blob and those stored after it, from the
-            // same widened start (docs/FORMAT.md §7.2).
-            end = end.max((start + super::readahead::SEGMENT).min(pack_length));
+            // One request for this blob and its neighbours: the whole pack
+            // when it is of ordinary size (a backup interleaves the chunks
+            // of the files it reads at once, so a restore wants the rest of
+            // the pack soon), else a segment from the widened start
+            // (docs/FORMAT.md §7.2).
+            if pack_length <= super::readahead::WHOLE_PACK {
+                start = 0;
+                end = pack_length;
+            } else {
+                end = end.max((start + super::readahead::SEGMENT).min(pack_length));
+            }
         }
+        let _fetch = match remote {
+            true => match self.state.readahead.fetch(*pack, start) {
+                Some(fetch) => Some(fetch),
+                // Another thread just read it.
+                None => match self.state.readahead.get(pack, offset, length) {
+                    Some(stored) => return self.decode_entry(pack, entry, &stored),
+                    None => None,
+                },
+            },
+            false => None,
+        };
         let window = self
             .backend
             .read_range(FileKind::Pack, &pack.to_hex(), start, end - start)?;

@@ -1,16 +1,20 @@
-//! Read-ahead for remote repositories: a blob is read with the stretch of
-//! its pack that follows it, and the next blobs of a restore (stored one
-//! after another, as backup wrote them) come from memory. One request then
-//! serves many blobs, which is what hides a high-latency link.
+//! Read-ahead for remote repositories: a blob is read with the rest of its
+//! pack (or, in a large pack, the stretch that follows it), and the next
+//! blobs of a restore, stored near it, come from memory. One request then
+//! serves many blobs, which is what hides a high-latency link; and a pack
+//! whose blobs belong to several files (a backup reads files in parallel)
+//! is downloaded once, not once per file.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
 
 use bunker_format::id::PackId;
 
-/// Bytes read from a pack in one request.
-pub(crate) const SEGMENT: u64 = 4 << 20;
-/// Segments kept: a few per restore thread.
+/// Packs up to this size are read whole.
+pub(crate) const WHOLE_PACK: u64 = 32 << 20;
+/// Bytes read from a larger pack in one request.
+pub(crate) const SEGMENT: u64 = 8 << 20;
+/// Segments kept: a few per restore thread (at most 256 MiB).
 const KEPT: usize = 8;
 
 /// A stretch of a pack as stored.
@@ -20,10 +24,28 @@ struct Segment {
     bytes: Arc<Vec<u8>>,
 }
 
-/// The segments read most recently.
+/// The segments read most recently, and those being read.
 #[derive(Default)]
 pub(crate) struct Readahead {
     segments: Mutex<VecDeque<Segment>>,
+    /// Segments some thread is downloading now: another thread that wants
+    /// one waits for it rather than download it again.
+    fetching: Mutex<HashSet<(PackId, u64)>>,
+    fetched: Condvar,
+}
+
+/// The right to download one segment; dropping it lets waiters look again.
+pub(crate) struct Fetch<'a> {
+    readahead: &'a Readahead,
+    key: (PackId, u64),
+}
+
+impl Drop for Fetch<'_> {
+    fn drop(&mut self) {
+        let mut fetching = self.readahead.fetching.lock().expect("readahead lock");
+        fetching.remove(&self.key);
+        self.readahead.fetched.notify_all();
+    }
 }
 
 impl Readahead {
@@ -37,6 +59,24 @@ impl Readahead {
                 s.bytes[at..at + length as usize].to_vec()
             })
         })
+    }
+
+    /// The right to download the segment of `pack` at `start`, or `None`
+    /// once another thread has downloaded it (look in the kept segments).
+    pub(crate) fn fetch(&self, pack: PackId, start: u64) -> Option<Fetch<'_>> {
+        let key = (pack, start);
+        let mut fetching = self.fetching.lock().expect("readahead lock");
+        if !fetching.contains(&key) {
+            fetching.insert(key);
+            return Some(Fetch {
+                readahead: self,
+                key,
+            });
+        }
+        while fetching.contains(&key) {
+            fetching = self.fetched.wait(fetching).expect("readahead lock");
+        }
+        None
     }
 
     /// Keeps a segment read from `pack` at `start`, dropping the oldest.
