@@ -501,6 +501,17 @@ impl<S> Repository<S> {
 
     /// Reads and decrypts one whole-file object named by the hash of its bytes.
     fn read_object(&self, kind: FileKind, object: ObjectKind, name: &str) -> Result<Vec<u8>> {
+        Ok(self.fetch_object(kind, object, name)?.1)
+    }
+
+    /// Reads one whole-file object from storage, checks it against its name
+    /// and decrypts it: the stored bytes and the plaintext.
+    fn fetch_object(
+        &self,
+        kind: FileKind,
+        object: ObjectKind,
+        name: &str,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         let stored = self.backend.read_at_most(kind, name, max_file_len(kind))?;
         let label = format!("{}/{}", kind.dir(), name);
         if storage_name(&stored) != name {
@@ -509,7 +520,9 @@ impl<S> Repository<S> {
                 FormatError::IdMismatch(name.to_string()),
             ));
         }
-        open_object(&self.keys, object, b"", &stored).map_err(|e| EngineError::corrupt(label, e))
+        let plain = open_object(&self.keys, object, b"", &stored)
+            .map_err(|e| EngineError::corrupt(label, e))?;
+        Ok((stored, plain))
     }
 
     /// [`read_object`](Self::read_object) through a cache of stored files:
@@ -529,16 +542,7 @@ impl<S> Repository<S> {
                 return Ok(plain);
             }
         }
-        let stored = self.backend.read_at_most(kind, name, max_file_len(kind))?;
-        let label = format!("{}/{}", kind.dir(), name);
-        if storage_name(&stored) != name {
-            return Err(EngineError::corrupt(
-                label,
-                FormatError::IdMismatch(name.to_string()),
-            ));
-        }
-        let plain = open_object(&self.keys, object, b"", &stored)
-            .map_err(|e| EngineError::corrupt(label, e))?;
+        let (stored, plain) = self.fetch_object(kind, object, name)?;
         keep(name, &stored);
         Ok(plain)
     }
