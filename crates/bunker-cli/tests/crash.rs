@@ -154,3 +154,38 @@ fn a_full_disk_gives_one_clear_error_and_a_sound_repository() {
     );
     expect_code(&with_repo(&["check", "--read-data"]), 0, "final check");
 }
+
+#[test]
+fn packs_uploaded_before_a_crash_are_adopted_not_stored_again() {
+    let env = TestEnv::new();
+    env.init_small_packs();
+    let mut rng = Rng::new(47);
+    env.write_source_files(0..6, 1 << 20, &mut rng);
+    let src = env.path("src").display().to_string();
+    // Killed after its packs were stored, before the index naming them.
+    let mut child = env
+        .spawnable()
+        .env("BUNKER_TEST_PAUSE", "backup-before-index:30000")
+        .args(["backup", "-q", &src])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_pause(&mut child, "backup-before-index");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = run(env.cmd().args(["backup", "--json", &src]));
+    expect_code(&out, 0, "backup after the crash");
+    assert!(stderr(&out).contains("adopted"), "{}", stderr(&out));
+    let summary = backup_summary(&out);
+    assert!(
+        summary["bytes_added"].as_u64().unwrap() < 100_000,
+        "the data was stored again: {summary}"
+    );
+    env.check_read_data();
+    env.restore_verified("latest", &env.path("out"));
+    assert_same_tree(
+        &env.path("src"),
+        &env.path("out").join(src.trim_start_matches('/')),
+    );
+}

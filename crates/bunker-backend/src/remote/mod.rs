@@ -50,6 +50,7 @@ pub(crate) struct Service {
     pub op: Operator,
     /// Secrets the configuration holds, scrubbed from every message.
     pub secrets: Vec<String>,
+    /// How files written in pieces are stored.
     pub upload: Upload,
     /// Create-if-absent is atomic on this service.
     pub atomic_create: bool,
@@ -105,7 +106,9 @@ impl RemoteBackend {
                     port,
                     path,
                 } => sftp::service(user.as_deref(), host, *port, path, settings),
-                Location::Local(_) => unreachable!("local paths open a LocalBackend"),
+                Location::Local(_) => Err(ServiceError::Config(
+                    "a local directory is opened as a LocalBackend".into(),
+                )),
             }
         }
         .map_err(|e| match e {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bunker_backend::{ErrorKind, FileKind};
 use bunker_format::blob::BlobType;
 use bunker_format::id::{BlobId, IndexId, PackId};
-use bunker_format::index::IndexFile;
+use bunker_format::index::{IndexFile, IndexedPack};
 use bunker_format::object::ObjectKind;
 
 use super::{parse_name, Indexed, Open, Repository};
@@ -41,36 +41,56 @@ impl Repository<Open> {
     /// prune delete them once the sessions that started earlier end. Blobs
     /// found only in packs missing from storage count as absent too, so a
     /// backup stores them again rather than reference lost data.
+    ///
+    /// Packs on storage that no index file names and no prune condemned
+    /// (left by a backup that died or lost its connection before writing
+    /// the index naming them, or being written by one running now) are
+    /// adopted: read by their own authenticated headers and indexed, so
+    /// what was uploaded is not uploaded again. A prune that condemns them
+    /// later waits for this session and rescues what its snapshot uses
+    /// (docs/FORMAT.md §11).
     pub fn load_index_for_writing(self) -> Result<Repository<Indexed>> {
         let condemned: HashSet<PackId> = self
             .readable_condemnations()?
             .into_iter()
             .flat_map(|(_, r)| r.packs)
             .collect();
-        self.load_index_told(&condemned)
+        let load = self.load_index_report(&condemned)?;
+        let indexed: HashSet<PackId> = load
+            .repo
+            .index()
+            .packs()
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        let mut adopted = IndexFile::default();
+        for (id, size) in &load.stored {
+            if indexed.contains(id) || condemned.contains(id) {
+                continue;
+            }
+            // A pack that does not open with this repository's keys is
+            // someone else's, or damaged: prune deals with it.
+            if let Ok(blobs) = load.repo.read_pack_header(id, *size) {
+                adopted.packs.push(IndexedPack {
+                    id: *id,
+                    length: *size,
+                    blobs,
+                });
+            }
+        }
+        if adopted.packs.is_empty() {
+            return Ok(told(load));
+        }
+        load.repo.write_index(&adopted)?;
+        load.repo.notices.add(format!(
+            "adopted {} pack(s) that an interrupted backup uploaded without indexing: their data is not uploaded again",
+            adopted.packs.len()
+        ));
+        load.repo.reopened().load_index_told(&condemned)
     }
 
     fn load_index_told(self, condemned: &HashSet<PackId>) -> Result<Repository<Indexed>> {
-        let load = self.load_index_report(condemned)?;
-        let notices = &load.repo.notices;
-        for e in &load.errors {
-            notices.add(format!(
-                "{e}: left out of the index; `bunker repair index` rebuilds it from the packs"
-            ));
-        }
-        let absent: Vec<(PackId, u64)> = load.repo.index().absent_packs().collect();
-        if let Some((first, _)) = absent.iter().min() {
-            let others = match absent.len() {
-                1 => "",
-                _ => " and others",
-            };
-            notices.add(format!(
-                "{} pack(s) named by the index are missing from storage or damaged (pack {}{others}): data found only there is stored again by the next backup that has it; `bunker check` names what older snapshots lost",
-                absent.len(),
-                first.short()
-            ));
-        }
-        Ok(load.repo)
+        Ok(told(self.load_index_report(condemned)?))
     }
 
     /// Loads every readable index file, with `condemned` packs marked, and
@@ -122,6 +142,30 @@ impl Repository<Open> {
         }
         unreachable!("the last attempt returns")
     }
+}
+
+/// The loaded repository, with what could not be read told as notices.
+fn told(load: IndexLoad) -> Repository<Indexed> {
+    let notices = &load.repo.notices;
+
+    for e in &load.errors {
+        notices.add(format!(
+            "{e}: left out of the index; `bunker repair index` rebuilds it from the packs"
+        ));
+    }
+    let absent: Vec<(PackId, u64)> = load.repo.index().absent_packs().collect();
+    if let Some((first, _)) = absent.iter().min() {
+        let others = match absent.len() {
+            1 => "",
+            _ => " and others",
+        };
+        notices.add(format!(
+            "{} pack(s) named by the index are missing from storage or damaged (pack {}{others}): data found only there is stored again by the next backup that has it; `bunker check` names what older snapshots lost",
+            absent.len(),
+            first.short()
+        ));
+    }
+    load.repo
 }
 
 impl<S> Repository<S> {
