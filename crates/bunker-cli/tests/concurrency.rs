@@ -58,21 +58,12 @@ fn four_backups_at_once_all_succeed() {
     assert_eq!(env.snapshots(&[]).len(), 4);
     env.check_read_data();
     for s in 0..4 {
-        let target = env.path(&format!("out{s}"));
-        let out = run(env
-            .cmd()
-            .args([
-                "restore",
-                "latest",
-                "--verify",
-                "--host",
-                &format!("host{s}"),
-                "--target",
-            ])
-            .arg(&target));
-        expect_code(&out, 0, "restore");
-        let src = env.path(&format!("src{s}"));
-        assert_same_tree(&src, &target.join(src.strip_prefix("/").unwrap()));
+        assert_host_restores(
+            &env,
+            &format!("host{s}"),
+            &env.path(&format!("src{s}")),
+            &env.path(&format!("out{s}")),
+        );
     }
 }
 

@@ -5,9 +5,6 @@
 
 mod common;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use bunker_backend::testing::{Service, TestServices};
 use common::*;
 use serde_json::Value;
@@ -223,20 +220,13 @@ fn a_copy_killed_at_any_point_leaves_a_sound_destination_and_the_next_finishes()
             password: env.password_file("dest-password", "another password"),
         };
         expect_code(&run(d.cmd(&env).arg("init")), 0, "dest init");
-        let mut child = env
-            .spawnable()
+        let mut copying = env.spawnable();
+        copying
             .env("BUNKER_TO_PASSWORD_FILE", &d.password)
-            .args(["copy", "-q", "--to", &d.arg])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.below(window)));
-        if child.try_wait().unwrap().is_none() {
+            .args(["copy", "-q", "--to", &d.arg]);
+        if kill_after(&mut copying, rng.below(window)) {
             killed += 1;
         }
-        let _ = child.kill();
-        child.wait().unwrap();
         let out = run(d.cmd(&env).arg("check"));
         expect_code(
             &out,

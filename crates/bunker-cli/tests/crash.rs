@@ -4,7 +4,6 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use common::*;
 
@@ -44,19 +43,11 @@ fn kill_9_at_random_instants_never_damages_the_repository() {
             write_random(&env.path(&format!("src/f{i}")), 2 << 20, &mut rng);
         }
         let before = snapshot_ids(&env);
-        let mut child = env
-            .spawnable()
-            .args(["backup", "-q", "--mode", "full", &src])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(rng.below(window)));
-        if child.try_wait().unwrap().is_none() {
+        let mut backup = env.spawnable();
+        backup.args(["backup", "-q", "--mode", "full", &src]);
+        if kill_after(&mut backup, rng.below(window)) {
             killed += 1;
         }
-        let _ = child.kill();
-        child.wait().unwrap();
         let out = run(env.cmd().arg("check"));
         expect_code(&out, 0, &format!("check after kill {trial}"));
         let after = snapshot_ids(&env);

@@ -36,6 +36,17 @@ const INDEX: &str = "index";
 /// Directory of packs of trees, as stored.
 const PACKS: &str = "packs";
 
+/// The directory of one repository's files under `root` (the cache's or
+/// the client memory's), created readable only by its owner if missing.
+pub(crate) fn repository_dir(root: &Path, repository: &[u8; 32]) -> std::io::Result<PathBuf> {
+    let dir = root.join(hex::encode(repository));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)?;
+    Ok(dir)
+}
+
 /// The cache of one repository.
 #[derive(Debug)]
 pub struct Cache {
@@ -47,13 +58,8 @@ impl Cache {
     /// The cache of the repository with id `repository`, under `root`; its
     /// directory is created (readable only by its owner) if missing.
     pub fn open(root: &Path, repository: &[u8; 32]) -> std::io::Result<Self> {
-        let dir = root.join(hex::encode(repository));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
         Ok(Cache {
-            dir,
+            dir: repository_dir(root, repository)?,
             repository: *repository,
         })
     }

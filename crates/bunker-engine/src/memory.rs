@@ -10,7 +10,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use bunker_format::client_state::ClientState;
@@ -35,13 +34,8 @@ impl ClientMemory {
     /// The memory of the repository with id `repository`, under `root`; its
     /// directory is created (readable only by its owner) if missing.
     pub fn open(root: &Path, repository: &[u8; 32]) -> std::io::Result<Self> {
-        let dir = root.join(hex::encode(repository));
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(&dir)?;
         Ok(ClientMemory {
-            dir,
+            dir: crate::cache::repository_dir(root, repository)?,
             repository: *repository,
         })
     }

@@ -195,6 +195,14 @@ impl RemoteBackend {
             .map_err(|e| self.error(what, path, e))
     }
 
+    /// Deletes `path`; deleting what is not there succeeds.
+    fn delete(&self, path: &str) -> Result<(), BackendError> {
+        match self.call("delete", path, |op, p| async move { op.delete(&p).await }) {
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+
     /// A fresh name under `tmp/` for a file written in place.
     fn tmp_path(&self) -> String {
         let mut random = [0u8; 8];
@@ -284,11 +292,7 @@ impl RemoteBackend {
         };
         if let Err(e) = closed {
             if rename {
-                let _ = self.call(
-                    "delete",
-                    &target,
-                    |op, p| async move { op.delete(&p).await },
-                );
+                let _ = self.delete(&target);
             }
             return Err(e);
         }
@@ -298,11 +302,7 @@ impl RemoteBackend {
                 op.rename(&from, &to).await
             });
             if renamed.is_err() {
-                let _ = self.call(
-                    "delete",
-                    &target,
-                    |op, p| async move { op.delete(&p).await },
-                );
+                let _ = self.delete(&target);
             }
             return renamed.map_err(|e| BackendError {
                 operation: format!("write {path} on {}", self.location),
@@ -517,10 +517,7 @@ impl Backend for RemoteBackend {
 
     fn remove(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
         let path = kind.path(name);
-        match self.call("delete", &path, |op, p| async move { op.delete(&p).await }) {
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-            other => other,
-        }
+        self.delete(&path)
     }
 
     fn remove_many(&self, kind: FileKind, names: &[String]) -> Result<(), BackendError> {
@@ -555,9 +552,6 @@ impl Backend for RemoteBackend {
     fn remove_staged(&self, name: &str) -> Result<(), BackendError> {
         check_staged_name(name)?;
         let path = format!("{TMP_DIR}/{name}");
-        match self.call("delete", &path, |op, p| async move { op.delete(&p).await }) {
-            Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
-            other => other,
-        }
+        self.delete(&path)
     }
 }

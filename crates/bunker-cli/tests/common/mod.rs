@@ -557,3 +557,29 @@ impl Drop for Mount {
         let _ = std::process::Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// Spawns `cmd` (output discarded), kills it with SIGKILL after `ms`
+/// milliseconds, and returns whether it was still running then.
+pub fn kill_after(cmd: &mut std::process::Command, ms: u64) -> bool {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn bunker");
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+    let running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    child.wait().unwrap();
+    running
+}
+
+/// `restore latest --verify --host HOST` into `target`, which must then
+/// hold exactly the tree `src`.
+pub fn assert_host_restores(env: &TestEnv, host: &str, src: &Path, target: &Path) {
+    let out = run(env
+        .cmd()
+        .args(["restore", "latest", "--verify", "--host", host, "--target"])
+        .arg(target));
+    expect_code(&out, 0, &format!("restore latest of {host}"));
+    assert_same_tree(src, &target.join(src.strip_prefix("/").unwrap()));
+}

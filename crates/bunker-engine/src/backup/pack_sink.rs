@@ -149,26 +149,32 @@ impl PackSink {
         let length = blob_bytes + tail.len() as u64;
         if let Some(mut staged) = pack.staged {
             let name = id.to_hex();
+            // Trees are read again by every later backup, restore and
+            // listing: a remote repository's cache keeps the packs of trees
+            // this client wrote, so they are never downloaded.
+            let cache = match pack.kind {
+                BlobType::Tree => self.repo.stored_file_cache(),
+                BlobType::Data => None,
+            };
+            // The pack's bytes, read back once for whoever needs them.
+            let bytes = match self.repo.config().parity || cache.is_some() {
+                true => Some(
+                    staged
+                        .read_all()
+                        .map_err(|e| EngineError::io("a pack being written", e))?,
+                ),
+                false => None,
+            };
             // Parity first: a pack is never visible without it.
-            if self.repo.config().parity {
-                let bytes = staged
-                    .read_all()
-                    .map_err(|e| EngineError::io("a pack being written", e))?;
-                let parity = bunker_format::parity::encode(&bytes);
+            if let (true, Some(bytes)) = (self.repo.config().parity, &bytes) {
+                let parity = bunker_format::parity::encode(bytes);
                 self.repo
                     .backend()
                     .write(FileKind::Parity, &name, &parity)?;
             }
-            // Trees are read again by every later backup, restore and
-            // listing: a remote repository's cache keeps the packs of trees
-            // this client wrote, so they are never downloaded.
-            let cached = match (pack.kind, self.repo.stored_file_cache()) {
-                (BlobType::Tree, Some(cache)) => staged.read_all().ok().map(|b| (cache, b)),
-                _ => None,
-            };
             self.repo.backend().commit(FileKind::Pack, &name, staged)?;
-            if let Some((cache, bytes)) = cached {
-                cache.keep_pack(&name, &bytes);
+            if let (Some(cache), Some(bytes)) = (cache, &bytes) {
+                cache.keep_pack(&name, bytes);
             }
         }
         self.stored_bytes.fetch_add(length, Ordering::Relaxed);
