@@ -171,4 +171,13 @@ fn missing_credentials_are_named_before_any_request() {
         e.to_string().contains("GOOGLE_APPLICATION_CREDENTIALS"),
         "{e}"
     );
+    // A path under the login's home cannot be reached yet: said, with the way out.
+    let e = open(
+        &Location::parse("sftp://host/~/backup").unwrap(),
+        &Settings::from_env([], None),
+        false,
+    )
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("absolute path"), "{e}");
 }

@@ -79,7 +79,9 @@ impl GlobalArgs {
     pub fn storage_settings(&self) -> Result<Settings> {
         let mut settings = Settings::from_process();
         for spec in &self.options {
-            settings.set(spec)?;
+            if let Err(e) = settings.set(spec) {
+                crate::usage!("{e}");
+            }
         }
         let kib = |v: u32| v.saturating_mul(1024);
         settings.limit_upload = self.limit_upload.map(kib);

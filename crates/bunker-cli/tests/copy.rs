@@ -265,4 +265,13 @@ fn the_destination_password_never_comes_from_argv_and_a_missing_one_is_a_usage_e
         .env("BUNKER_TO_PASSWORD", "wrong")
         .args(["copy", "--to", &d.arg]));
     expect_code(&out, 12, "copy with a wrong destination password");
+    // A repository is not copied into itself.
+    let out = run(env
+        .cmd()
+        .env("BUNKER_TO_PASSWORD_FILE", &env.password_file)
+        .args(["copy", "--to", &env.repo_arg]));
+    expect_code(&out, 1, "copy into the source itself");
+    let err = stderr(&out);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("the same repository"), "{err}");
 }

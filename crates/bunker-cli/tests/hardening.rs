@@ -677,6 +677,9 @@ fn usage_errors_exit_2_with_one_line() {
         vec!["init", "--pack-size", "0"],
         vec!["backup", "--stdin", "--stdin-filename", "../x"],
         vec!["no-such-command"],
+        vec!["-o", "s3.regoin=eu-west-1", "snapshots"],
+        vec!["-o", "connections=0", "snapshots"],
+        vec!["--limit-upload", "0", "snapshots"],
     ];
     for args in cases {
         let out = run(env.cmd().args(&args));
