@@ -69,6 +69,15 @@ pub enum EngineError {
     /// A caller-side mistake (bad option value).
     #[error("{0}")]
     Invalid(String),
+
+    /// A database server or client program failed.
+    #[error(transparent)]
+    Database(#[from] bunker_source::database::DatabaseError),
+
+    /// A stream its source refused (a dump that died or was cut short):
+    /// nothing names what was stored, so it counts for nothing.
+    #[error("{0}; not a recovery point: no snapshot was saved")]
+    NotARecoveryPoint(String),
     /// Local file system failure (outside the repository).
     #[error("{path}: {source}")]
     Io {

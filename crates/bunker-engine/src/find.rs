@@ -12,6 +12,8 @@ pub struct SnapshotFilter {
     pub tags: Vec<String>,
     /// Keep snapshots that include all of these paths.
     pub paths: Vec<String>,
+    /// Keep snapshots of any of these kinds (`files`, `postgres`, `mysql`).
+    pub kinds: Vec<String>,
 }
 
 impl SnapshotFilter {
@@ -20,6 +22,7 @@ impl SnapshotFilter {
         let s = &entry.snapshot;
         (self.hosts.is_empty() || self.hosts.contains(&s.hostname))
             && (self.tags.is_empty() || self.tags.iter().any(|t| s.tags.contains(t)))
+            && (self.kinds.is_empty() || self.kinds.iter().any(|k| k == s.kind_name()))
             && self.paths.iter().all(|p| {
                 s.paths
                     .iter()

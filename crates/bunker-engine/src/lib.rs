@@ -8,6 +8,7 @@ pub mod backup;
 pub mod cache;
 pub mod check;
 pub mod copy;
+pub mod database;
 pub mod diff;
 pub mod dump;
 mod error;

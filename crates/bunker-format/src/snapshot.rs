@@ -116,6 +116,76 @@ pub struct Snapshot {
     /// in the repository it was first written to (copies of copies keep it).
     #[cbor(n(13), default)]
     pub original: Option<SnapshotId>,
+    /// For a database dump: what was dumped, by what, and how many rows
+    /// each table held. Absent for files.
+    #[cbor(n(14), default)]
+    pub database: Option<DatabaseDump>,
+}
+
+/// The database servers Bunker dumps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, minicbor::Encode, minicbor::Decode)]
+#[cbor(index_only)]
+pub enum DatabaseKind {
+    /// PostgreSQL, dumped by `pg_dump` in its custom archive format.
+    #[n(0)]
+    Postgres,
+    /// MySQL or MariaDB, dumped by `mysqldump`/`mariadb-dump` as SQL.
+    #[n(1)]
+    Mysql,
+}
+
+impl DatabaseKind {
+    /// Lowercase name, as `snapshots --kind` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            DatabaseKind::Postgres => "postgres",
+            DatabaseKind::Mysql => "mysql",
+        }
+    }
+}
+
+/// What a database snapshot holds. Its tree has the dump as a file at the
+/// root (`dump_file`) and, when they could be read, the server's global
+/// objects (roles, users, grants) as SQL in `globals_file`.
+#[derive(Clone, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
+#[cbor(map)]
+pub struct DatabaseDump {
+    /// Server kind.
+    #[n(0)]
+    pub kind: DatabaseKind,
+    /// Server version as the server reports it.
+    #[n(1)]
+    pub server_version: String,
+    /// Name of the database dumped.
+    #[n(2)]
+    pub database: String,
+    /// The dump program's `--version` line.
+    #[n(3)]
+    pub dump_program: String,
+    /// Name of the file at the snapshot's root that holds the dump.
+    #[n(4)]
+    pub dump_file: String,
+    /// Name of the file holding the global objects, if they were dumped.
+    #[cbor(n(5), default)]
+    pub globals_file: Option<String>,
+    /// Every table's exact row count in the dump, in dump order.
+    #[cbor(n(6), default)]
+    pub tables: Vec<TableRows>,
+}
+
+/// One table's row count.
+#[derive(Clone, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
+#[cbor(map)]
+pub struct TableRows {
+    /// Schema (PostgreSQL) or database (MySQL).
+    #[n(0)]
+    pub schema: String,
+    /// Table name.
+    #[n(1)]
+    pub name: String,
+    /// Rows.
+    #[n(2)]
+    pub rows: u64,
 }
 
 impl Snapshot {
@@ -133,6 +203,11 @@ impl Snapshot {
     /// first written under.
     pub fn identity(&self, id: SnapshotId) -> SnapshotId {
         self.original.unwrap_or(id)
+    }
+
+    /// What the snapshot holds: `files`, or the database kind's name.
+    pub fn kind_name(&self) -> &'static str {
+        self.database.as_ref().map_or("files", |d| d.kind.name())
     }
 
     /// True when some sources could not be read.
@@ -165,9 +240,37 @@ mod tests {
             skipped: vec!["/a/x".into()],
             warnings: vec!["/a/y: file changed while it was read".into()],
             original: Some(SnapshotId([3; 32])),
+            database: None,
         };
         assert_eq!(Snapshot::decode(&s.encode()).unwrap(), s);
         assert_eq!(s.identity(SnapshotId([9; 32])), SnapshotId([3; 32]));
         assert!(Snapshot::decode(b"\xff\x00").is_err());
+    }
+
+    /// The database fields' encoding is pinned: every later version must
+    /// read these bytes (docs/FORMAT.md §4.3, key 14).
+    #[test]
+    fn database_dump_vector() {
+        let dump = DatabaseDump {
+            kind: DatabaseKind::Mysql,
+            server_version: "10.11".into(),
+            database: "shop".into(),
+            dump_program: "d".into(),
+            dump_file: "shop.sql".into(),
+            globals_file: Some("users.sql".into()),
+            tables: vec![TableRows {
+                schema: "shop".into(),
+                name: "t".into(),
+                rows: 300,
+            }],
+        };
+        let bytes = minicbor::to_vec(&dump).unwrap();
+        assert_eq!(
+            hex::encode(&bytes),
+            "a70001016531302e3131026473686f70036164046873686f702e73716c05697573657273\
+             2e73716c0681a3006473686f700161740219012c"
+        );
+        let decoded: DatabaseDump = minicbor::decode(&bytes).unwrap();
+        assert_eq!(decoded, dump);
     }
 }

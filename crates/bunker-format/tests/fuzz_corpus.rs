@@ -83,6 +83,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         skipped: vec![],
         warnings: vec!["/home/user/log: file changed while it was read".into()],
         original: None,
+        database: None,
     };
     let tree = Tree {
         nodes: vec![

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bunker_engine::backup::{
-    backup, source_paths, stream_filename, BackupOptions, BackupOutcome, BackupSource, StdinSource,
+    backup, source_paths, stream_filename, BackupOptions, BackupOutcome, BackupSource,
+    CommandSource, StdinSource,
 };
 use bunker_engine::find::{find_snapshot, SnapshotFilter};
 use bunker_engine::format::snapshot::BackupMode;
@@ -20,7 +21,7 @@ use crate::{exit, format, progress};
 /// Back up files and directories (or standard input).
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Files and directories to back up
+    /// Files and directories to back up (with --stdin-from-command: the command and its arguments, after `--`)
     #[arg(value_name = "PATH", required_unless_present = "stdin")]
     paths: Vec<PathBuf>,
     /// Tag the snapshot (repeatable)
@@ -53,6 +54,13 @@ pub struct Args {
     /// Back up standard input as one file
     #[arg(long, conflicts_with = "paths")]
     stdin: bool,
+    /// Run the command given after `--` and back up its output as one file;
+    /// it must exit 0 and print something
+    #[arg(long, conflicts_with = "stdin")]
+    stdin_from_command: bool,
+    /// With --stdin-from-command: accept a command that prints nothing
+    #[arg(long, requires = "stdin_from_command")]
+    allow_empty: bool,
     /// Name of the file that holds standard input in the snapshot
     #[arg(long, default_value = "stdin", value_name = "NAME", value_parser = parse_stdin_filename)]
     stdin_filename: String,
@@ -75,7 +83,7 @@ fn parse_stdin_filename(text: &str) -> Result<String, String> {
 
 /// The backup strategies.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-enum Mode {
+pub enum Mode {
     Full,
     Incremental,
     Differential,
@@ -100,12 +108,24 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         patterns.extend(text.lines().map(str::to_string));
     }
     let excludes = PatternSet::new(patterns).map_err(|e| Usage(e.to_string()))?;
-    let source = match args.stdin {
-        true => BackupSource::Stream(StdinSource {
-            filename: args.stdin_filename,
-            reader: Box::new(std::io::stdin()) as Box<dyn Read + Send>,
-        }),
-        false => {
+    let source = match (args.stdin, args.stdin_from_command) {
+        (true, _) => BackupSource::Streams(Box::new(StdinSource::new(
+            args.stdin_filename,
+            Box::new(std::io::stdin()) as Box<dyn Read + Send>,
+        )?)),
+        (_, true) => {
+            let argv: Vec<String> = args
+                .paths
+                .iter()
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect();
+            BackupSource::Streams(Box::new(CommandSource::new(
+                args.stdin_filename,
+                &argv,
+                args.allow_empty,
+            )?))
+        }
+        (false, false) => {
             let paths = args
                 .paths
                 .iter()

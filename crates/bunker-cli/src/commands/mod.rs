@@ -3,6 +3,7 @@
 mod backup;
 mod check;
 mod copy;
+mod db;
 mod diff;
 mod dump;
 mod forget;
@@ -47,6 +48,8 @@ pub enum Command {
     Check(check::Args),
     /// Copy snapshots to another repository (only what it lacks)
     Copy(copy::Args),
+    /// Back up, restore and verify PostgreSQL and MySQL/MariaDB databases
+    Db(db::Args),
     /// Manage the keys (passwords) that open the repository
     Key(key::Args),
     /// Show sizes, deduplication and compression ratios
@@ -68,12 +71,13 @@ pub fn run(command: Command, global: &GlobalArgs) -> Result<i32> {
         Command::Prune(a) => prune::run(a, global),
         Command::Repair(a) => repair::run(a, global),
         Command::Diff(a) => diff::run(a, global),
+        Command::Db(a) => db::run(a, global),
         Command::Key(a) => key::run(a, global),
         Command::Stats(a) => stats::run(a, global),
     }
 }
 
-/// `--host/--tag/--path`, narrowing which snapshots a command sees.
+/// `--host/--tag/--path/--kind`, narrowing which snapshots a command sees.
 #[derive(clap::Args, Debug, Default)]
 pub struct FilterArgs {
     /// Only snapshots from this host (repeatable)
@@ -85,6 +89,9 @@ pub struct FilterArgs {
     /// Only snapshots that include this path (repeatable)
     #[arg(long = "path", value_name = "PATH")]
     pub paths: Vec<String>,
+    /// Only snapshots of this kind (repeatable)
+    #[arg(long = "kind", value_name = "KIND", value_parser = ["files", "postgres", "mysql"])]
+    pub kinds: Vec<String>,
 }
 
 impl FilterArgs {
@@ -94,6 +101,7 @@ impl FilterArgs {
             hosts: self.hosts.clone(),
             tags: self.tags.clone(),
             paths: self.paths.clone(),
+            kinds: self.kinds.clone(),
         }
     }
 }

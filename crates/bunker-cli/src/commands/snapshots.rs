@@ -35,6 +35,20 @@ pub fn snapshot_json(e: &SnapshotEntry) -> Value {
         "warnings": s.warnings,
         "excludes": s.excludes,
         "program_version": s.program_version,
+        "kind": s.kind_name(),
+        "database": s.database.as_ref().map(|d| json!({
+            "kind": d.kind.name(),
+            "server_version": d.server_version,
+            "database": d.database,
+            "dump_program": d.dump_program,
+            "dump_file": d.dump_file,
+            "globals_file": d.globals_file,
+            "tables": d.tables.iter().map(|t| json!({
+                "schema": t.schema,
+                "table": t.name,
+                "rows": t.rows,
+            })).collect::<Vec<_>>(),
+        })),
         "summary": {
             "files_new": s.summary.files_new,
             "files_changed": s.summary.files_changed,
@@ -56,7 +70,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         super::print_json(&Value::Array(entries.iter().map(snapshot_json).collect()));
         return Ok(exit::OK);
     }
-    let rows: Vec<[String; 7]> = entries
+    let rows: Vec<[String; 8]> = entries
         .iter()
         .map(|e| {
             let s = &e.snapshot;
@@ -75,18 +89,22 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
                         ""
                     }
                 ),
+                kind(e),
                 s.paths.join(" "),
             ]
         })
         .collect();
-    let header = ["ID", "Time", "Host", "Tags", "Parent", "Mode", "Paths"].map(String::from);
+    let header = [
+        "ID", "Time", "Host", "Tags", "Parent", "Mode", "Kind", "Paths",
+    ]
+    .map(String::from);
     let mut widths = header.clone().map(|h| h.len());
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |r: &[String; 7]| {
+    let line = |r: &[String; 8]| {
         let cells: Vec<String> = r
             .iter()
             .zip(widths)
@@ -102,4 +120,21 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         crate::outln!("{} snapshot(s)", rows.len());
     }
     Ok(exit::OK)
+}
+
+/// The kind column: `files`, or the database, its server version and row total.
+fn kind(e: &SnapshotEntry) -> String {
+    match &e.snapshot.database {
+        None => "files".into(),
+        Some(d) => {
+            let rows: u64 = d.tables.iter().map(|t| t.rows).sum();
+            let version = d.server_version.split_whitespace().next().unwrap_or("");
+            format!(
+                "{} {version}: {} ({} tables, {rows} rows)",
+                d.kind.name(),
+                d.database,
+                d.tables.len()
+            )
+        }
+    }
 }

@@ -14,9 +14,9 @@
 mod pack_sink;
 mod parent;
 mod pipeline;
+mod stream;
 mod tree_builder;
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -26,6 +26,7 @@ use bunker_source::WalkOptions;
 
 pub use pack_sink::{PackSink, SinkStats};
 pub use parent::{select_parent, ParentChoice};
+pub use stream::{CommandSource, StdinSource, StreamSource};
 
 use crate::failpoint;
 use crate::identity::{hostname, now_ns, username};
@@ -38,8 +39,9 @@ use crate::{EngineError, Result};
 pub enum BackupSource {
     /// Files and directories, as absolute paths.
     Paths(Vec<PathBuf>),
-    /// One stream, stored as a file at the snapshot's root.
-    Stream(StdinSource),
+    /// Streams, each stored as a file at the snapshot's root; the source
+    /// has the last word on whether they make a snapshot.
+    Streams(Box<dyn StreamSource>),
 }
 
 /// How to back up.
@@ -61,14 +63,6 @@ pub struct BackupOptions {
     pub mode: BackupMode,
     /// `--parent`: compare against this snapshot instead of the chosen one.
     pub parent: Option<SnapshotEntry>,
-}
-
-/// A stream to back up as a single file.
-pub struct StdinSource {
-    /// Name of the file in the snapshot.
-    pub filename: String,
-    /// The data.
-    pub reader: Box<dyn Read + Send>,
 }
 
 /// What a backup produced.
@@ -139,10 +133,7 @@ pub fn backup(
 ) -> Result<BackupOutcome> {
     let paths = match &source {
         BackupSource::Paths(paths) => Some(source_paths(paths)?),
-        BackupSource::Stream(s) => {
-            stream_filename(&s.filename)?;
-            None
-        }
+        BackupSource::Streams(_) => None,
     };
     // The session lock goes first: a prune that condemns packs after this
     // point waits for us; one that did before is excluded from our index.
@@ -184,16 +175,31 @@ pub fn backup(
             let excludes = options.selection.excludes.patterns().to_vec();
             (run, shown, excludes, choice)
         }
-        (BackupSource::Stream(stream), _) => {
-            let name = stream.filename.clone();
-            let run = pipeline::run_stream(repo.clone(), stream, progress, options.dry_run)?;
-            // A stream has no metadata to compare: it is always read whole.
-            let choice = ParentChoice {
-                parent: None,
-                mode: BackupMode::Full,
-                note: None,
-            };
-            (run, vec![format!("/{name}")], Vec::new(), choice)
+        (BackupSource::Streams(mut streams), _) => {
+            let shown = streams.paths();
+            let host = options.host.clone().unwrap_or_else(hostname);
+            // A stream is always read whole; the parent records what it
+            // follows (and deduplication stores only what changed).
+            let choice = select_parent(
+                &repo.snapshots()?,
+                options.mode,
+                &host,
+                &shown,
+                options.parent.clone(),
+            );
+            let run =
+                pipeline::run_stream(repo.clone(), streams.as_mut(), progress, options.dry_run)?;
+            return finish(
+                repo,
+                run,
+                shown,
+                Vec::new(),
+                &options,
+                session.as_ref(),
+                choice,
+                started,
+                Some(streams.as_mut()),
+            );
         }
         (BackupSource::Paths(_), None) => unreachable!("paths were checked above"),
     };
@@ -206,6 +212,7 @@ pub fn backup(
         session.as_ref(),
         choice,
         started,
+        None,
     )
 }
 
@@ -219,6 +226,7 @@ fn finish(
     session: Option<&LockGuard>,
     choice: ParentChoice,
     started: i64,
+    streams: Option<&mut dyn StreamSource>,
 ) -> Result<BackupOutcome> {
     let summary = SnapshotSummary {
         files_new: run.counts.new,
@@ -233,7 +241,7 @@ fn finish(
         started_ns: started,
         finished_ns: now_ns(),
     };
-    let snapshot = Snapshot {
+    let mut snapshot = Snapshot {
         time_ns: options.time_ns.unwrap_or(started),
         hostname: options.host.clone().unwrap_or_else(hostname),
         username: username(),
@@ -248,7 +256,13 @@ fn finish(
         skipped: run.skipped,
         warnings: run.warnings,
         original: None,
+        database: None,
     };
+    // The source's verdict comes before anything names what was stored: a
+    // stream it refuses leaves unreferenced blobs for prune, no snapshot.
+    if let Some(streams) = streams {
+        streams.seal(&mut snapshot)?;
+    }
     let id = if options.dry_run {
         None
     } else {

@@ -99,6 +99,7 @@ mod tests {
                 summary: SnapshotSummary::default(),
                 program_version: String::new(),
                 original: None,
+                database: None,
                 excludes: vec![],
                 skipped: vec![],
                 warnings: vec![],

@@ -18,7 +18,7 @@ use crossbeam_channel::{bounded, Sender};
 
 use super::pack_sink::{PackSink, SinkStats};
 use super::tree_builder::{build_trees, store_tree, TreeEvent};
-use super::StdinSource;
+use super::{stream_filename, StreamSource};
 use crate::identity::now_ns;
 use crate::progress::Progress;
 use crate::repository::{Indexed, Repository};
@@ -344,36 +344,48 @@ pub(super) fn run_walk(
 /// Stores one stream as a file at the root of the snapshot.
 pub(super) fn run_stream(
     repo: Arc<Repository<Indexed>>,
-    source: StdinSource,
+    source: &mut dyn StreamSource,
     progress: Arc<dyn Progress>,
     dry_run: bool,
 ) -> Result<RunResult> {
     let (stage, sealers) = start(&repo, progress, dry_run);
     let outcome = (|| {
-        let (ids, size) = stage.store_stream(source.reader).map_err(|e| match e {
-            ReadError::Source(e) => EngineError::io("standard input", e),
-            ReadError::Aborted => EngineError::Aborted,
-        })?;
-        let now = now_ns();
-        let node = Node {
-            name: source.filename.into_bytes(),
-            kind: NodeKind::File,
-            mode: 0o644,
-            // SAFETY: getuid/getgid cannot fail.
-            uid: unsafe { libc::getuid() },
-            gid: unsafe { libc::getgid() },
-            mtime_sec: now.div_euclid(1_000_000_000),
-            mtime_nsec: now.rem_euclid(1_000_000_000) as u32,
-            size,
-            content: ids,
-            ..Default::default()
-        };
-        store_tree(&stage, vec![node]).map(|root| (root, size))
+        let mut nodes: Vec<Node> = Vec::new();
+        let mut total = 0;
+        while let Some((name, reader)) = source.next_stream()? {
+            stream_filename(&name)?;
+            let (ids, size) = stage.store_stream(reader).map_err(|e| match e {
+                ReadError::Source(e) => EngineError::io(&name, e),
+                ReadError::Aborted => EngineError::Aborted,
+            })?;
+            let now = now_ns();
+            nodes.push(Node {
+                name: name.into_bytes(),
+                kind: NodeKind::File,
+                mode: 0o644,
+                // SAFETY: getuid/getgid cannot fail.
+                uid: unsafe { libc::getuid() },
+                gid: unsafe { libc::getgid() },
+                mtime_sec: now.div_euclid(1_000_000_000),
+                mtime_nsec: now.rem_euclid(1_000_000_000) as u32,
+                size,
+                content: ids,
+                ..Default::default()
+            });
+            total += size;
+        }
+        // A tree's entries are sorted by name, and unique.
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        if nodes.windows(2).any(|w| w[0].name == w[1].name) {
+            return Err(EngineError::Internal("two streams with one name".into()));
+        }
+        let files = nodes.len() as u64;
+        store_tree(&stage, nodes).map(|root| (root, total, files))
     })();
-    let ((root, size), stats, bytes_read) = complete(stage, sealers, outcome)?;
+    let ((root, size, files), stats, bytes_read) = complete(stage, sealers, outcome)?;
     let counts = Counts {
-        files: 1,
-        new: 1,
+        files,
+        new: files,
         bytes_read,
         total_bytes: size,
         ..Default::default()

@@ -1,0 +1,138 @@
+//! Loading a file of a snapshot into a database client's standard input.
+
+use std::io::{Read, Write};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use bunker_format::id::BlobId;
+use bunker_source::database::{error_lines_of, ClientCommand, DatabaseError};
+
+use crate::repository::{Indexed, Repository};
+use crate::{EngineError, Result};
+
+/// How long a load took, and how much of it was the repository's.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadTiming {
+    /// Wall time of the whole load.
+    pub total: Duration,
+    /// Time spent fetching and decrypting the dump, not counting the time
+    /// spent waiting for the database to take it.
+    pub fetch: Duration,
+}
+
+impl LoadTiming {
+    /// The database's share: loading, and waiting for it.
+    pub fn load(&self) -> Duration {
+        self.total.saturating_sub(self.fetch)
+    }
+}
+
+/// Streams the snapshot file at `path` into `client`'s standard input and
+/// waits for it; an error carries the client's own error lines (the failed
+/// statement).
+pub(super) fn load_file(
+    repo: &Repository<Indexed>,
+    root: &BlobId,
+    path: &str,
+    mut client: ClientCommand,
+) -> Result<LoadTiming> {
+    let started = Instant::now();
+    let mut child = client
+        .command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| DatabaseError::Spawn {
+            program: client.program.clone(),
+            source,
+        })?;
+    let stderr = capture_stderr(&mut child);
+    let mut input = TimedWriter {
+        inner: child.stdin.take().expect("piped"),
+        waiting: Duration::ZERO,
+    };
+    let sent = crate::dump::dump(repo, root, path, &mut input);
+    let fetch = started.elapsed().saturating_sub(input.waiting);
+    drop(input);
+    let status = child
+        .wait()
+        .map_err(|e| EngineError::io(&client.program, e));
+    let stderr = stderr.join().unwrap_or_default();
+    let status = status?;
+    if !status.success() || error_lines_of(&stderr).is_some() {
+        return Err(DatabaseError::Client {
+            program: client.program,
+            detail: error_lines_of(&stderr).unwrap_or_else(|| format!("exited with {status}")),
+        }
+        .into());
+    }
+    match sent {
+        // The client took what it needed and left (pg_restore --table).
+        Err(EngineError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other?,
+    }
+    Ok(LoadTiming {
+        total: started.elapsed(),
+        fetch,
+    })
+}
+
+/// Runs `client` on a file (a parallel restore reads a seekable file) and
+/// waits for it.
+pub(super) fn run_client(mut client: ClientCommand) -> Result<Duration> {
+    let started = Instant::now();
+    let mut child = client
+        .command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|source| DatabaseError::Spawn {
+            program: client.program.clone(),
+            source,
+        })?;
+    let stderr = capture_stderr(&mut child);
+    let status = child
+        .wait()
+        .map_err(|e| EngineError::io(&client.program, e))?;
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() || error_lines_of(&stderr).is_some() {
+        return Err(DatabaseError::Client {
+            program: client.program,
+            detail: error_lines_of(&stderr).unwrap_or_else(|| format!("exited with {status}")),
+        }
+        .into());
+    }
+    Ok(started.elapsed())
+}
+
+fn capture_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let mut err = child.stderr.take().expect("piped");
+    std::thread::spawn(move || {
+        let mut kept = Vec::new();
+        let _ = (&mut err).take(64 << 10).read_to_end(&mut kept);
+        // Drain the rest so the client never blocks on a full pipe.
+        let _ = std::io::copy(&mut err, &mut std::io::sink());
+        String::from_utf8_lossy(&kept).into_owned()
+    })
+}
+
+/// A writer that counts the time its writes wait.
+struct TimedWriter<W> {
+    inner: W,
+    waiting: Duration,
+}
+
+impl<W: Write> Write for TimedWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let t = Instant::now();
+        let n = self.inner.write(buf);
+        self.waiting += t.elapsed();
+        n
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
