@@ -352,7 +352,19 @@ fn postgres_round_trip_keeps_content_and_counts_rows_exactly() {
     fill_postgres(&src, 1_000_000);
     let expected = postgres_content(&src);
 
-    let out = bunker_ok(&env, &["db", "backup", "--tag", "nightly", &src.url()]);
+    // Counted twice: in the dump as it streams, and by the database in the
+    // dump's own snapshot; both must agree table by table.
+    let out = bunker_ok(
+        &env,
+        &[
+            "db",
+            "backup",
+            "--count-rows",
+            "--tag",
+            "nightly",
+            &src.url(),
+        ],
+    );
     assert!(stdout(&out).contains("snapshot"), "{}", stdout(&out));
     let snaps = db_snapshots(&env, &["--kind", "postgres"]);
     assert_eq!(snaps.len(), 1);
@@ -532,6 +544,36 @@ fn mysql_round_trip_keeps_content_and_counts_rows_exactly() {
     );
     assert_eq!(mysql_content(&restored), expected);
     mysql_code_works(&restored);
+
+    // One table alone, cut from the SQL stream.
+    let one = src.sibling("one");
+    bunker_ok(
+        &env,
+        &[
+            "db",
+            "restore",
+            "latest",
+            "--to",
+            &one.url(),
+            "--create",
+            "--table",
+            "legacy",
+        ],
+    );
+    assert_eq!(one.sql("SELECT COUNT(*) FROM legacy"), "100");
+    assert_eq!(one.sql("SHOW TABLES"), "legacy");
+    let out = run(env.cmd().args([
+        "db",
+        "restore",
+        "latest",
+        "--to",
+        &one.url(),
+        "--clean",
+        "--table",
+        "nope",
+    ]));
+    expect_code(&out, 1, "an unknown table");
+    assert!(stderr(&out).contains("no table nope"), "{}", stderr(&out));
 
     let out = bunker_ok(
         &env,
@@ -782,6 +824,29 @@ fn the_guard_refuses_every_dump_that_is_not_whole() {
             &format!("{pg}/bunker_no_such_db_{}", std::process::id()),
         ],
         "does not exist",
+    );
+
+    // A dump of the wrong, nearly empty database (a stale replica, a
+    // wrapper pointed elsewhere) is whole by every structural check but
+    // holds far fewer rows than the server estimates.
+    let stale = src.sibling("stale");
+    psql(&pg, "postgres", &format!("CREATE DATABASE {}", stale.name));
+    stale.sql("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 10) g");
+    src.sql("ANALYZE t");
+    let elsewhere = wrapper(
+        &env,
+        "elsewhere.sh",
+        "pg_dump",
+        &format!(
+            "args=()\nfor a in \"$@\"; do case \"$a\" in --snapshot=*) ;; --dbname=*) args+=(\"--dbname={}\") ;; \
+             *) args+=(\"$a\") ;; esac; done\nexec $DUMP \"${{args[@]}}\"",
+            stale.url().replace("postgres://", "postgresql://")
+        ),
+    );
+    refused(
+        &env,
+        &["db", "backup", "--dump-command", &dump(&elsewhere), &url],
+        "implausibly small",
     );
 
     // MySQL: cut short with exit 0 (no "Dump completed" trailer), a wrong password.

@@ -4,7 +4,9 @@
 use std::io::{Cursor, Read};
 
 use bunker_format::snapshot::{DatabaseDump, DatabaseKind, Snapshot};
-use bunker_source::database::{dump_globals, start_dump, Connection, DumpJob, ServerInfo};
+use bunker_source::database::{
+    dump_globals, start_dump, Connection, DumpJob, DumpOptions, ServerInfo,
+};
 
 use crate::backup::StreamSource;
 use crate::{EngineError, Result};
@@ -19,6 +21,7 @@ pub struct DatabaseSource {
     globals: Option<Cursor<Vec<u8>>>,
     globals_note: Option<String>,
     job: Option<DumpJob>,
+    options: DumpOptions,
     /// Streams given so far: the globals (if any), then the dump.
     given: u8,
 }
@@ -29,7 +32,7 @@ const GLOBALS: &str = "globals.sql";
 impl DatabaseSource {
     /// Asks the server for its version and dumps its global objects (small,
     /// held in memory); the database's dump starts when the backup reads it.
-    pub fn new(conn: Connection, database: &str) -> Result<Self> {
+    pub fn new(conn: Connection, database: &str, options: DumpOptions) -> Result<Self> {
         let server = conn.server_info(Some(database))?;
         let (globals, globals_note) = match dump_globals(&conn, &server)? {
             Ok(bytes) => (Some(Cursor::new(bytes)), None),
@@ -47,6 +50,7 @@ impl DatabaseSource {
             globals,
             globals_note,
             job: None,
+            options,
             given: 0,
         })
     }
@@ -88,7 +92,7 @@ impl StreamSource for DatabaseSource {
             ))),
             (1, false) | (2, true) => {
                 let name = self.dump_file();
-                let job = start_dump(&self.conn, &self.database, &self.server)?;
+                let job = start_dump(&self.conn, &self.database, &self.server, self.options)?;
                 Ok(Some((name, self.job.insert(job))))
             }
             _ => Ok(None),

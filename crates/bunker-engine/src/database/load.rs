@@ -5,7 +5,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use bunker_format::id::BlobId;
-use bunker_source::database::{error_lines_of, ClientCommand, DatabaseError};
+use bunker_source::database::{error_lines_of, ClientCommand, DatabaseError, MysqlTableFilter};
 
 use crate::repository::{Indexed, Repository};
 use crate::{EngineError, Result};
@@ -29,12 +29,14 @@ impl LoadTiming {
 
 /// Streams the snapshot file at `path` into `client`'s standard input and
 /// waits for it; an error carries the client's own error lines (the failed
-/// statement).
+/// statement). With `mysql_tables`, only those tables' parts of a MySQL
+/// dump are sent.
 pub(super) fn load_file(
     repo: &Repository<Indexed>,
     root: &BlobId,
     path: &str,
     mut client: ClientCommand,
+    mysql_tables: &[String],
 ) -> Result<LoadTiming> {
     let started = Instant::now();
     let mut child = client
@@ -52,7 +54,18 @@ pub(super) fn load_file(
         inner: child.stdin.take().expect("piped"),
         waiting: Duration::ZERO,
     };
-    let sent = crate::dump::dump(repo, root, path, &mut input);
+    let sent = match mysql_tables.is_empty() {
+        true => crate::dump::dump(repo, root, path, &mut input),
+        false => {
+            let mut filter = MysqlTableFilter::new(&mut input, mysql_tables.to_vec());
+            crate::dump::dump(repo, root, path, &mut filter).and_then(|()| {
+                filter
+                    .finish()
+                    .map(|_| ())
+                    .map_err(|e| EngineError::io("output", e))
+            })
+        }
+    };
     let fetch = started.elapsed().saturating_sub(input.waiting);
     drop(input);
     let status = child

@@ -69,12 +69,29 @@ pub fn restore_database(
             url.with_database(&dump.database)
         )));
     };
-    if dump.kind == DatabaseKind::Mysql
-        && !(options.tables.is_empty() && options.schemas.is_empty())
-    {
+    if dump.kind == DatabaseKind::Mysql && !options.schemas.is_empty() {
         return Err(EngineError::Invalid(
-            "--table and --schema select parts of a PostgreSQL archive; a MySQL dump is restored whole".into(),
+            "--schema selects part of a PostgreSQL archive; a MySQL dump holds one database (choose tables with --table)".into(),
         ));
+    }
+    let missing: Vec<&str> = options
+        .tables
+        .iter()
+        .filter(|t| {
+            !dump
+                .tables
+                .iter()
+                .any(|d| &d.name == *t || format!("{}.{}", d.schema, d.name) == **t)
+        })
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(EngineError::Invalid(format!(
+            "no table {} in snapshot {}'s dump of {}",
+            missing.join(", "),
+            entry.id.short(),
+            dump.database
+        )));
     }
     let exists = target.database_exists(&name)?;
     let mut outcome = RestoreOutcome {
@@ -208,13 +225,13 @@ pub(super) fn load(
             }
             // One transaction: a failure leaves the target as it was.
             client.command.arg("--single-transaction");
-            load_file(repo, &root, &file, client)
+            load_file(repo, &root, &file, client, &[])
         }
         DatabaseKind::Mysql => {
             let program = target.program(Tool::Shell, None)?;
             let mut client = target.command(&program, Some(database))?;
             client.command.arg(format!("--database={database}"));
-            load_file(repo, &root, &file, client)
+            load_file(repo, &root, &file, client, &options.tables)
         }
     }
 }
@@ -274,7 +291,7 @@ fn load_globals(
     } else {
         client.command.arg("--force");
     }
-    match load_file(repo, &entry.snapshot.tree, &format!("/{file}"), client) {
+    match load_file(repo, &entry.snapshot.tree, &format!("/{file}"), client, &[]) {
         Ok(_) => Ok(Vec::new()),
         Err(EngineError::Database(DatabaseError::Client { detail, .. })) => {
             Ok(vec![format!("global objects: {detail}")])

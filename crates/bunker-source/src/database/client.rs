@@ -373,11 +373,23 @@ fn pg_program(name: &str, server: Option<u32>) -> Result<PathBuf, DatabaseError>
             }
         }
     }
+    // PATH's program (Debian's is a wrapper) only for a version not
+    // installed side by side.
     if let Some(path) = on_path(name) {
-        if let Some(major) = pg_major(&path) {
+        if let Some(major) = pg_major(&path).filter(|m| !found.iter().any(|(f, _)| f == m)) {
             found.push((major, path));
         }
     }
+    choose_pg_program(name, found, server)
+}
+
+/// Picks from the installed `(major version, path)` pairs the program for
+/// a server of major version `server` (any, the newest, if unknown).
+fn choose_pg_program(
+    name: &str,
+    mut found: Vec<(u32, PathBuf)>,
+    server: Option<u32>,
+) -> Result<PathBuf, DatabaseError> {
     found.sort();
     let pick = match server {
         Some(s) => found
@@ -406,6 +418,34 @@ fn pg_program(name: &str, server: Option<u32>) -> Result<PathBuf, DatabaseError>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn picks_a_client_that_can_dump_the_server() {
+        let found = || {
+            vec![
+                (17, PathBuf::from("/v17")),
+                (13, PathBuf::from("/v13")),
+                (15, PathBuf::from("/v15")),
+            ]
+        };
+        let pick =
+            |server| choose_pg_program("pg_dump", found(), server).map_err(|e| e.to_string());
+        assert_eq!(pick(Some(15)).unwrap(), PathBuf::from("/v15"));
+        assert_eq!(pick(Some(14)).unwrap(), PathBuf::from("/v15"));
+        assert_eq!(pick(Some(11)).unwrap(), PathBuf::from("/v13"));
+        assert_eq!(pick(None).unwrap(), PathBuf::from("/v17"));
+        let e = pick(Some(18)).unwrap_err();
+        assert!(
+            e.contains("PostgreSQL 18")
+                && e.contains("postgresql-client-18")
+                && e.contains("pg_dump 17 (/v17)"),
+            "{e}"
+        );
+        let none = choose_pg_program("pg_dump", Vec::new(), Some(15))
+            .unwrap_err()
+            .to_string();
+        assert!(none.contains("install the PostgreSQL client"), "{none}");
+    }
 
     #[test]
     fn batch_output_is_unescaped() {

@@ -1,14 +1,20 @@
 //! Starting a database's dump, and judging it when it ends.
 //!
+//! Rows are counted in the dump itself as it streams, so the counts recorded
+//! are exactly the dump's, and checked for plausibility against the
+//! server's own estimates (a dump with a quarter of the rows the server
+//! expects is refused).
+//!
 //! PostgreSQL: Bunker opens a repeatable-read transaction, exports its
-//! snapshot, and runs `pg_dump --snapshot` in it; while the dump streams,
-//! the same transaction counts the rows of every table the archive's table
-//! of contents announces. Both see the same data, so the counts must equal
-//! the rows the archive holds, table by table.
+//! snapshot, and runs `pg_dump --snapshot` in it, so the dump is tied to
+//! that server and moment. With [`DumpOptions::count_rows`], the same
+//! transaction also counts the rows of every table the archive's table of
+//! contents announces, while the dump streams; both see the same data, so
+//! the counts must equal the archive's, table by table. That reads every
+//! table a second time, hence opt-in.
 //!
 //! MySQL/MariaDB: `mysqldump --single-transaction` takes its own snapshot,
-//! which no other session can share; the rows are counted in the dump as it
-//! streams, and checked for plausibility against the server's estimates.
+//! which no other session can share.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
@@ -21,7 +27,7 @@ use super::check::Trailer;
 use super::client::{version_line, Connection, Tool};
 use super::mysql_dump::{MysqlDumpCheck, DUMP_COMPLETED};
 use super::pg_archive::{abbreviate, PgArchiveCheck, LARGE_OBJECTS};
-use super::process::{DumpProcess, StreamReport};
+use super::process::{DumpProcess, OnAnnounced, StreamReport};
 use super::server::{mysql_string, sql_ident, ServerInfo};
 use super::{error_lines, DatabaseError};
 
@@ -31,11 +37,24 @@ const CLUSTER_DUMP_COMPLETE: &str = "-- PostgreSQL database cluster dump complet
 /// Largest globals script read (they are held in memory).
 const GLOBALS_LIMIT: u64 = 256 << 20;
 
+/// How to dump.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DumpOptions {
+    /// PostgreSQL: count every table's rows in the dump's snapshot and
+    /// require them to equal the archive's (a second read of every table).
+    pub count_rows: bool,
+}
+
 /// A dump in progress: read it to its end, then [`DumpJob::finish`].
 pub struct DumpJob {
     process: DumpProcess,
     counter: Option<JoinHandle<Result<Vec<TableRows>, DatabaseError>>>,
-    estimates: Vec<(String, u64)>,
+    /// The server's row estimates by (schema, table); `absent_is_error`
+    /// when every one of them must be in the dump (MySQL).
+    estimates: Vec<((String, String), u64)>,
+    absent_is_error: bool,
+    /// Holds the transaction whose snapshot the dump uses (when not counting).
+    _session: Option<PgSession>,
     /// The dump program's `--version` line.
     pub program_version: String,
 }
@@ -52,31 +71,59 @@ pub fn start_dump(
     conn: &Connection,
     database: &str,
     server: &ServerInfo,
+    options: DumpOptions,
 ) -> Result<DumpJob, DatabaseError> {
     let program = conn.program(Tool::Dump, Some(server.major))?;
     let program_version = version_line(&program).unwrap_or_else(|| program.display().to_string());
     match server.kind {
         DatabaseKind::Postgres => {
+            let estimates = conn
+                .query(
+                    Some(database),
+                    "SELECT n.nspname, c.relname, c.reltuples::bigint FROM pg_class c \
+                     JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' \
+                     AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND c.reltuples > 0",
+                )?
+                .into_iter()
+                .filter_map(|r| {
+                    Some((
+                        (r.first()?.clone(), r.get(1)?.clone()),
+                        r.get(2)?.parse().ok()?,
+                    ))
+                })
+                .collect();
             let (session, snapshot) = PgSession::open(conn, database)?;
             let mut client = conn.command(&program, Some(database))?;
             client.command.args(["--format=custom", "--compress=0"]);
             client.command.arg(format!("--snapshot={snapshot}"));
-            let (tx, rx) = mpsc::channel::<Vec<(String, String)>>();
-            let counter = std::thread::Builder::new()
-                .name("row-counts".into())
-                .spawn(move || count_rows(session, rx))
-                .map_err(|e| DatabaseError::io("cannot start a thread", e))?;
-            let process = DumpProcess::spawn(
-                client,
-                Box::new(PgArchiveCheck::new()),
-                Some(Box::new(move |tables| {
+            let check = Box::new(PgArchiveCheck::new());
+            let (process, counter, session) = if options.count_rows {
+                let (tx, rx) = mpsc::channel::<Vec<(String, String)>>();
+                let counter = std::thread::Builder::new()
+                    .name("row-counts".into())
+                    .spawn(move || count_rows(session, rx))
+                    .map_err(|e| DatabaseError::io("cannot start a thread", e))?;
+                let announced: OnAnnounced = Box::new(move |tables| {
                     let _ = tx.send(tables);
-                })),
-            )?;
+                });
+                (
+                    DumpProcess::spawn(client, check, Some(announced))?,
+                    Some(counter),
+                    None,
+                )
+            } else {
+                (
+                    DumpProcess::spawn(client, check, None)?,
+                    None,
+                    Some(session),
+                )
+            };
             Ok(DumpJob {
                 process,
-                counter: Some(counter),
-                estimates: Vec::new(),
+                counter,
+                estimates,
+                absent_is_error: false,
+                _session: session,
                 program_version,
             })
         }
@@ -91,7 +138,12 @@ pub fn start_dump(
                     ),
                 )?
                 .into_iter()
-                .filter_map(|r| Some((r.first()?.clone(), r.get(1)?.parse().unwrap_or(0))))
+                .filter_map(|r| {
+                    Some((
+                        (database.to_string(), r.first()?.clone()),
+                        r.get(1)?.parse().unwrap_or(0),
+                    ))
+                })
                 .collect();
             let mut client = conn.command(&program, Some(database))?;
             client.command.args([
@@ -117,6 +169,8 @@ pub fn start_dump(
                 process,
                 counter: None,
                 estimates,
+                absent_is_error: true,
+                _session: None,
                 program_version,
             })
         }
@@ -162,9 +216,14 @@ impl DumpJob {
         }
         let mut small = Vec::new();
         let mut absent = Vec::new();
-        for (name, estimate) in &self.estimates {
-            match report.tables.iter().find(|t| &t.name == name) {
-                None => absent.push(name.clone()),
+        for ((schema, name), estimate) in &self.estimates {
+            match report
+                .tables
+                .iter()
+                .find(|t| &t.schema == schema && &t.name == name)
+            {
+                None if self.absent_is_error => absent.push(name.clone()),
+                None => {}
                 // InnoDB's estimates err by tens of percent, not by 4×.
                 Some(t) if *estimate >= 1000 && t.rows.saturating_mul(4) < *estimate => {
                     small.push(format!(

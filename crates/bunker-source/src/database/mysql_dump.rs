@@ -123,17 +123,33 @@ impl MysqlDumpCheck {
     /// Reads bytes of an `INSERT` statement; returns how many it used (all,
     /// or up to and including the `;` that ends it).
     fn statement(&mut self, bytes: &[u8]) -> usize {
-        for (i, &b) in bytes.iter().enumerate() {
+        let mut i = 0;
+        while i < bytes.len() {
             if let Some(q) = self.quote {
                 if self.escaped {
                     self.escaped = false;
-                } else if b == b'\\' && q == b'\'' {
+                    i += 1;
+                    continue;
+                }
+                // Most of a dump is string content: jump to its end.
+                let rest = &bytes[i..];
+                let found = match q {
+                    b'\'' => memchr::memchr2(b'\\', q, rest),
+                    _ => memchr::memchr(q, rest),
+                };
+                let Some(p) = found else {
+                    return bytes.len();
+                };
+                if rest[p] == b'\\' {
                     self.escaped = true;
-                } else if b == q {
+                } else {
                     self.quote = None;
                 }
+                i += p + 1;
                 continue;
             }
+            let b = bytes[i];
+            i += 1;
             match b {
                 b'\'' | b'"' | b'`' => self.quote = Some(b),
                 b'(' if self.state == State::Values => {
@@ -148,7 +164,7 @@ impl MysqlDumpCheck {
                 b';' if self.depth == 0 => {
                     self.state = State::SkipLine;
                     self.current = None;
-                    return i + 1;
+                    return i;
                 }
                 _ if self.state == State::InsertHead && self.depth == 0 => {
                     self.recent.push(b.to_ascii_uppercase());
@@ -209,7 +225,7 @@ impl DumpCheck for MysqlDumpCheck {
                         }
                     }
                 }
-                State::SkipLine => match bytes.iter().position(|b| *b == b'\n') {
+                State::SkipLine => match memchr::memchr(b'\n', bytes) {
                     Some(e) => {
                         bytes = &bytes[e + 1..];
                         self.state = State::LineStart;

@@ -312,7 +312,7 @@ impl PgArchiveCheck {
                     let (index, ty) = self.current.expect("a chunk is inside a block");
                     if ty == 1 {
                         let e = &mut self.entries[index];
-                        e.newlines += bytes[..n].iter().filter(|b| **b == b'\n').count() as u64;
+                        e.newlines += memchr::memchr_iter(b'\n', &bytes[..n]).count() as u64;
                         e.tail
                             .extend_from_slice(&bytes[n.saturating_sub(COPY_END.len())..n]);
                         let extra = e.tail.len().saturating_sub(COPY_END.len());

@@ -7,6 +7,7 @@ use anyhow::Result;
 use bunker_engine::backup::{backup, BackupOptions, BackupOutcome, BackupSource};
 use bunker_engine::database::DatabaseSource;
 use bunker_engine::format::snapshot::BackupMode;
+use bunker_engine::source::database::DumpOptions;
 use serde_json::json;
 
 use super::LoginArgs;
@@ -29,6 +30,10 @@ pub struct Args {
     dump_command: Option<PathBuf>,
     #[command(flatten)]
     login: LoginArgs,
+    /// PostgreSQL: also count every table's rows in the dump's snapshot and
+    /// require them to equal the dump's (reads every table a second time)
+    #[arg(long)]
+    count_rows: bool,
     /// Tag the snapshots (repeatable)
     #[arg(long = "tag", value_name = "TAG")]
     tags: Vec<String>,
@@ -67,7 +72,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             _ => target.open(global)?,
         };
         let started = Instant::now();
-        let result = DatabaseSource::new(conn.clone(), db).and_then(|source| {
+        let result = DatabaseSource::new(
+            conn.clone(),
+            db,
+            DumpOptions {
+                count_rows: args.count_rows,
+            },
+        )
+        .and_then(|source| {
             let reporter = progress::for_operation(global, "db backup");
             let options = BackupOptions {
                 mode: BackupMode::from(args.mode),

@@ -30,7 +30,7 @@ pub struct Args {
     /// Also load the server's global objects (roles, users and grants)
     #[arg(long)]
     globals: bool,
-    /// Only this table (PostgreSQL; repeatable)
+    /// Only this table (repeatable)
     #[arg(long = "table", value_name = "TABLE")]
     tables: Vec<String>,
     /// Only this schema (PostgreSQL; repeatable)
