@@ -143,17 +143,25 @@ pub fn backup(
     };
     let repo = Arc::new(repo.load_index_for_writing()?);
     let started = now_ns();
-    let (run, paths, excludes, choice) = match (source, paths) {
+    let shown: Vec<String> = match (&source, &paths) {
+        (BackupSource::Streams(streams), _) => streams.paths(),
         (BackupSource::Paths(_), Some(paths)) => {
-            let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-            let host = options.host.clone().unwrap_or_else(hostname);
-            let choice = select_parent(
-                &repo.snapshots()?,
-                options.mode,
-                &host,
-                &shown,
-                options.parent.clone(),
-            );
+            paths.iter().map(|p| p.display().to_string()).collect()
+        }
+        (BackupSource::Paths(_), None) => unreachable!("paths were checked above"),
+    };
+    let host = options.host.clone().unwrap_or_else(hostname);
+    // A stream is always read whole; its parent records what it follows
+    // (and deduplication stores only what changed).
+    let choice = select_parent(
+        &repo.snapshots()?,
+        options.mode,
+        &host,
+        &shown,
+        options.parent.clone(),
+    );
+    match (source, paths) {
+        (BackupSource::Paths(_), Some(paths)) => {
             if options.scan_totals {
                 pipeline::spawn_scanner(paths.clone(), options.selection.clone(), progress.clone());
             }
@@ -173,23 +181,22 @@ pub fn backup(
                 )));
             }
             let excludes = options.selection.excludes.patterns().to_vec();
-            (run, shown, excludes, choice)
+            finish(
+                repo,
+                run,
+                shown,
+                excludes,
+                &options,
+                session.as_ref(),
+                choice,
+                started,
+                None,
+            )
         }
         (BackupSource::Streams(mut streams), _) => {
-            let shown = streams.paths();
-            let host = options.host.clone().unwrap_or_else(hostname);
-            // A stream is always read whole; the parent records what it
-            // follows (and deduplication stores only what changed).
-            let choice = select_parent(
-                &repo.snapshots()?,
-                options.mode,
-                &host,
-                &shown,
-                options.parent.clone(),
-            );
             let run =
                 pipeline::run_stream(repo.clone(), streams.as_mut(), progress, options.dry_run)?;
-            return finish(
+            let outcome = finish(
                 repo,
                 run,
                 shown,
@@ -200,20 +207,10 @@ pub fn backup(
                 started,
                 Some(streams.as_mut()),
             );
+            outcome
         }
         (BackupSource::Paths(_), None) => unreachable!("paths were checked above"),
-    };
-    finish(
-        repo,
-        run,
-        paths,
-        excludes,
-        &options,
-        session.as_ref(),
-        choice,
-        started,
-        None,
-    )
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

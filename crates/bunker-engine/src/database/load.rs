@@ -39,19 +39,9 @@ pub(super) fn load_file(
     mysql_tables: &[String],
 ) -> Result<LoadTiming> {
     let started = Instant::now();
-    let mut child = client
-        .command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| DatabaseError::Spawn {
-            program: client.program.clone(),
-            source,
-        })?;
-    let stderr = capture_stderr(&mut child);
+    let mut running = Running::start(&mut client, Stdio::piped())?;
     let mut input = TimedWriter {
-        inner: child.stdin.take().expect("piped"),
+        inner: running.child.stdin.take().expect("piped"),
         waiting: Duration::ZERO,
     };
     let sent = match mysql_tables.is_empty() {
@@ -68,18 +58,8 @@ pub(super) fn load_file(
     };
     let fetch = started.elapsed().saturating_sub(input.waiting);
     drop(input);
-    let status = child
-        .wait()
-        .map_err(|e| EngineError::io(&client.program, e));
-    let stderr = stderr.join().unwrap_or_default();
-    let status = status?;
-    if !status.success() || error_lines_of(&stderr).is_some() {
-        return Err(DatabaseError::Client {
-            program: client.program,
-            detail: error_lines_of(&stderr).unwrap_or_else(|| format!("exited with {status}")),
-        }
-        .into());
-    }
+    // The client's own verdict first: its error says more than our broken pipe.
+    running.wait(client.program)?;
     match sent {
         // The client took what it needed and left (pg_restore --table).
         Err(EngineError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {}
@@ -95,40 +75,53 @@ pub(super) fn load_file(
 /// waits for it.
 pub(super) fn run_client(mut client: ClientCommand) -> Result<Duration> {
     let started = Instant::now();
-    let mut child = client
-        .command
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| DatabaseError::Spawn {
-            program: client.program.clone(),
-            source,
-        })?;
-    let stderr = capture_stderr(&mut child);
-    let status = child
-        .wait()
-        .map_err(|e| EngineError::io(&client.program, e))?;
-    let stderr = stderr.join().unwrap_or_default();
-    if !status.success() || error_lines_of(&stderr).is_some() {
-        return Err(DatabaseError::Client {
-            program: client.program,
-            detail: error_lines_of(&stderr).unwrap_or_else(|| format!("exited with {status}")),
-        }
-        .into());
-    }
+    Running::start(&mut client, Stdio::null())?.wait(client.program)?;
     Ok(started.elapsed())
 }
 
-fn capture_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
-    let mut err = child.stderr.take().expect("piped");
-    std::thread::spawn(move || {
-        let mut kept = Vec::new();
-        let _ = (&mut err).take(64 << 10).read_to_end(&mut kept);
-        // Drain the rest so the client never blocks on a full pipe.
-        let _ = std::io::copy(&mut err, &mut std::io::sink());
-        String::from_utf8_lossy(&kept).into_owned()
-    })
+/// A client program running, its standard error collected on the side.
+struct Running {
+    child: Child,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    fn start(client: &mut ClientCommand, stdin: Stdio) -> Result<Running> {
+        let mut child = client
+            .command
+            .stdin(stdin)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| DatabaseError::Spawn {
+                program: client.program.clone(),
+                source,
+            })?;
+        let mut err = child.stderr.take().expect("piped");
+        let stderr = std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            let _ = (&mut err).take(64 << 10).read_to_end(&mut kept);
+            // Drain the rest so the client never blocks on a full pipe.
+            let _ = std::io::copy(&mut err, &mut std::io::sink());
+            String::from_utf8_lossy(&kept).into_owned()
+        });
+        Ok(Running { child, stderr })
+    }
+
+    /// Waits; an error when the client failed or reported an error.
+    fn wait(mut self, program: String) -> Result<()> {
+        let status = self.child.wait().map_err(|e| EngineError::io(&program, e));
+        let stderr = self.stderr.join().unwrap_or_default();
+        let status = status?;
+        if !status.success() || error_lines_of(&stderr).is_some() {
+            return Err(DatabaseError::Client {
+                program,
+                detail: error_lines_of(&stderr).unwrap_or_else(|| format!("exited with {status}")),
+            }
+            .into());
+        }
+        Ok(())
+    }
 }
 
 /// A writer that counts the time its writes wait.
