@@ -52,6 +52,10 @@ pub struct GlobalArgs {
     #[arg(long, env = "BUNKER_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
 
+    /// The config file (default: $BUNKER_CONFIG, ~/.config/bunker/bunker.toml, /etc/bunker/bunker.toml)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     /// Print JSON: one document, or JSON lines for progress
     #[arg(long, global = true)]
     pub json: bool,

@@ -2,6 +2,7 @@
 
 mod backup;
 mod check;
+mod config;
 mod copy;
 mod db;
 mod diff;
@@ -50,6 +51,8 @@ pub enum Command {
     Copy(copy::Args),
     /// Back up, restore and verify PostgreSQL and MySQL/MariaDB databases
     Db(db::Args),
+    /// Check the config file (bunker.toml) and show its plans
+    Config(config::Args),
     /// Manage the keys (passwords) that open the repository
     Key(key::Args),
     /// Show sizes, deduplication and compression ratios
@@ -72,6 +75,7 @@ pub fn run(command: Command, global: &GlobalArgs) -> Result<i32> {
         Command::Repair(a) => repair::run(a, global),
         Command::Diff(a) => diff::run(a, global),
         Command::Db(a) => db::run(a, global),
+        Command::Config(a) => config::run(a, global),
         Command::Key(a) => key::run(a, global),
         Command::Stats(a) => stats::run(a, global),
     }

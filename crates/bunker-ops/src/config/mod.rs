@@ -1,0 +1,334 @@
+//! `bunker.toml`: repositories, plans, notifications and the daemon, in one
+//! file. Unknown keys and bad values are refused with the file, line and
+//! column; references between sections (a plan's repository, its
+//! `copy-to`) are checked after parsing, with the place of the reference.
+
+mod error;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+pub use error::ConfigError;
+
+use crate::schedule::{Interval, Schedule};
+
+/// Where the config file is looked for, in order, after `--config FILE` and
+/// `BUNKER_CONFIG`.
+pub fn default_locations(config_dir: Option<&Path>) -> Vec<PathBuf> {
+    let mut places = Vec::new();
+    if let Some(dir) = config_dir {
+        places.push(dir.join("bunker").join("bunker.toml"));
+    }
+    places.push(PathBuf::from("/etc/bunker/bunker.toml"));
+    places
+}
+
+/// The config file to use: `explicit` (`--config`), else `env`
+/// (`BUNKER_CONFIG`), else the first of `defaults` that exists. An explicit
+/// file that does not exist is an error; no file at all is `None`.
+pub fn locate(
+    explicit: Option<&Path>,
+    env: Option<&Path>,
+    defaults: &[PathBuf],
+) -> Result<Option<PathBuf>, ConfigError> {
+    for (given, how) in [(explicit, "--config"), (env, "BUNKER_CONFIG")] {
+        if let Some(path) = given {
+            if !path.is_file() {
+                return Err(ConfigError::Missing {
+                    path: path.to_path_buf(),
+                    how,
+                });
+            }
+            return Ok(Some(path.to_path_buf()));
+        }
+    }
+    Ok(defaults.iter().find(|p| p.is_file()).cloned())
+}
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Config {
+    /// Repositories by name.
+    #[serde(default)]
+    pub repositories: BTreeMap<String, RepositoryConfig>,
+    /// Plans by name.
+    #[serde(default)]
+    pub plans: BTreeMap<String, PlanConfig>,
+    /// Where events are sent.
+    #[serde(default)]
+    pub notify: NotifyConfig,
+    /// `bunker daemon`'s settings.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// The file it was read from (not a key).
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+/// A repository and how to open it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RepositoryConfig {
+    /// Any location `-r` takes.
+    pub url: String,
+    /// A file whose first line is the password.
+    pub password_file: Option<PathBuf>,
+    /// A command that prints the password.
+    pub password_command: Option<String>,
+    /// Storage settings, as `-o key=value`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// How snapshots are kept (restic's rules).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Retention {
+    /// The newest N.
+    pub keep_last: Option<u32>,
+    /// The newest per hour, for N hours.
+    pub keep_hourly: Option<u32>,
+    /// The newest per day, for N days.
+    pub keep_daily: Option<u32>,
+    /// The newest per week, for N weeks.
+    pub keep_weekly: Option<u32>,
+    /// The newest per month, for N months.
+    pub keep_monthly: Option<u32>,
+    /// The newest per year, for N years.
+    pub keep_yearly: Option<u32>,
+    /// Everything newer than this.
+    #[serde(default, deserialize_with = "opt_interval")]
+    pub keep_within: Option<Interval>,
+}
+
+/// The strategy between full backups.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Between {
+    /// Compare with the newest snapshot.
+    #[default]
+    Incremental,
+    /// Compare with the newest full snapshot.
+    Differential,
+}
+
+/// What to back up, where, when, and the targets it must meet.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PlanConfig {
+    /// The repository's name (a key of `[repositories]`).
+    pub repository: Spanned<String>,
+    /// Repositories each successful backup is copied to.
+    #[serde(default)]
+    pub copy_to: Vec<Spanned<String>>,
+    /// Files and directories.
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+    /// Exclude patterns.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Database URLs (`postgres://…`, `mysql://…`).
+    #[serde(default)]
+    pub databases: Vec<String>,
+    /// Tags for the plan's snapshots (the plan's name is always one).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// When it runs; none: only by `bunker run`.
+    #[serde(default, deserialize_with = "opt_schedule")]
+    pub schedule: Option<Schedule>,
+    /// A full backup at least this often.
+    #[serde(default, deserialize_with = "opt_interval")]
+    pub full_every: Option<Interval>,
+    /// What the backups between full ones compare with.
+    #[serde(default)]
+    pub between_full: Between,
+    /// Which snapshots to keep.
+    #[serde(default)]
+    pub retention: Retention,
+    /// Recovery point objective: the newest verified point must be younger.
+    #[serde(default, deserialize_with = "opt_interval")]
+    pub rpo: Option<Interval>,
+    /// Recovery time objective: a measured restore must take less.
+    #[serde(default, deserialize_with = "opt_interval")]
+    pub rto: Option<Interval>,
+    /// Commands run before the backup.
+    #[serde(default)]
+    pub before: Vec<String>,
+    /// Commands run after it, whatever happened.
+    #[serde(default)]
+    pub after: Vec<String>,
+    /// Restore drills.
+    pub drill: Option<DrillConfig>,
+}
+
+/// A plan's restore drills.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DrillConfig {
+    /// When drills run.
+    #[serde(default, deserialize_with = "opt_schedule")]
+    pub schedule: Option<Schedule>,
+    /// Where files are restored (emptied and removed after each drill).
+    pub scratch: PathBuf,
+    /// Where database dumps are test-loaded (default: their own server).
+    pub database_server: Option<String>,
+    /// The share of files restored, as "100%" or "10%".
+    #[serde(default = "full_sample", deserialize_with = "percent")]
+    pub sample: f64,
+}
+
+/// Where events go.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NotifyConfig {
+    /// URLs that get a JSON POST per event.
+    #[serde(default)]
+    pub webhooks: Vec<String>,
+    /// healthchecks.io-style ping URLs by plan.
+    #[serde(default)]
+    pub healthchecks: BTreeMap<String, String>,
+}
+
+/// The daemon.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DaemonConfig {
+    /// Address of the API, metrics and dashboard.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            listen: default_listen(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8377))
+}
+
+fn full_sample() -> f64 {
+    1.0
+}
+
+fn opt_interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Interval>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+fn opt_schedule<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Schedule>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+fn percent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let text = String::deserialize(d)?;
+    let value = text
+        .trim()
+        .strip_suffix('%')
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .filter(|p| *p > 0.0 && *p <= 100.0)
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "{text:?} is not a share: expected a percentage from 0% to 100%, as \"10%\""
+            ))
+        })?;
+    Ok(value / 100.0)
+}
+
+impl Config {
+    /// Reads and checks the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses and checks `text`, read from `path` (for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let mut config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::at(path, text, e.span(), e.message()))?;
+        config.path = path.to_path_buf();
+        config.check(text)?;
+        Ok(config)
+    }
+
+    /// What parsing cannot see: names that refer to other sections, and
+    /// plans with nothing to do.
+    fn check(&self, text: &str) -> Result<(), ConfigError> {
+        for (name, repo) in &self.repositories {
+            if repo.password_file.is_some() && repo.password_command.is_some() {
+                return Err(ConfigError::Invalid {
+                    path: self.path.clone(),
+                    place: None,
+                    message: format!(
+                        "repository {name:?}: give password-file or password-command, not both"
+                    ),
+                });
+            }
+        }
+        for (name, plan) in &self.plans {
+            for reference in std::iter::once(&plan.repository).chain(&plan.copy_to) {
+                if !self.repositories.contains_key(reference.get_ref()) {
+                    let known: Vec<&str> = self.repositories.keys().map(String::as_str).collect();
+                    return Err(ConfigError::at(
+                        &self.path,
+                        text,
+                        Some(reference.span()),
+                        &format!(
+                            "plan {name:?}: no repository named {:?} (defined: {})",
+                            reference.get_ref(),
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                }
+            }
+            if plan
+                .copy_to
+                .iter()
+                .any(|c| c.get_ref() == plan.repository.get_ref())
+            {
+                return Err(ConfigError::at(
+                    &self.path,
+                    text,
+                    Some(plan.repository.span()),
+                    &format!("plan {name:?}: copy-to names its own repository"),
+                ));
+            }
+            if plan.paths.is_empty() && plan.databases.is_empty() {
+                return Err(ConfigError::Invalid {
+                    path: self.path.clone(),
+                    place: None,
+                    message: format!(
+                        "plan {name:?} has nothing to back up: give paths or databases"
+                    ),
+                });
+            }
+            if let Some(p) = plan.paths.iter().find(|p| !p.is_absolute()) {
+                return Err(ConfigError::Invalid {
+                    path: self.path.clone(),
+                    place: None,
+                    message: format!("plan {name:?}: path {} must be absolute", p.display()),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
