@@ -1,6 +1,6 @@
 //! Loading a file of a snapshot into a database client's standard input.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
@@ -87,24 +87,7 @@ struct Running {
 
 impl Running {
     fn start(client: &mut ClientCommand, stdin: Stdio) -> Result<Running> {
-        let mut child = client
-            .command
-            .stdin(stdin)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| DatabaseError::Spawn {
-                program: client.program.clone(),
-                source,
-            })?;
-        let mut err = child.stderr.take().expect("piped");
-        let stderr = std::thread::spawn(move || {
-            let mut kept = Vec::new();
-            let _ = (&mut err).take(64 << 10).read_to_end(&mut kept);
-            // Drain the rest so the client never blocks on a full pipe.
-            let _ = std::io::copy(&mut err, &mut std::io::sink());
-            String::from_utf8_lossy(&kept).into_owned()
-        });
+        let (child, stderr) = client.spawn(stdin, Stdio::null())?;
         Ok(Running { child, stderr })
     }
 

@@ -6,10 +6,11 @@
 //! behaves exactly as the dump itself will: `~/.pgpass`, `PGSERVICE`,
 //! `sslmode`, `~/.my.cnf` and the rest work as the user knows them.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
 
 use bunker_format::snapshot::DatabaseKind;
 use zeroize::Zeroizing;
@@ -61,7 +62,47 @@ impl ClientCommand {
             _options: None,
         }
     }
+
+    /// Starts the program with `stdin` and `stdout` as given and its
+    /// standard error collected on the side: the first 64 KiB kept, the
+    /// rest drained, so the program never blocks on a full pipe.
+    pub fn spawn(
+        &mut self,
+        stdin: Stdio,
+        stdout: Stdio,
+    ) -> Result<(Child, JoinHandle<String>), DatabaseError> {
+        let mut child = self
+            .command
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| DatabaseError::Spawn {
+                program: self.program.clone(),
+                source,
+            })?;
+        let mut err = child.stderr.take().expect("piped");
+        let stderr = std::thread::Builder::new()
+            .name("client-stderr".into())
+            .spawn(move || {
+                let mut kept = Vec::new();
+                let _ = (&mut err).take(STDERR_KEPT).read_to_end(&mut kept);
+                let _ = std::io::copy(&mut err, &mut std::io::sink());
+                String::from_utf8_lossy(&kept).into_owned()
+            });
+        match stderr {
+            Ok(stderr) => Ok((child, stderr)),
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(DatabaseError::io("cannot start a thread", e))
+            }
+        }
+    }
 }
+
+/// Standard error kept from a client, at most.
+const STDERR_KEPT: u64 = 64 << 10;
 
 /// The client programs Bunker runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

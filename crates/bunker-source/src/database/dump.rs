@@ -309,6 +309,7 @@ struct PgSession {
     child: Child,
     input: ChildStdin,
     output: BufReader<ChildStdout>,
+    stderr: Option<JoinHandle<String>>,
 }
 
 impl PgSession {
@@ -316,21 +317,15 @@ impl PgSession {
     fn open(conn: &Connection, database: &str) -> Result<(PgSession, String), DatabaseError> {
         let program = conn.program(Tool::Shell, None)?;
         let mut client = conn.command(&program, Some(database))?;
-        let mut child = client
+        client
             .command
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| DatabaseError::Spawn {
-                program: client.program.clone(),
-                source,
-            })?;
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"]);
+        let (mut child, stderr) = client.spawn(Stdio::piped(), Stdio::piped())?;
         let mut session = PgSession {
             input: child.stdin.take().expect("piped"),
             output: BufReader::new(child.stdout.take().expect("piped")),
             child,
+            stderr: Some(stderr),
         };
         let snapshot = session.value(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT pg_export_snapshot()",
@@ -350,10 +345,11 @@ impl PgSession {
             Ok(n) if n > 0 => Ok(line.trim_end_matches('\n').to_string()),
             _ => {
                 let _ = self.child.kill();
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
+                let err = self
+                    .stderr
+                    .take()
+                    .and_then(|h| h.join().ok())
+                    .unwrap_or_default();
                 Err(DatabaseError::Client {
                     program: "psql".into(),
                     detail: error_lines(&err),

@@ -11,9 +11,6 @@ use super::check::DumpCheck;
 use super::client::ClientCommand;
 use super::{error_lines, is_error_line, DatabaseError};
 
-/// Standard error kept from a client, at most.
-const STDERR_LIMIT: usize = 64 << 10;
-
 /// Called once with the tables a dump announces before their data.
 pub type OnAnnounced = Box<dyn FnOnce(Vec<(String, String)>) + Send>;
 
@@ -47,34 +44,9 @@ impl DumpProcess {
         on_announced: Option<OnAnnounced>,
     ) -> Result<Self, DatabaseError> {
         let program = client.program.clone();
-        let mut child = client
-            .command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| DatabaseError::Spawn {
-                program: program.clone(),
-                source,
-            })?;
+        let (mut child, stderr) = client.spawn(Stdio::null(), Stdio::piped())?;
         let stdout = child.stdout.take().expect("piped");
         widen_pipe(&stdout);
-        let mut stderr = child.stderr.take().expect("piped");
-        let stderr = std::thread::Builder::new()
-            .name("dump-stderr".into())
-            .spawn(move || {
-                let mut kept = Vec::new();
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = stderr.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    let room = STDERR_LIMIT.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-                String::from_utf8_lossy(&kept).into_owned()
-            })
-            .map_err(|e| DatabaseError::io("cannot start a thread", e))?;
         Ok(DumpProcess {
             child,
             stdout,
