@@ -26,7 +26,7 @@ fn servers() -> Option<(String, String)> {
             }
         }
     }
-    let up = psql_status(&pg, "test", "select 1") && mysql_status(&my, "test", "select 1");
+    let up = sql_succeeds(&pg, "test", "select 1") && sql_succeeds(&my, "test", "select 1");
     if up {
         return Some((pg, my));
     }
@@ -43,35 +43,18 @@ fn port(url: &str) -> &str {
     url.rsplit(':').next().unwrap()
 }
 
-fn psql_cmd(server: &str, db: &str, sql: &str) -> Std {
-    let mut c = Std::new("psql");
-    c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
-        .arg(format!(
-            "{}/{db}",
-            server.replace("postgres://", "postgresql://")
-        ))
-        .args(["-c", sql]);
-    c
-}
-
-fn psql_status(server: &str, db: &str, sql: &str) -> bool {
-    psql_cmd(server, db, sql)
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// Runs SQL on PostgreSQL, expecting success; returns its output.
-fn psql(server: &str, db: &str, sql: &str) -> String {
-    let out = psql_cmd(server, db, sql).output().expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
-}
-
-fn mysql_cmd(server: &str, db: &str, sql: &str) -> Std {
+/// The server's own shell client (psql or mariadb) running `sql` in `db`.
+fn client(server: &str, db: &str, sql: &str) -> Std {
+    if server.starts_with("postgres") {
+        let mut c = Std::new("psql");
+        c.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d"])
+            .arg(format!(
+                "{}/{db}",
+                server.replace("postgres://", "postgresql://")
+            ))
+            .args(["-c", sql]);
+        return c;
+    }
     let mut c = Std::new("mariadb");
     c.args([
         "--default-character-set=utf8mb4",
@@ -89,18 +72,20 @@ fn mysql_cmd(server: &str, db: &str, sql: &str) -> Std {
     c
 }
 
-fn mysql_status(server: &str, db: &str, sql: &str) -> bool {
-    mysql_cmd(server, db, sql)
+fn sql_succeeds(server: &str, db: &str, sql: &str) -> bool {
+    client(server, db, sql)
         .output()
         .is_ok_and(|o| o.status.success())
 }
 
-/// Runs SQL on MariaDB, expecting success; returns its output.
-fn mysql(server: &str, db: &str, sql: &str) -> String {
-    let out = mysql_cmd(server, db, sql).output().expect("run mariadb");
+/// Runs SQL on the server, expecting success; returns its output.
+fn run_sql(server: &str, db: &str, sql: &str) -> String {
+    let out = client(server, db, sql)
+        .output()
+        .expect("run the database client");
     assert!(
         out.status.success(),
-        "mariadb {sql}: {}",
+        "{sql}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).trim_end().to_string()
@@ -115,17 +100,17 @@ struct TestDb {
 
 impl TestDb {
     fn new(server: &str, tag: &str) -> TestDb {
-        let postgres = server.starts_with("postgres");
         let db = TestDb {
             server: server.to_string(),
             name: format!("bunker_t_{}_{tag}", std::process::id()),
-            postgres,
+            postgres: server.starts_with("postgres"),
         };
         db.drop_db();
-        match postgres {
-            true => psql(server, "postgres", &format!("CREATE DATABASE {}", db.name)),
-            false => mysql(server, "test", &format!("CREATE DATABASE {}", db.name)),
-        };
+        run_sql(
+            server,
+            db.maintenance(),
+            &format!("CREATE DATABASE {}", db.name),
+        );
         db
     }
 
@@ -144,11 +129,17 @@ impl TestDb {
         format!("{}/{}", self.server, self.name)
     }
 
-    fn sql(&self, sql: &str) -> String {
-        match self.postgres {
-            true => psql(&self.server, &self.name, sql),
-            false => mysql(&self.server, &self.name, sql),
+    /// A database of the server that always exists.
+    fn maintenance(&self) -> &'static str {
+        if self.postgres {
+            "postgres"
+        } else {
+            "test"
         }
+    }
+
+    fn sql(&self, sql: &str) -> String {
+        run_sql(&self.server, &self.name, sql)
     }
 
     fn exists(&self) -> bool {
@@ -162,29 +153,16 @@ impl TestDb {
                 self.name
             ),
         };
-        match self.postgres {
-            true => psql(&self.server, "postgres", &sql) == "1",
-            false => mysql(&self.server, "test", &sql) == "1",
-        }
+        run_sql(&self.server, self.maintenance(), &sql) == "1"
     }
 
     fn drop_db(&self) {
-        match self.postgres {
-            true => {
-                psql(
-                    &self.server,
-                    "postgres",
-                    &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-                );
-            }
-            false => {
-                mysql(
-                    &self.server,
-                    "test",
-                    &format!("DROP DATABASE IF EXISTS {}", self.name),
-                );
-            }
-        }
+        let force = if self.postgres { " WITH (FORCE)" } else { "" };
+        run_sql(
+            &self.server,
+            self.maintenance(),
+            &format!("DROP DATABASE IF EXISTS {}{force}", self.name),
+        );
     }
 }
 
@@ -415,7 +393,7 @@ fn postgres_round_trip_keeps_content_and_counts_rows_exactly() {
 
     // In parallel, from a temporary file, into an existing empty database.
     let parallel = src.sibling("parallel");
-    psql(
+    run_sql(
         &pg,
         "postgres",
         &format!("CREATE DATABASE {}", parallel.name),
@@ -451,7 +429,7 @@ fn postgres_round_trip_keeps_content_and_counts_rows_exactly() {
     );
     assert_eq!(one.sql("SELECT count(*) FROM customers"), "3");
     assert!(
-        !psql_status(&pg, &one.name, "SELECT 1 FROM big"),
+        !sql_succeeds(&pg, &one.name, "SELECT 1 FROM big"),
         "--table restored other tables"
     );
 
@@ -480,7 +458,7 @@ fn postgres_round_trip_keeps_content_and_counts_rows_exactly() {
         .all(|t| t["found"] == t["expected"]));
     let scratch = report["scratch"].as_str().unwrap();
     assert!(
-        !psql_status(&pg, scratch, "SELECT 1"),
+        !sql_succeeds(&pg, scratch, "SELECT 1"),
         "the scratch database {scratch} was left behind"
     );
 
@@ -589,7 +567,7 @@ fn mysql_round_trip_keeps_content_and_counts_rows_exactly() {
     let report = parse_json(&out.stdout);
     assert_eq!(report["passed"], true, "{report}");
     assert_eq!(report["dropped"], true, "{report}");
-    assert!(!mysql_status(
+    assert!(!sql_succeeds(
         &my,
         report["scratch"].as_str().unwrap(),
         "SELECT 1"
@@ -640,7 +618,7 @@ fn restore_refuses_to_overwrite_without_being_told() {
 
     // A non-empty other database needs --clean.
     let other = src.sibling("other");
-    psql(&pg, "postgres", &format!("CREATE DATABASE {}", other.name));
+    run_sql(&pg, "postgres", &format!("CREATE DATABASE {}", other.name));
     other.sql("CREATE TABLE keep (x int)");
     let out = run(env
         .cmd()
@@ -655,7 +633,7 @@ fn restore_refuses_to_overwrite_without_being_told() {
     // A restore that fails leaves no database it created, and names the
     // failing statement: here the dump's owner role is gone.
     let role = format!("bunker_owner_{}", std::process::id());
-    psql(
+    run_sql(
         &pg,
         "postgres",
         &format!("DROP ROLE IF EXISTS {role}; CREATE ROLE {role}"),
@@ -665,7 +643,7 @@ fn restore_refuses_to_overwrite_without_being_told() {
     ));
     bunker_ok(&env, &["db", "backup", &src.url()]);
     src.sql("DROP TABLE owned");
-    psql(&pg, "postgres", &format!("DROP ROLE {role}"));
+    run_sql(&pg, "postgres", &format!("DROP ROLE {role}"));
     let failed = src.sibling("failed");
     let out = run(env
         .cmd()
@@ -830,7 +808,7 @@ fn the_guard_refuses_every_dump_that_is_not_whole() {
     // wrapper pointed elsewhere) is whole by every structural check but
     // holds far fewer rows than the server estimates.
     let stale = src.sibling("stale");
-    psql(&pg, "postgres", &format!("CREATE DATABASE {}", stale.name));
+    run_sql(&pg, "postgres", &format!("CREATE DATABASE {}", stale.name));
     stale.sql("CREATE TABLE t AS SELECT g AS id, md5(g::text) AS h FROM generate_series(1, 10) g");
     src.sql("ANALYZE t");
     let elsewhere = wrapper(
@@ -865,7 +843,7 @@ fn the_guard_refuses_every_dump_that_is_not_whole() {
     );
 
     let user = format!("bunker_pw_{}", std::process::id());
-    mysql(&my, "test", &format!("DROP USER IF EXISTS '{user}'@'127.0.0.1'; CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'right-Secret-1'; GRANT ALL ON {}.* TO '{user}'@'127.0.0.1'", msrc.name));
+    run_sql(&my, "test", &format!("DROP USER IF EXISTS '{user}'@'127.0.0.1'; CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'right-Secret-1'; GRANT ALL ON {}.* TO '{user}'@'127.0.0.1'", msrc.name));
     let login = format!("mysql://{user}@127.0.0.1:{}/{}", port(&my), msrc.name);
     let wrong = env.password_file("wrong", "wrong-Secret-9");
     let out = run(env
@@ -883,7 +861,7 @@ fn the_guard_refuses_every_dump_that_is_not_whole() {
         .arg(&right)
         .arg(&login));
     expect_code(&out, 0, "the right database password, from a file");
-    mysql(&my, "test", &format!("DROP USER '{user}'@'127.0.0.1'"));
+    run_sql(&my, "test", &format!("DROP USER '{user}'@'127.0.0.1'"));
 
     // Retention afterwards keeps the good snapshots: no failed dump counts.
     bunker_ok(
