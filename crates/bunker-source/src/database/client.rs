@@ -414,6 +414,15 @@ fn pg_program(name: &str, server: Option<u32>) -> Result<PathBuf, DatabaseError>
             }
         }
     }
+    // A side-by-side install of the server's version (any, for a query)
+    // needs no look at PATH, whose program must be run to learn its version.
+    let settled = match server {
+        Some(s) => found.iter().any(|(m, _)| *m == s),
+        None => !found.is_empty(),
+    };
+    if settled {
+        return choose_pg_program(name, found, server);
+    }
     // PATH's program (Debian's is a wrapper) only for a version not
     // installed side by side.
     if let Some(path) = on_path(name) {
