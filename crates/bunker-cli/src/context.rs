@@ -312,7 +312,9 @@ impl Target {
             ),
         };
         let backend = self.backend(true)?;
-        Ok((Repository::init(backend, &password, options)?, key_file))
+        let mut repo = Repository::init(backend, &password, options)?;
+        repo.set_cancel(crate::interrupt().clone());
+        Ok((repo, key_file))
     }
 
     /// Opens the repository; for the default one, creates it first if missing
@@ -363,8 +365,10 @@ impl Target {
     }
 }
 
-/// Gives an opened repository the local cache and this client's memory.
+/// Gives an opened repository the local cache, this client's memory and
+/// the process's interrupt.
 fn attach_local_dirs(repo: &mut Repository<Open>, global: &GlobalArgs) -> Result<()> {
+    repo.set_cancel(crate::interrupt().clone());
     if let Some(root) = global.cache_root() {
         repo.use_cache(&root);
     }

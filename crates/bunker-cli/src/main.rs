@@ -10,7 +10,9 @@ mod output;
 mod password;
 mod progress;
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+use bunker_engine::Cancel;
 
 use clap::Parser;
 
@@ -26,14 +28,25 @@ struct Cli {
     command: commands::Command,
 }
 
+/// The cancellation every operation of this process gets (see [`interrupt`]).
+static INTERRUPT: OnceLock<Cancel> = OnceLock::new();
+
+/// The token SIGINT and SIGTERM set; every repository this process opens
+/// carries it.
+pub fn interrupt() -> &'static Cancel {
+    INTERRUPT.get_or_init(Cancel::new)
+}
+
 /// SIGINT/SIGTERM: the first asks the running operation to stop cleanly
 /// (exit 130 once it has), a second one exits at once.
 extern "C" fn on_interrupt(_signal: libc::c_int) {
-    if bunker_engine::interrupt::requested() {
+    // `get` is one atomic load: the token was made before the handler was set.
+    let Some(token) = INTERRUPT.get() else { return };
+    if token.is_cancelled() {
         // SAFETY: _exit is async-signal-safe.
         unsafe { libc::_exit(exit::INTERRUPTED) };
     }
-    bunker_engine::interrupt::request();
+    token.cancel();
 }
 
 /// The last panic's message and place, for the one line printed about it.
@@ -41,7 +54,8 @@ static PANIC: Mutex<Option<String>> = Mutex::new(None);
 
 fn main() {
     password::take_environment();
-    // SAFETY: the handler only touches an atomic and calls _exit.
+    interrupt();
+    // SAFETY: the handler only touches atomics and calls _exit.
     unsafe {
         libc::signal(
             libc::SIGINT,

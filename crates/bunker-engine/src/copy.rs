@@ -111,7 +111,7 @@ pub fn copy(
         progress: progress.as_ref(),
     };
     for entry in todo {
-        if crate::interrupt::requested() {
+        if dest.cancel().is_cancelled() || source.cancel().is_cancelled() {
             return Err(EngineError::Interrupted(
                 "the snapshots copied so far are kept, and the next copy goes on from there",
             ));

@@ -6,6 +6,7 @@
 
 pub mod backup;
 pub mod cache;
+pub mod cancel;
 pub mod check;
 pub mod copy;
 pub mod database;
@@ -17,7 +18,6 @@ pub mod find;
 pub mod forget;
 pub mod identity;
 pub mod index;
-pub mod interrupt;
 pub mod lock;
 pub mod memory;
 pub mod notices;
@@ -30,6 +30,7 @@ pub mod staging;
 pub mod stats;
 pub mod walk_tree;
 
+pub use cancel::Cancel;
 pub use error::{EngineError, Result};
 pub use notices::{NoticeSink, Notices};
 pub use progress::{NoProgress, Progress};

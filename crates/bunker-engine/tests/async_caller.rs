@@ -83,3 +83,59 @@ fn the_engine_runs_inside_an_async_runtime() {
         runtime.block_on(async move { round_trip(location, settings, &dir) });
     }
 }
+
+/// Two operations in one process: cancelling one stops only that one, keeps
+/// no snapshot of it, and leaves the repository for the other.
+#[test]
+fn cancelling_one_operation_leaves_the_others_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("src");
+    std::fs::create_dir_all(&source).unwrap();
+    std::fs::write(source.join("file"), vec![7u8; 2_000_000]).unwrap();
+    let backend = bunker_backend::open(
+        &Location::Local(dir.path().join("repo")),
+        &Settings::default(),
+        true,
+    )
+    .unwrap();
+    let init = InitOptions {
+        kdf: KdfParams::MIN,
+        ..Default::default()
+    };
+    drop(Repository::init(backend.clone(), PASSWORD, init).unwrap());
+
+    let mut cancelled = Repository::open(backend.clone(), PASSWORD).unwrap();
+    let token = bunker_engine::Cancel::new();
+    cancelled.set_cancel(token.clone());
+    token.cancel();
+    let other = Repository::open(backend.clone(), PASSWORD).unwrap();
+    assert!(!other.cancel().is_cancelled());
+
+    let paths = || BackupSource::Paths(vec![source.clone()]);
+    let err = backup(
+        cancelled,
+        paths(),
+        BackupOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .err()
+    .expect("a cancelled backup fails");
+    assert!(
+        matches!(err, bunker_engine::EngineError::Interrupted(_)),
+        "{err}"
+    );
+    let done = backup(
+        other,
+        paths(),
+        BackupOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .unwrap();
+    assert!(done.id.is_some());
+    let repo = Repository::open(backend, PASSWORD).unwrap();
+    assert_eq!(
+        repo.snapshots().unwrap().len(),
+        1,
+        "only the other backup saved a snapshot"
+    );
+}

@@ -19,6 +19,7 @@ use crossbeam_channel::{bounded, Sender};
 use super::pack_sink::{PackSink, SinkStats};
 use super::tree_builder::{build_trees, store_tree, TreeEvent};
 use super::{stream_filename, StreamSource};
+use crate::cancel::Cancel;
 use crate::identity::now_ns;
 use crate::progress::Progress;
 use crate::repository::{Indexed, Repository};
@@ -53,6 +54,8 @@ pub(super) struct Stage {
     pub progress: Arc<dyn Progress>,
     seal_tx: Sender<(BlobType, BlobId, Vec<u8>)>,
     bytes_read: AtomicU64,
+    /// This backup's cancellation.
+    pub cancel: Cancel,
 }
 
 impl Stage {
@@ -85,7 +88,7 @@ impl Stage {
         let mut ids = Vec::new();
         let mut size = 0u64;
         for chunk in chunks {
-            if crate::interrupt::requested() {
+            if self.cancel.is_cancelled() {
                 return Err(ReadError::Aborted);
             }
             let chunk = chunk.map_err(ReadError::Source)?;
@@ -195,6 +198,7 @@ fn start(
         progress,
         seal_tx,
         bytes_read: AtomicU64::new(0),
+        cancel: repo.cancel().clone(),
     });
     (stage, Sealers { handles })
 }
@@ -212,8 +216,10 @@ fn complete<T>(
         sink,
         seal_tx,
         bytes_read,
+        cancel,
         ..
     } = stage;
+    let cancelled = cancel.is_cancelled();
     drop(seal_tx);
     let panicked = join_all(sealers.handles);
     // The sink is finished in every case: packs already sealed are written and
@@ -228,7 +234,7 @@ fn complete<T>(
         (_, Err(e)) => Err(e),
         // An interrupted walk ends early without an error of its own: never
         // let its partial tree become a snapshot.
-        _ if crate::interrupt::requested() => Err(EngineError::Interrupted(
+        _ if cancelled => Err(EngineError::Interrupted(
             "what was already stored is kept, and the next backup reuses it",
         )),
         (Ok(v), Ok(stats)) => Ok((v, stats, bytes_read.into_inner())),
@@ -532,7 +538,7 @@ impl Visitor for Feeder {
     }
 
     fn stop(&self) -> bool {
-        self.stopped || crate::interrupt::requested()
+        self.stopped || self.repo.cancel().is_cancelled()
     }
 }
 

@@ -26,6 +26,7 @@ use bunker_format::tombstone::Tombstone;
 use bunker_format::FormatError;
 
 use crate::cache::Cache;
+use crate::cancel::Cancel;
 use crate::index::MasterIndex;
 use crate::memory::ClientMemory;
 use crate::notices::Notices;
@@ -64,6 +65,8 @@ pub struct Repository<S = Open> {
     storage_only: bool,
     memory: Option<Arc<ClientMemory>>,
     tombstones: Arc<Mutex<HashMap<TombstoneId, Tombstone>>>,
+    /// Stops the operations run on this handle (and on those made from it).
+    cancel: Cancel,
     state: S,
 }
 
@@ -336,6 +339,7 @@ impl Repository<Open> {
             storage_only: false,
             memory: None,
             tombstones: Arc::default(),
+            cancel: Cancel::default(),
             state: Open,
         }
     }
@@ -356,6 +360,7 @@ impl<S> Repository<S> {
             storage_only,
             memory,
             tombstones,
+            cancel,
             ..
         } = self;
         Repository {
@@ -370,6 +375,7 @@ impl<S> Repository<S> {
             storage_only,
             memory,
             tombstones,
+            cancel,
             state,
         }
     }
@@ -388,8 +394,19 @@ impl<S> Repository<S> {
             storage_only: self.storage_only,
             memory: self.memory.clone(),
             tombstones: self.tombstones.clone(),
+            cancel: self.cancel.clone(),
             state: Open,
         }
+    }
+
+    /// Makes `cancel` stop the operations run on this handle.
+    pub fn set_cancel(&mut self, cancel: Cancel) {
+        self.cancel = cancel;
+    }
+
+    /// The token that stops the operations run on this handle.
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
     }
 
     /// Keeps a local cache of what is read (see [`Cache`]) under `root`, in

@@ -192,7 +192,7 @@ pub fn restore(
     let shared = Mutex::new(summary);
     run_workers(&repo, files, options, &*progress, &shared);
     summary = shared.into_inner().expect("lock");
-    if crate::interrupt::requested() {
+    if repo.cancel().is_cancelled() {
         return Err(EngineError::Interrupted(
             "the files restored so far are complete; run the restore again to finish",
         ));
@@ -263,7 +263,7 @@ fn run_workers(
             let rx = rx.clone();
             scope.spawn(move || {
                 for task in rx.into_iter().flatten() {
-                    if crate::interrupt::requested() {
+                    if repo.cancel().is_cancelled() {
                         break;
                     }
                     let result = restore_file(repo, &task, options, progress);
