@@ -86,6 +86,8 @@ pub enum FileKind {
     Parity,
     /// `tombstones/<id>`: snapshots forgotten and keys removed.
     Tombstone,
+    /// `runs/<id>`: what each run of a plan did.
+    Run,
 }
 
 impl FileKind {
@@ -101,6 +103,7 @@ impl FileKind {
             FileKind::Condemned => "condemned",
             FileKind::Parity => "parity",
             FileKind::Tombstone => "tombstones",
+            FileKind::Run => "runs",
         }
     }
 

@@ -216,6 +216,7 @@ impl Backend for LocalBackend {
             "locks",
             "condemned",
             "tombstones",
+            "runs",
             "data",
             TMP_DIR,
         ]

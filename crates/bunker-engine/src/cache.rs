@@ -35,6 +35,8 @@ const LOCKS: &str = "locks";
 const INDEX: &str = "index";
 /// Directory of packs of trees, as stored.
 const PACKS: &str = "packs";
+/// Directory of run records, as stored.
+const RUNS: &str = "runs";
 
 /// The directory of one repository's files under `root` (the cache's or
 /// the client memory's), created readable only by its owner if missing.
@@ -165,6 +167,21 @@ impl Cache {
     /// Drops cached index files the repository no longer lists.
     pub(crate) fn retain_index_files(&self, listed: &HashSet<String>) {
         self.retain_stored(INDEX, |n| listed.contains(n));
+    }
+
+    /// A cached run record, as stored.
+    pub(crate) fn run_file(&self, name: &str) -> Option<Vec<u8>> {
+        self.stored(RUNS, name)
+    }
+
+    /// Caches a run record as stored.
+    pub(crate) fn keep_run_file(&self, name: &str, bytes: &[u8]) {
+        self.keep_stored(RUNS, name, bytes)
+    }
+
+    /// Drops cached run records the repository no longer lists.
+    pub(crate) fn retain_run_files(&self, listed: &HashSet<String>) {
+        self.retain_stored(RUNS, |n| listed.contains(n));
     }
 
     /// `length` bytes at `offset` of a cached pack, if it is cached. The

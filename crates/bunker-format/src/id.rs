@@ -112,6 +112,10 @@ typed_id!(
     TombstoneId
 );
 typed_id!(
+    /// Id of a run record: BLAKE3 of the stored file's bytes.
+    RunId
+);
+typed_id!(
     /// Id of a lock file: random, since a lock is rewritten when refreshed.
     LockId
 );

@@ -22,6 +22,7 @@ pub mod lock_watch;
 pub mod object;
 pub mod pack;
 pub mod parity;
+pub mod run_record;
 pub mod snapshot;
 pub mod snapshot_cache;
 pub mod tombstone;

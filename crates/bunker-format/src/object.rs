@@ -1,5 +1,5 @@
 //! Framing of whole-file objects: config, index and snapshot files, locks,
-//! condemnation records, tombstones (and the local cache's and state's files).
+//! condemnation records, tombstones, run records (and the local cache's and state's files).
 //!
 //! ```text
 //! file   = prefix ‖ seal(AD, envelope(payload))
@@ -51,6 +51,8 @@ pub enum ObjectKind {
     Condemnation = b'D' as isize,
     /// A tombstone: snapshots forgotten and keys removed.
     Tombstone = b'T' as isize,
+    /// A run record: what a backup, drill, prune, copy or check did.
+    RunRecord = b'R' as isize,
     /// The local cache of decoded snapshots (never in the repository).
     SnapshotCache = b'K' as isize,
     /// A client's record of the locks it has seen (never in the repository).
@@ -70,6 +72,7 @@ impl ObjectKind {
             ObjectKind::SnapshotCache => "snapshot cache",
             ObjectKind::LockWatch => "lock record",
             ObjectKind::Tombstone => "tombstone",
+            ObjectKind::RunRecord => "run record",
             ObjectKind::ClientState => "client state",
         }
     }
@@ -131,6 +134,7 @@ pub fn check_prefix(kind: ObjectKind, stored: &[u8]) -> Result<u8, FormatError> 
             ObjectKind::SnapshotCache => "not a bunker snapshot cache",
             ObjectKind::LockWatch => "not a bunker lock record",
             ObjectKind::Tombstone => "not a bunker tombstone",
+            ObjectKind::RunRecord => "not a bunker run record",
             ObjectKind::ClientState => "not a bunker client state",
         }));
     }

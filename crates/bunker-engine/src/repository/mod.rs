@@ -9,6 +9,7 @@ mod keys;
 mod packs;
 mod readahead;
 mod records;
+mod runs;
 mod snapshots;
 mod tombstones;
 
@@ -37,6 +38,7 @@ pub use index_load::IndexLoad;
 pub use keys::KeyEntry;
 pub use packs::PackRead;
 pub use records::RecordList;
+pub use runs::RunList;
 pub use snapshots::{missing_snapshot, SnapshotEntry, SnapshotList, UnreadableSnapshot};
 pub use tombstones::Withdrawn;
 
@@ -169,6 +171,7 @@ pub(crate) fn max_file_len(kind: FileKind) -> u64 {
     match kind {
         FileKind::Config | FileKind::Key | FileKind::Lock => 1 << 20,
         FileKind::Snapshot | FileKind::Condemned | FileKind::Tombstone => 256 << 20,
+        FileKind::Run => 1 << 20,
         FileKind::Index => 1 << 30,
         FileKind::Pack | FileKind::Parity => 4 << 30,
     }

@@ -11,7 +11,7 @@ use bunker_format::id::BlobId;
 use bunker_format::tree::Node;
 use bunker_source::ReachablePath;
 
-use super::{Overwrite, RestoreOptions};
+use super::{Overwrite, PhaseClock, RestoreOptions};
 use crate::progress::Progress;
 use crate::repository::{Indexed, Repository};
 use crate::{EngineError, Result};
@@ -59,6 +59,7 @@ pub(super) fn restore_content(
     node: &Node,
     options: &RestoreOptions,
     progress: &dyn Progress,
+    clock: &PhaseClock,
 ) -> Result<FileOutcome> {
     let (overwrite, dry_run) = (options.overwrite, options.dry_run);
     let io = |e| EngineError::io(target, e);
@@ -76,7 +77,7 @@ pub(super) fn restore_content(
     }
     let Some(meta) = existing else {
         if !dry_run {
-            write_fresh(repo, target, node, None, progress)?;
+            write_fresh(repo, target, node, None, progress, clock)?;
         }
         return Ok(FileOutcome::Created);
     };
@@ -89,7 +90,7 @@ pub(super) fn restore_content(
         }
         if !dry_run {
             std::fs::remove_file(reach.path()).map_err(io)?;
-            write_fresh(repo, target, node, None, progress)?;
+            write_fresh(repo, target, node, None, progress, clock)?;
         }
         return Ok(FileOutcome::Created);
     }
@@ -109,7 +110,7 @@ pub(super) fn restore_content(
         .map(|(_, n)| *n as u64)
         .sum();
     if !dry_run {
-        write_fresh(repo, target, node, Some(&local), progress)?;
+        write_fresh(repo, target, node, Some(&local), progress, clock)?;
     }
     Ok(FileOutcome::Rewritten { reused })
 }
@@ -123,11 +124,12 @@ fn write_fresh(
     node: &Node,
     local: Option<&LocalChunks>,
     progress: &dyn Progress,
+    clock: &PhaseClock,
 ) -> Result<()> {
     let io = |e| EngineError::io(target, e);
     let reach = ReachablePath::new(target).map_err(io)?;
     let temp = ReachablePath::new(&temp_path(target)).map_err(io)?;
-    let result = write_into(repo, temp.path(), target, node, local, progress)
+    let result = write_into(repo, temp.path(), target, node, local, progress, clock)
         .and_then(|()| std::fs::rename(temp.path(), reach.path()).map_err(io));
     if result.is_err() {
         let _ = std::fs::remove_file(temp.path());
@@ -151,6 +153,7 @@ fn write_into(
     node: &Node,
     local: Option<&LocalChunks>,
     progress: &dyn Progress,
+    clock: &PhaseClock,
 ) -> Result<()> {
     let io = |e| EngineError::io(shown, e);
     let file = File::create(path).map_err(io)?;
@@ -167,13 +170,15 @@ fn write_into(
                 if repo.keys().blob_id(&buf) == *id {
                     std::mem::take(&mut buf)
                 } else {
-                    repo.read_blob(BlobType::Data, id)?
+                    clock.read(|| repo.read_blob(BlobType::Data, id))?
                 }
             }
-            None => repo.read_blob(BlobType::Data, id)?,
+            None => clock.read(|| repo.read_blob(BlobType::Data, id))?,
         };
         if !is_zero(&data) {
-            file.write_all_at(&data, offset).map_err(io)?;
+            clock
+                .write(|| file.write_all_at(&data, offset))
+                .map_err(io)?;
         }
         offset += data.len() as u64;
         progress.advance(0, data.len() as u64);

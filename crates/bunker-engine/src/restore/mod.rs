@@ -16,7 +16,9 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bunker_format::id::BlobId;
 use bunker_format::tree::{Node, NodeKind};
@@ -96,6 +98,46 @@ pub struct RestoreSummary {
     pub errors: Vec<String>,
     /// Things left alone on purpose (a protected path in the way), one line each.
     pub warnings: Vec<String>,
+    /// Seconds reading file content from the repository (fetch, decrypt,
+    /// decompress), summed over the restore's threads.
+    pub read_seconds: f64,
+    /// Seconds writing file content, summed over the threads.
+    pub write_seconds: f64,
+    /// Seconds re-reading restored files to verify them, summed over the threads.
+    pub verify_seconds: f64,
+}
+
+/// Time spent per phase of file restores, summed over threads.
+#[derive(Default)]
+pub(crate) struct PhaseClock {
+    read: AtomicU64,
+    write: AtomicU64,
+    verify: AtomicU64,
+}
+
+impl PhaseClock {
+    /// Runs `f`, adding its duration to `phase`.
+    fn time<T>(phase: &AtomicU64, f: impl FnOnce() -> T) -> T {
+        let start = Instant::now();
+        let out = f();
+        phase.fetch_add(start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        out
+    }
+
+    pub(crate) fn read<T>(&self, f: impl FnOnce() -> T) -> T {
+        Self::time(&self.read, f)
+    }
+
+    pub(crate) fn write<T>(&self, f: impl FnOnce() -> T) -> T {
+        Self::time(&self.write, f)
+    }
+
+    fn into_summary(self, summary: &mut RestoreSummary) {
+        let secs = |n: AtomicU64| n.into_inner() as f64 / 1e9;
+        summary.read_seconds = secs(self.read);
+        summary.write_seconds = secs(self.write);
+        summary.verify_seconds = secs(self.verify);
+    }
 }
 
 struct FileTask {
@@ -190,8 +232,10 @@ pub fn restore(
         ..
     } = plan;
     let shared = Mutex::new(summary);
-    run_workers(&repo, files, options, &*progress, &shared);
+    let clock = PhaseClock::default();
+    run_workers(&repo, files, options, &*progress, &shared, &clock);
     summary = shared.into_inner().expect("lock");
+    clock.into_summary(&mut summary);
     if repo.cancel().is_cancelled() {
         return Err(EngineError::Interrupted(
             "the files restored so far are complete; run the restore again to finish",
@@ -250,6 +294,7 @@ fn run_workers(
     options: &RestoreOptions,
     progress: &dyn Progress,
     summary: &Mutex<RestoreSummary>,
+    clock: &PhaseClock,
 ) {
     let workers = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
@@ -266,7 +311,7 @@ fn run_workers(
                     if repo.cancel().is_cancelled() {
                         break;
                     }
-                    let result = restore_file(repo, &task, options, progress);
+                    let result = restore_file(repo, &task, options, progress, clock);
                     let mut s = summary.lock().expect("lock");
                     let path = task.target.display().to_string();
                     match result {
@@ -345,14 +390,19 @@ fn restore_file(
     task: &FileTask,
     options: &RestoreOptions,
     progress: &dyn Progress,
+    clock: &PhaseClock,
 ) -> Result<FileOutcome> {
-    let outcome = file::restore_content(repo, &task.target, &task.node, options, progress)?;
+    let outcome =
+        file::restore_content(repo, &task.target, &task.node, options, progress, clock)?;
     if options.dry_run || matches!(outcome, FileOutcome::Kept | FileOutcome::Protected) {
         return Ok(outcome);
     }
     let reach = ReachablePath::new(&task.target).map_err(|e| EngineError::io(&task.target, e))?;
     if options.verify && outcome != FileOutcome::Unchanged {
-        if let Err(e) = verify_file(repo, &task.target, &task.node.content) {
+        let verified = PhaseClock::time(&clock.verify, || {
+            verify_file(repo, &task.target, &task.node.content)
+        });
+        if let Err(e) = verified {
             // Never leave a file that looks restored but holds wrong bytes.
             let _ = std::fs::remove_file(reach.path());
             return Err(e);

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use bunker_engine::forget::{KeepDuration, KeepPolicy};
+use bunker_engine::source::database::DatabaseUrl;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -65,6 +67,9 @@ pub struct Config {
     /// `bunker daemon`'s settings.
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// Storage prices for the report's projected cost.
+    #[serde(default)]
+    pub prices: Prices,
     /// The file it was read from (not a key).
     #[serde(skip)]
     pub path: PathBuf,
@@ -104,6 +109,30 @@ pub struct Retention {
     /// Everything newer than this.
     #[serde(default, deserialize_with = "opt_interval")]
     pub keep_within: Option<Interval>,
+}
+
+impl Retention {
+    /// The engine's policy for these rules (`keep-within` to the hour).
+    pub fn policy(&self) -> KeepPolicy {
+        let count = |n: Option<u32>| n.map(i64::from);
+        KeepPolicy {
+            last: count(self.keep_last),
+            hourly: count(self.keep_hourly),
+            daily: count(self.keep_daily),
+            weekly: count(self.keep_weekly),
+            monthly: count(self.keep_monthly),
+            yearly: count(self.keep_yearly),
+            within: self.keep_within.map(|i| {
+                let hours = i.0.as_secs().div_ceil(3600);
+                KeepDuration {
+                    days: (hours / 24) as u32,
+                    hours: (hours % 24) as u32,
+                    ..Default::default()
+                }
+            }),
+            tags: Vec::new(),
+        }
+    }
 }
 
 /// The strategy between full backups.
@@ -164,6 +193,9 @@ pub struct PlanConfig {
     pub after: Vec<String>,
     /// Restore drills.
     pub drill: Option<DrillConfig>,
+    /// How long run records are kept (at most 20,000 per plan).
+    #[serde(default = "default_keep_records", deserialize_with = "interval")]
+    pub keep_records: Interval,
 }
 
 /// A plan's restore drills.
@@ -180,6 +212,23 @@ pub struct DrillConfig {
     /// The share of files restored, as "100%" or "10%".
     #[serde(default = "full_sample", deserialize_with = "percent")]
     pub sample: f64,
+}
+
+/// Storage prices in USD per GiB and month, by kind of storage; each
+/// unset one takes the report's documented default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prices {
+    /// S3 and S3-compatible storage.
+    pub s3: Option<f64>,
+    /// Azure Blob storage.
+    pub azblob: Option<f64>,
+    /// Google Cloud Storage.
+    pub gcs: Option<f64>,
+    /// SFTP hosts.
+    pub sftp: Option<f64>,
+    /// Local and mounted disks.
+    pub local: Option<f64>,
 }
 
 /// Where events go.
@@ -213,6 +262,15 @@ impl Default for DaemonConfig {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8377))
+}
+
+fn default_keep_records() -> Interval {
+    Interval(std::time::Duration::from_secs(400 * 86_400))
+}
+
+fn interval<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Interval, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map_err(serde::de::Error::custom)
 }
 
 fn full_sample() -> f64 {
@@ -308,6 +366,25 @@ impl Config {
                     Some(plan.repository.span()),
                     &format!("plan {name:?}: copy-to names its own repository"),
                 ));
+            }
+            if let Err(e) = plan.retention.policy().validate() {
+                let e = e.replace("--keep-", "keep-").replace("--keep-within", "keep-within");
+                return Err(ConfigError::Invalid {
+                    path: self.path.clone(),
+                    place: None,
+                    message: format!("plan {name:?}: retention: {e}"),
+                });
+            }
+            if let Some(bad) = plan
+                .databases
+                .iter()
+                .find_map(|u| DatabaseUrl::parse(u).err().map(|e| (u, e)))
+            {
+                return Err(ConfigError::Invalid {
+                    path: self.path.clone(),
+                    place: None,
+                    message: format!("plan {name:?}: database {:?}: {}", bad.0, bad.1),
+                });
             }
             if plan.paths.is_empty() && plan.databases.is_empty() {
                 return Err(ConfigError::Invalid {

@@ -1,0 +1,49 @@
+//! Reading and trimming a plan's history: its snapshots (tagged with its
+//! name) and its run records.
+
+use bunker_engine::format::id::RunId;
+use bunker_engine::{Open, Repository, SnapshotEntry};
+
+use crate::schedule::Interval;
+
+/// Run records a plan keeps at most, whatever their age: a plan that runs
+/// every 20 seconds must not grow its repository's listing without end.
+pub const MAX_RECORDS_PER_PLAN: usize = 20_000;
+
+/// The snapshots of plan `name`: those tagged with it.
+pub fn plan_snapshots<'a>(
+    known: &'a [SnapshotEntry],
+    name: &'a str,
+) -> impl Iterator<Item = &'a SnapshotEntry> + 'a {
+    known
+        .iter()
+        .filter(move |e| e.snapshot.tags.iter().any(|t| t == name))
+}
+
+/// Deletes plan `name`'s run records that started more than `keep` before
+/// `now_ns`, and the oldest beyond [`MAX_RECORDS_PER_PLAN`]; returns how
+/// many were deleted.
+pub fn trim_records(
+    repo: &Repository<Open>,
+    name: &str,
+    keep: Interval,
+    now_ns: i64,
+) -> bunker_engine::Result<usize> {
+    let list = repo.run_records()?;
+    let mine: Vec<_> = list
+        .records
+        .iter()
+        .filter(|(_, r)| r.plan == name)
+        .collect();
+    let cutoff = now_ns.saturating_sub(keep.0.as_nanos().min(i64::MAX as u128) as i64);
+    let excess = mine.len().saturating_sub(MAX_RECORDS_PER_PLAN);
+    // Oldest first: the first `excess` go whatever their age.
+    let gone: Vec<RunId> = mine
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, r))| *i < excess || r.started_ns < cutoff)
+        .map(|(_, (id, _))| *id)
+        .collect();
+    repo.delete_run_records(&gone)?;
+    Ok(gone.len())
+}

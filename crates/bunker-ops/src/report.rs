@@ -1,0 +1,454 @@
+//! `bunker report`: per plan, what its history in the repository says
+//! about its recoverability: the recovery point now (the age of the newest
+//! snapshot a drill verified) against the RPO target, the last measured
+//! recovery time against the RTO target, backup and restore success rates,
+//! run durations, data protected and added; per repository, its size,
+//! deduplication, compression, a projected monthly cost and growth.
+//!
+//! Everything comes from the repositories (snapshots and run records), so
+//! any machine holding the key reports the same.
+
+use std::collections::BTreeMap;
+
+use bunker_engine::format::id::SnapshotId;
+use bunker_engine::format::run_record::{RunKind, RunRecord, RunStatus};
+use bunker_engine::{Indexed, Repository, SnapshotEntry};
+use serde::Serialize;
+
+use crate::records::plan_snapshots;
+use crate::{Operations, OpsError, PlanConfig};
+
+mod cost;
+mod prometheus;
+
+pub use cost::{price_per_gib_month, PRICES_AS_OF};
+pub use prometheus::prometheus;
+
+const DAY: i64 = 86_400_000_000_000;
+
+/// Success rates over the last 7, 30 and 90 days: a fraction from 0 to 1,
+/// or `None` without runs. Skipped runs are not attempts and not counted.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Rates {
+    /// Last 7 days.
+    #[serde(rename = "7d")]
+    pub d7: Option<f64>,
+    /// Last 30 days.
+    #[serde(rename = "30d")]
+    pub d30: Option<f64>,
+    /// Last 90 days.
+    #[serde(rename = "90d")]
+    pub d90: Option<f64>,
+}
+
+/// The last drill.
+#[derive(Clone, Debug, Serialize)]
+pub struct DrillSummary {
+    /// When it started (RFC 3339).
+    pub time: String,
+    /// Verified and within the RTO.
+    pub passed: bool,
+    /// Its measured recovery time.
+    pub rto_seconds: Option<f64>,
+    /// Why it failed.
+    pub messages: Vec<String>,
+}
+
+/// One plan's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlanReport {
+    /// The plan's name.
+    pub name: String,
+    /// Its repository's name.
+    pub repository: String,
+    /// Age of the newest snapshot a drill verified, seconds.
+    pub rpo_seconds: Option<f64>,
+    /// The RPO target, seconds.
+    pub rpo_target_seconds: Option<u64>,
+    /// `rpo_seconds` within the target (`None` without a target).
+    pub rpo_met: Option<bool>,
+    /// Age of the newest snapshot of any kind, seconds.
+    pub newest_snapshot_age_seconds: Option<f64>,
+    /// The last measured recovery time, seconds.
+    pub rto_seconds: Option<f64>,
+    /// The RTO target, seconds.
+    pub rto_target_seconds: Option<u64>,
+    /// `rto_seconds` within the target (`None` without a target or a measurement).
+    pub rto_met: Option<bool>,
+    /// The measured recovery times of the last drills, oldest first.
+    pub rto_trend_seconds: Vec<f64>,
+    /// Backup success rates.
+    pub backup_success_rate: Rates,
+    /// Restore (drill) success rates.
+    pub restore_success_rate: Rates,
+    /// Median backup run time in the reported period, seconds.
+    pub backup_seconds_median: Option<f64>,
+    /// 95th percentile of backup run times in the reported period, seconds.
+    pub backup_seconds_p95: Option<f64>,
+    /// The newest snapshot's time (RFC 3339).
+    pub last_backup: Option<String>,
+    /// The newest verified snapshot's time (RFC 3339).
+    pub last_verified: Option<String>,
+    /// The last drill.
+    pub last_drill: Option<DrillSummary>,
+    /// The last successful backup run's end, Unix seconds.
+    pub last_success_timestamp: Option<f64>,
+    /// The newest verified snapshot's time, Unix seconds.
+    pub last_verified_timestamp: Option<f64>,
+    /// Snapshots of the plan.
+    pub snapshots: u64,
+    /// Bytes of the sources in the newest backup run.
+    pub protected_bytes: u64,
+    /// Bytes the plan's backups stored in the reported period.
+    pub added_bytes: u64,
+    /// Runs by kind and status (every record kept).
+    pub runs: BTreeMap<String, BTreeMap<String, u64>>,
+    /// The last run of each kind: seconds it took.
+    pub last_run_seconds: BTreeMap<String, f64>,
+    /// Problems reading the plan's history.
+    pub problems: Vec<String>,
+}
+
+/// One repository's figures.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RepositoryReport {
+    /// The repository's name in the config.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+    /// Bytes in storage (packs, index, snapshots, run records, keys).
+    pub size_bytes: u64,
+    /// Bytes of all snapshots' sources.
+    pub logical_bytes: u64,
+    /// Plaintext bytes after deduplication.
+    pub deduplicated_bytes: u64,
+    /// logical ÷ deduplicated.
+    pub deduplication_ratio: f64,
+    /// Deduplicated ÷ stored.
+    pub compression_ratio: f64,
+    /// The storage price used, USD per GiB and month.
+    pub price_per_gib_month: f64,
+    /// size × price.
+    pub monthly_cost: f64,
+    /// Average bytes added per day by backups in the reported period,
+    /// minus what prunes freed.
+    pub growth_bytes_per_day: f64,
+    /// Days until the size doubles at that rate (`None` when not growing).
+    pub doubling_days: Option<f64>,
+    /// Why the repository could not be read, if it could not.
+    pub error: Option<String>,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// When it was made (RFC 3339).
+    pub generated_at: String,
+    /// The reported period, seconds.
+    pub since_seconds: u64,
+    /// The date of the default storage prices.
+    pub prices_as_of: &'static str,
+    /// Per plan.
+    pub plans: Vec<PlanReport>,
+    /// Per repository.
+    pub repositories: Vec<RepositoryReport>,
+}
+
+/// What one repository holds, read once for every plan that uses it.
+struct Holdings {
+    snapshots: Vec<SnapshotEntry>,
+    records: Vec<RunRecord>,
+}
+
+/// Makes the report for `plans` (all when empty) as of `now_ns`, with
+/// durations, data added and growth over the last `since_ns`.
+pub fn report(
+    ops: &Operations,
+    plans: &[String],
+    now_ns: i64,
+    since_ns: i64,
+) -> Result<Report, OpsError> {
+    for p in plans {
+        ops.plan(p)?;
+    }
+    let chosen: Vec<(&String, &PlanConfig)> = ops
+        .config
+        .plans
+        .iter()
+        .filter(|(n, _)| plans.is_empty() || plans.contains(n))
+        .collect();
+    let mut repositories: BTreeMap<String, Result<Holdings, String>> = BTreeMap::new();
+    let mut repo_reports = Vec::new();
+    let mut wanted: Vec<&str> = Vec::new();
+    for (_, plan) in &chosen {
+        wanted.push(plan.repository.get_ref());
+        wanted.extend(plan.copy_to.iter().map(|c| c.get_ref().as_str()));
+    }
+    wanted.sort();
+    wanted.dedup();
+    for name in wanted {
+        let url = ops.config.repositories[name].url.clone();
+        let mut r = RepositoryReport {
+            name: name.to_string(),
+            url: url.clone(),
+            ..Default::default()
+        };
+        let read = ops
+            .open_repository(name)
+            .and_then(|repo| {
+                repo.load_index().map_err(|source| OpsError::Repository {
+                    repository: name.to_string(),
+                    source,
+                })
+            })
+            .and_then(|repo| {
+                let held = holdings(&repo).map_err(|source| OpsError::Repository {
+                    repository: name.to_string(),
+                    source,
+                })?;
+                measure(&repo, &held, &mut r, now_ns, since_ns).map_err(|source| {
+                    OpsError::Repository {
+                        repository: name.to_string(),
+                        source,
+                    }
+                })?;
+                Ok(held)
+            })
+            .map_err(|e| e.to_string());
+        r.price_per_gib_month = price_per_gib_month(&ops.config.prices, &url);
+        r.monthly_cost = r.size_bytes as f64 / (1u64 << 30) as f64 * r.price_per_gib_month;
+        if let Err(e) = &read {
+            r.error = Some(e.clone());
+        }
+        repositories.insert(name.to_string(), read);
+        repo_reports.push(r);
+    }
+    let plans = chosen
+        .into_iter()
+        .map(|(name, plan)| {
+            let repo = plan.repository.get_ref();
+            match &repositories[repo] {
+                Ok(h) => plan_report(name, Some(plan), repo, &h.snapshots, &h.records, now_ns, since_ns),
+                Err(e) => {
+                    let mut r = plan_report(name, Some(plan), repo, &[], &[], now_ns, since_ns);
+                    r.problems.push(e.clone());
+                    r
+                }
+            }
+        })
+        .collect();
+    Ok(Report {
+        generated_at: rfc3339(now_ns),
+        since_seconds: (since_ns / 1_000_000_000) as u64,
+        prices_as_of: PRICES_AS_OF,
+        plans,
+        repositories: repo_reports,
+    })
+}
+
+fn holdings(repo: &Repository<Indexed>) -> bunker_engine::Result<Holdings> {
+    let snapshots = repo.snapshots()?;
+    let list = repo.run_records()?;
+    for (id, e) in &list.unreadable {
+        repo.notices()
+            .add(format!("run record {} cannot be read: {e}", id.short()));
+    }
+    Ok(Holdings {
+        snapshots,
+        records: list.records.into_iter().map(|(_, r)| r).collect(),
+    })
+}
+
+/// Sizes, ratios and growth of one repository.
+fn measure(
+    repo: &Repository<Indexed>,
+    held: &Holdings,
+    r: &mut RepositoryReport,
+    now_ns: i64,
+    since_ns: i64,
+) -> bunker_engine::Result<()> {
+    use bunker_engine::backend::FileKind;
+    for kind in [
+        FileKind::Pack,
+        FileKind::Index,
+        FileKind::Snapshot,
+        FileKind::Key,
+        FileKind::Run,
+        FileKind::Tombstone,
+    ] {
+        r.size_bytes += repo.backend().list(kind)?.iter().map(|f| f.size).sum::<u64>();
+    }
+    let mut stored = 0u64;
+    for blob in repo.index().blobs() {
+        let (_, loc) = blob?;
+        r.deduplicated_bytes += loc.raw_length as u64;
+        stored += loc.length as u64;
+    }
+    r.logical_bytes = held.snapshots.iter().map(|e| e.snapshot.summary.total_bytes).sum();
+    r.deduplication_ratio = ratio(r.logical_bytes, r.deduplicated_bytes);
+    r.compression_ratio = ratio(r.deduplicated_bytes, stored);
+    let from = now_ns - since_ns;
+    let window: Vec<&RunRecord> = held.records.iter().filter(|x| x.started_ns >= from).collect();
+    // Days actually covered by the history, so a young repository's growth
+    // is not diluted over a period it did not exist in.
+    let first = window.iter().map(|x| x.started_ns).min();
+    if let Some(first) = first {
+        let days = ((now_ns - first) as f64 / DAY as f64).max(1.0);
+        let added: u64 = window
+            .iter()
+            .filter(|x| matches!(x.kind, RunKind::Backup | RunKind::Copy))
+            .map(|x| x.bytes_added)
+            .sum();
+        let freed: u64 = window
+            .iter()
+            .filter(|x| x.kind == RunKind::Prune)
+            .map(|x| x.bytes)
+            .sum();
+        r.growth_bytes_per_day = (added as f64 - freed as f64) / days;
+        if r.growth_bytes_per_day > 0.0 {
+            r.doubling_days = Some(r.size_bytes as f64 / r.growth_bytes_per_day);
+        }
+    }
+    Ok(())
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    match b {
+        0 => 1.0,
+        _ => a as f64 / b as f64,
+    }
+}
+
+/// One plan's figures from its repository's snapshots and run records.
+pub fn plan_report(
+    name: &str,
+    plan: Option<&PlanConfig>,
+    repository: &str,
+    snapshots: &[SnapshotEntry],
+    records: &[RunRecord],
+    now_ns: i64,
+    since_ns: i64,
+) -> PlanReport {
+    let mine: Vec<&RunRecord> = records.iter().filter(|r| r.plan == name).collect();
+    let of = |kind: RunKind| mine.iter().copied().filter(move |r| r.kind == kind);
+    let snaps: Vec<&SnapshotEntry> = plan_snapshots(snapshots, name).collect();
+    let age = |t: i64| (now_ns - t) as f64 / 1e9;
+
+    let newest = snaps.iter().map(|e| e.snapshot.time_ns).max();
+    let verified_ids: std::collections::HashSet<SnapshotId> =
+        of(RunKind::Drill).flat_map(|r| r.verified.iter().copied()).collect();
+    let newest_verified = snaps
+        .iter()
+        .filter(|e| verified_ids.contains(&e.id))
+        .map(|e| e.snapshot.time_ns)
+        .max();
+    // Targets: the config's, else the newest recorded (a report made
+    // without the config still judges by what the plan said).
+    let rpo_target = plan
+        .and_then(|p| p.rpo.map(|i| i.0.as_secs()))
+        .or_else(|| mine.iter().rev().find_map(|r| r.rpo_target_secs));
+    let rto_target = plan
+        .and_then(|p| p.rto.map(|i| i.0.as_secs()))
+        .or_else(|| mine.iter().rev().find_map(|r| r.rto_target_secs));
+    let rpo = newest_verified.map(age);
+    let measured: Vec<(i64, f64)> = of(RunKind::Drill)
+        .filter_map(|r| r.rto_micros.map(|m| (r.started_ns, m as f64 / 1e6)))
+        .collect();
+    let rto = measured.last().map(|(_, s)| *s);
+    let last_drill = of(RunKind::Drill).last().map(|r| DrillSummary {
+        time: rfc3339(r.started_ns),
+        passed: r.status == RunStatus::Success,
+        rto_seconds: r.rto_micros.map(|m| m as f64 / 1e6),
+        messages: r.messages.clone(),
+    });
+    let from = now_ns - since_ns;
+    let mut durations: Vec<f64> = of(RunKind::Backup)
+        .filter(|r| r.started_ns >= from && r.status != RunStatus::Skipped)
+        .map(RunRecord::seconds)
+        .collect();
+    durations.sort_by(f64::total_cmp);
+    let mut runs: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut last_run_seconds = BTreeMap::new();
+    for r in &mine {
+        *runs
+            .entry(r.kind.name().into())
+            .or_default()
+            .entry(r.status.name().into())
+            .or_default() += 1;
+        if r.status != RunStatus::Skipped {
+            last_run_seconds.insert(r.kind.name().to_string(), r.seconds());
+        }
+    }
+    let last_success = of(RunKind::Backup)
+        .filter(|r| r.status == RunStatus::Success)
+        .map(|r| r.finished_ns)
+        .max();
+    PlanReport {
+        name: name.to_string(),
+        repository: repository.to_string(),
+        rpo_seconds: rpo,
+        rpo_target_seconds: rpo_target,
+        rpo_met: rpo_target.map(|t| rpo.is_some_and(|s| s <= t as f64)),
+        newest_snapshot_age_seconds: newest.map(age),
+        rto_seconds: rto,
+        rto_target_seconds: rto_target,
+        rto_met: rto_target.and_then(|t| rto.map(|s| s <= t as f64)),
+        rto_trend_seconds: measured.iter().rev().take(20).rev().map(|(_, s)| *s).collect(),
+        backup_success_rate: rates(of(RunKind::Backup), now_ns),
+        restore_success_rate: rates(of(RunKind::Drill), now_ns),
+        backup_seconds_median: percentile(&durations, 0.5),
+        backup_seconds_p95: percentile(&durations, 0.95),
+        last_backup: newest.map(rfc3339),
+        last_verified: newest_verified.map(rfc3339),
+        last_drill,
+        last_success_timestamp: last_success.map(|t| t as f64 / 1e9),
+        last_verified_timestamp: newest_verified.map(|t| t as f64 / 1e9),
+        snapshots: snaps.len() as u64,
+        protected_bytes: of(RunKind::Backup)
+            .filter(|r| r.status != RunStatus::Skipped)
+            .last()
+            .map_or(0, |r| r.bytes),
+        added_bytes: of(RunKind::Backup)
+            .filter(|r| r.started_ns >= from)
+            .map(|r| r.bytes_added)
+            .sum(),
+        runs,
+        last_run_seconds,
+        problems: Vec::new(),
+    }
+}
+
+/// Success rates of `runs` over 7, 30 and 90 days before `now_ns`.
+fn rates<'a>(runs: impl Iterator<Item = &'a RunRecord>, now_ns: i64) -> Rates {
+    let runs: Vec<&RunRecord> = runs.filter(|r| r.status != RunStatus::Skipped).collect();
+    let rate = |days: i64| {
+        let window: Vec<_> = runs
+            .iter()
+            .filter(|r| r.started_ns >= now_ns - days * DAY && r.started_ns <= now_ns)
+            .collect();
+        let ok = window.iter().filter(|r| r.status == RunStatus::Success).count();
+        (!window.is_empty()).then(|| ok as f64 / window.len() as f64)
+    };
+    Rates {
+        d7: rate(7),
+        d30: rate(30),
+        d90: rate(90),
+    }
+}
+
+/// The nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// Unix nanoseconds as RFC 3339, UTC, to the second.
+pub fn rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp_nanos(ns).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests;
