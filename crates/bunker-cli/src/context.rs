@@ -365,6 +365,26 @@ impl Target {
     }
 }
 
+/// What the operations layer needs to run `config`'s plans from this
+/// process: its cache, state, interrupt, warnings on stderr, and progress.
+pub fn operations<'a>(
+    global: &GlobalArgs,
+    config: &'a bunker_ops::Config,
+    progress: Arc<dyn bunker_engine::Progress>,
+) -> bunker_ops::Operations<'a> {
+    bunker_ops::Operations {
+        config,
+        open: bunker_ops::OpenContext {
+            cache_dir: global.cache_root(),
+            state_dir: global.state_root(),
+            notices: Some(Arc::new(|m: &str| crate::errln!("bunker: warning: {m}"))),
+            cancel: crate::interrupt().clone(),
+        },
+        host: bunker_engine::identity::hostname(),
+        progress,
+    }
+}
+
 /// Gives an opened repository the local cache, this client's memory and
 /// the process's interrupt.
 fn attach_local_dirs(repo: &mut Repository<Open>, global: &GlobalArgs) -> Result<()> {

@@ -2,6 +2,7 @@
 
 use bunker_engine::backend::BackendError;
 use bunker_engine::EngineError;
+use bunker_ops::OpsError;
 
 /// Success.
 pub const OK: i32 = 0;
@@ -45,12 +46,20 @@ pub fn report(error: &anyhow::Error) -> i32 {
         crate::errln!("bunker: error: standard output was closed before everything was written");
         return FAILURE;
     }
-    if error.downcast_ref::<Usage>().is_some() {
+    let usage = error.downcast_ref::<Usage>().is_some()
+        || matches!(
+            error.downcast_ref::<OpsError>(),
+            Some(OpsError::Config(_) | OpsError::UnknownPlan { .. })
+        );
+    if usage {
         crate::errln!("bunker: usage error: {error}");
         return USAGE;
     }
     crate::errln!("bunker: error: {}", one_line(error));
-    match error.downcast_ref::<EngineError>() {
+    let engine = error
+        .downcast_ref::<EngineError>()
+        .or_else(|| error.downcast_ref::<OpsError>().and_then(OpsError::engine));
+    match engine {
         Some(EngineError::RepositoryNotFound { .. }) => NO_REPOSITORY,
         Some(EngineError::WrongPassword(_) | EngineError::KeyRevoked { .. }) => WRONG_PASSWORD,
         Some(EngineError::Interrupted(_)) => INTERRUPTED,

@@ -41,12 +41,14 @@ pub fn time_rfc3339(ns: i64) -> String {
     .unwrap_or_default()
 }
 
-/// Seconds as `1.23 s` or `2m05s`.
+/// Seconds as `1.23 s`, `2m05s`, `3h02m` or `2d03h`.
 pub fn duration(secs: f64) -> String {
-    if secs < 60.0 {
-        format!("{secs:.2} s")
-    } else {
-        format!("{}m{:02}s", (secs / 60.0) as u64, (secs % 60.0) as u64)
+    let whole = secs as u64;
+    match whole {
+        _ if secs < 60.0 => format!("{secs:.2} s"),
+        0..3_600 => format!("{}m{:02}s", whole / 60, whole % 60),
+        3_600..86_400 => format!("{}h{:02}m", whole / 3_600, whole % 3_600 / 60),
+        _ => format!("{}d{:02}h", whole / 86_400, whole % 86_400 / 3_600),
     }
 }
 

@@ -12,7 +12,9 @@ use crate::FormatError;
 pub const RUN_RECORD_VERSION: u32 = 1;
 
 /// What kind of run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, minicbor::Encode, minicbor::Decode)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, minicbor::Encode, minicbor::Decode,
+)]
 #[cbor(index_only)]
 pub enum RunKind {
     /// A backup of the plan's paths and databases.

@@ -62,7 +62,8 @@ impl DrillOutcome {
 
     /// True when the measured RTO exceeds the target.
     pub fn rto_missed(&self) -> bool {
-        self.rto_target_seconds.is_some_and(|t| self.rto_seconds > t)
+        self.rto_target_seconds
+            .is_some_and(|t| self.rto_seconds > t)
     }
 }
 
@@ -194,8 +195,8 @@ fn newest(
 ) -> Result<Vec<SnapshotEntry>, String> {
     let known = repo.snapshots().map_err(|e| e.to_string())?;
     let mut by_source: BTreeMap<(bool, Vec<String>), &SnapshotEntry> = BTreeMap::new();
-    for entry in plan_snapshots(&known, name)
-        .filter(|e| time_ns.is_none_or(|t| e.snapshot.time_ns <= t))
+    for entry in
+        plan_snapshots(&known, name).filter(|e| time_ns.is_none_or(|t| e.snapshot.time_ns <= t))
     {
         let s = &entry.snapshot;
         // Files: the newest of any paths; databases: the newest per database.
@@ -232,9 +233,14 @@ fn drill_files(
         }
         false => (PatternSet::default(), None),
     };
-    phases.add("sample", started.elapsed().as_secs_f64());
+    if factor.is_some() {
+        phases.add("sample", started.elapsed().as_secs_f64());
+    }
     let scratch = Scratch::create(&drill.scratch).map_err(|e| {
-        format!("cannot create a scratch folder in {}: {e}", drill.scratch.display())
+        format!(
+            "cannot create a scratch folder in {}: {e}",
+            drill.scratch.display()
+        )
     })?;
     let restoring = Instant::now();
     let summary = restore(
@@ -276,7 +282,9 @@ fn sample(
     entry: &SnapshotEntry,
     share: f64,
 ) -> bunker_engine::Result<(Vec<String>, f64)> {
-    let mut strata: BTreeMap<(u32, Vec<u8>), Vec<(u64, String, u64)>> = BTreeMap::new();
+    // (size class, top-level directory) → (rank, path, size) of its files.
+    type Stratum = Vec<(u64, String, u64)>;
+    let mut strata: BTreeMap<(u32, Vec<u8>), Stratum> = BTreeMap::new();
     let mut total = 0u64;
     visit_tree(repo, &entry.snapshot.tree, b"/", &mut |path, node| {
         if node.kind != NodeKind::File {
@@ -291,7 +299,11 @@ fn sample(
             return Ok(());
         }
         let class = 64 - node.size.leading_zeros();
-        let top: Vec<u8> = path.split(|b| *b == b'/').take(3).collect::<Vec<_>>().join(&b'/');
+        let top: Vec<u8> = path
+            .split(|b| *b == b'/')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(&b'/');
         let rank = u64::from_le_bytes(blake3::hash(path).as_bytes()[..8].try_into().expect("8"));
         strata
             .entry((class, top))
@@ -368,7 +380,8 @@ fn drill_database(
                     t.schema,
                     t.table,
                     t.expected,
-                    t.found.map_or("none could be counted".into(), |n| n.to_string())
+                    t.found
+                        .map_or("none could be counted".into(), |n| n.to_string())
                 ));
             }
             if report.error.is_none() && !report.passed && problems.is_empty() {

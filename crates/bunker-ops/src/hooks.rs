@@ -45,9 +45,15 @@ mod tests {
             format!("touch {}", mark.display()),
         ];
         let err = run_hooks(&commands, &[]).unwrap_err();
-        assert!(err.contains("exit status: 4") && err.contains("oops"), "{err}");
+        assert!(
+            err.contains("exit status: 4") && err.contains("oops"),
+            "{err}"
+        );
         assert!(!mark.exists(), "the second hook must not run");
-        let ok = vec![format!("test \"$BUNKER_PLAN\" = www && touch {}", mark.display())];
+        let ok = vec![format!(
+            "test \"$BUNKER_PLAN\" = www && touch {}",
+            mark.display()
+        )];
         run_hooks(&ok, &[("BUNKER_PLAN", "www")]).unwrap();
         assert!(mark.exists());
     }

@@ -42,26 +42,45 @@ pub struct Operations<'a> {
 impl Operations<'_> {
     /// The plan named `name`.
     pub fn plan(&self, name: &str) -> Result<&PlanConfig, OpsError> {
-        self.config.plans.get(name).ok_or_else(|| OpsError::UnknownPlan {
-            name: name.to_string(),
-            known: match self.config.plans.is_empty() {
-                true => "none".into(),
-                false => self.config.plans.keys().cloned().collect::<Vec<_>>().join(", "),
-            },
-        })
+        self.config
+            .plans
+            .get(name)
+            .ok_or_else(|| OpsError::UnknownPlan {
+                name: name.to_string(),
+                known: match self.config.plans.is_empty() {
+                    true => "none".into(),
+                    false => self
+                        .config
+                        .plans
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                },
+            })
     }
 
     /// Opens the repository the config names `name`.
     pub fn open_repository(&self, name: &str) -> Result<Repository<Open>, OpsError> {
-        let config = self.config.repositories.get(name).ok_or_else(|| OpsError::Plan {
-            plan: String::new(),
-            detail: format!("no repository named {name:?}"),
-        })?;
+        let config = self
+            .config
+            .repositories
+            .get(name)
+            .ok_or_else(|| OpsError::Plan {
+                plan: String::new(),
+                detail: format!("no repository named {name:?}"),
+            })?;
         self.open.open(name, config)
     }
 
     /// A new record of `kind` for `plan`, with the plan's targets.
-    pub fn record(&self, kind: RunKind, name: &str, plan: &PlanConfig, started_ns: i64) -> RunRecord {
+    pub fn record(
+        &self,
+        kind: RunKind,
+        name: &str,
+        plan: &PlanConfig,
+        started_ns: i64,
+    ) -> RunRecord {
         let mut record = RunRecord::new(kind, name, &self.host, started_ns);
         record.rpo_target_secs = plan.rpo.map(|i| i.0.as_secs());
         record.rto_target_secs = plan.rto.map(|i| i.0.as_secs());
@@ -69,7 +88,11 @@ impl Operations<'_> {
     }
 
     /// Writes a record into `repo`.
-    pub fn write_record(&self, repo: &Repository<Open>, record: &RunRecord) -> Result<(), OpsError> {
+    pub fn write_record(
+        &self,
+        repo: &Repository<Open>,
+        record: &RunRecord,
+    ) -> Result<(), OpsError> {
         repo.write_run_record(record)
             .map(|_| ())
             .map_err(|source| OpsError::Repository {

@@ -26,7 +26,11 @@ pub struct OpenContext {
 
 impl OpenContext {
     /// Opens the repository `name` of the config.
-    pub fn open(&self, name: &str, config: &RepositoryConfig) -> Result<Repository<Open>, OpsError> {
+    pub fn open(
+        &self,
+        name: &str,
+        config: &RepositoryConfig,
+    ) -> Result<Repository<Open>, OpsError> {
         let fail = |source: EngineError| OpsError::Repository {
             repository: name.to_string(),
             source,

@@ -47,3 +47,29 @@ pub fn trim_records(
     repo.delete_run_records(&gone)?;
     Ok(gone.len())
 }
+
+/// A run record as JSON, for `--json` output and the daemon's API.
+pub fn record_json(r: &bunker_engine::format::run_record::RunRecord) -> serde_json::Value {
+    use crate::report::rfc3339;
+    serde_json::json!({
+        "kind": r.kind.name(),
+        "plan": r.plan,
+        "host": r.host,
+        "started": rfc3339(r.started_ns),
+        "finished": rfc3339(r.finished_ns),
+        "seconds": r.seconds(),
+        "status": r.status.name(),
+        "messages": r.messages,
+        "snapshots": r.snapshots.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
+        "verified": r.verified.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
+        "bytes": r.bytes,
+        "files": r.files,
+        "bytes_added": r.bytes_added,
+        "phases": r.phases.iter().map(|p| serde_json::json!({"name": p.name, "seconds": p.micros as f64 / 1e6})).collect::<Vec<_>>(),
+        "rto_seconds": r.rto_micros.map(|m| m as f64 / 1e6),
+        "sample": r.sample_ppm.map(|p| p as f64 / 1e6),
+        "rpo_target_seconds": r.rpo_target_secs,
+        "rto_target_seconds": r.rto_target_secs,
+        "peer": r.peer,
+    })
+}

@@ -19,9 +19,11 @@ use crate::records::plan_snapshots;
 use crate::{Operations, OpsError, PlanConfig};
 
 mod cost;
+mod html;
 mod prometheus;
 
 pub use cost::{price_per_gib_month, PRICES_AS_OF};
+pub use html::html;
 pub use prometheus::prometheus;
 
 const DAY: i64 = 86_400_000_000_000;
@@ -105,8 +107,29 @@ pub struct PlanReport {
     pub runs: BTreeMap<String, BTreeMap<String, u64>>,
     /// The last run of each kind: seconds it took.
     pub last_run_seconds: BTreeMap<String, f64>,
+    /// Every run in the reported period, oldest first.
+    pub history: Vec<RunPoint>,
     /// Problems reading the plan's history.
     pub problems: Vec<String>,
+}
+
+/// One run, for charts.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunPoint {
+    /// When it started (RFC 3339).
+    pub time: String,
+    /// When it started, Unix seconds.
+    pub timestamp: f64,
+    /// `backup`, `drill`, `prune`, `copy`, `check`.
+    pub kind: &'static str,
+    /// `success`, `failure`, `skipped`.
+    pub status: &'static str,
+    /// How long it took.
+    pub seconds: f64,
+    /// Bytes it stored.
+    pub bytes_added: u64,
+    /// A drill's measured recovery time.
+    pub rto_seconds: Option<f64>,
 }
 
 /// One repository's figures.
@@ -131,8 +154,8 @@ pub struct RepositoryReport {
     /// size × price.
     pub monthly_cost: f64,
     /// Average bytes added per day by backups in the reported period,
-    /// minus what prunes freed.
-    pub growth_bytes_per_day: f64,
+    /// minus what prunes freed (`None` without runs recorded in it).
+    pub growth_bytes_per_day: Option<f64>,
     /// Days until the size doubles at that rate (`None` when not growing).
     pub doubling_days: Option<f64>,
     /// Why the repository could not be read, if it could not.
@@ -228,7 +251,15 @@ pub fn report(
         .map(|(name, plan)| {
             let repo = plan.repository.get_ref();
             match &repositories[repo] {
-                Ok(h) => plan_report(name, Some(plan), repo, &h.snapshots, &h.records, now_ns, since_ns),
+                Ok(h) => plan_report(
+                    name,
+                    Some(plan),
+                    repo,
+                    &h.snapshots,
+                    &h.records,
+                    now_ns,
+                    since_ns,
+                ),
                 Err(e) => {
                     let mut r = plan_report(name, Some(plan), repo, &[], &[], now_ns, since_ns);
                     r.problems.push(e.clone());
@@ -276,7 +307,12 @@ fn measure(
         FileKind::Run,
         FileKind::Tombstone,
     ] {
-        r.size_bytes += repo.backend().list(kind)?.iter().map(|f| f.size).sum::<u64>();
+        r.size_bytes += repo
+            .backend()
+            .list(kind)?
+            .iter()
+            .map(|f| f.size)
+            .sum::<u64>();
     }
     let mut stored = 0u64;
     for blob in repo.index().blobs() {
@@ -284,19 +320,29 @@ fn measure(
         r.deduplicated_bytes += loc.raw_length as u64;
         stored += loc.length as u64;
     }
-    r.logical_bytes = held.snapshots.iter().map(|e| e.snapshot.summary.total_bytes).sum();
+    r.logical_bytes = held
+        .snapshots
+        .iter()
+        .map(|e| e.snapshot.summary.total_bytes)
+        .sum();
     r.deduplication_ratio = ratio(r.logical_bytes, r.deduplicated_bytes);
     r.compression_ratio = ratio(r.deduplicated_bytes, stored);
     let from = now_ns - since_ns;
-    let window: Vec<&RunRecord> = held.records.iter().filter(|x| x.started_ns >= from).collect();
+    let window: Vec<&RunRecord> = held
+        .records
+        .iter()
+        .filter(|x| x.started_ns >= from)
+        .collect();
     // Days actually covered by the history, so a young repository's growth
     // is not diluted over a period it did not exist in.
     let first = window.iter().map(|x| x.started_ns).min();
     if let Some(first) = first {
         let days = ((now_ns - first) as f64 / DAY as f64).max(1.0);
+        // Copies are recorded in their source repository: what they add
+        // is another repository's growth.
         let added: u64 = window
             .iter()
-            .filter(|x| matches!(x.kind, RunKind::Backup | RunKind::Copy))
+            .filter(|x| x.kind == RunKind::Backup)
             .map(|x| x.bytes_added)
             .sum();
         let freed: u64 = window
@@ -304,9 +350,10 @@ fn measure(
             .filter(|x| x.kind == RunKind::Prune)
             .map(|x| x.bytes)
             .sum();
-        r.growth_bytes_per_day = (added as f64 - freed as f64) / days;
-        if r.growth_bytes_per_day > 0.0 {
-            r.doubling_days = Some(r.size_bytes as f64 / r.growth_bytes_per_day);
+        let growth = (added as f64 - freed as f64) / days;
+        r.growth_bytes_per_day = Some(growth);
+        if growth > 0.0 {
+            r.doubling_days = Some(r.size_bytes as f64 / growth);
         }
     }
     Ok(())
@@ -335,8 +382,9 @@ pub fn plan_report(
     let age = |t: i64| (now_ns - t) as f64 / 1e9;
 
     let newest = snaps.iter().map(|e| e.snapshot.time_ns).max();
-    let verified_ids: std::collections::HashSet<SnapshotId> =
-        of(RunKind::Drill).flat_map(|r| r.verified.iter().copied()).collect();
+    let verified_ids: std::collections::HashSet<SnapshotId> = of(RunKind::Drill)
+        .flat_map(|r| r.verified.iter().copied())
+        .collect();
     let newest_verified = snaps
         .iter()
         .filter(|e| verified_ids.contains(&e.id))
@@ -355,7 +403,7 @@ pub fn plan_report(
         .filter_map(|r| r.rto_micros.map(|m| (r.started_ns, m as f64 / 1e6)))
         .collect();
     let rto = measured.last().map(|(_, s)| *s);
-    let last_drill = of(RunKind::Drill).last().map(|r| DrillSummary {
+    let last_drill = of(RunKind::Drill).next_back().map(|r| DrillSummary {
         time: rfc3339(r.started_ns),
         passed: r.status == RunStatus::Success,
         rto_seconds: r.rto_micros.map(|m| m as f64 / 1e6),
@@ -393,7 +441,13 @@ pub fn plan_report(
         rto_seconds: rto,
         rto_target_seconds: rto_target,
         rto_met: rto_target.and_then(|t| rto.map(|s| s <= t as f64)),
-        rto_trend_seconds: measured.iter().rev().take(20).rev().map(|(_, s)| *s).collect(),
+        rto_trend_seconds: measured
+            .iter()
+            .rev()
+            .take(20)
+            .rev()
+            .map(|(_, s)| *s)
+            .collect(),
         backup_success_rate: rates(of(RunKind::Backup), now_ns),
         restore_success_rate: rates(of(RunKind::Drill), now_ns),
         backup_seconds_median: percentile(&durations, 0.5),
@@ -405,8 +459,7 @@ pub fn plan_report(
         last_verified_timestamp: newest_verified.map(|t| t as f64 / 1e9),
         snapshots: snaps.len() as u64,
         protected_bytes: of(RunKind::Backup)
-            .filter(|r| r.status != RunStatus::Skipped)
-            .last()
+            .rfind(|r| r.status != RunStatus::Skipped)
             .map_or(0, |r| r.bytes),
         added_bytes: of(RunKind::Backup)
             .filter(|r| r.started_ns >= from)
@@ -414,6 +467,19 @@ pub fn plan_report(
             .sum(),
         runs,
         last_run_seconds,
+        history: mine
+            .iter()
+            .filter(|r| r.started_ns >= from)
+            .map(|r| RunPoint {
+                time: rfc3339(r.started_ns),
+                timestamp: r.started_ns as f64 / 1e9,
+                kind: r.kind.name(),
+                status: r.status.name(),
+                seconds: r.seconds(),
+                bytes_added: r.bytes_added,
+                rto_seconds: r.rto_micros.map(|m| m as f64 / 1e6),
+            })
+            .collect(),
         problems: Vec::new(),
     }
 }
@@ -426,7 +492,10 @@ fn rates<'a>(runs: impl Iterator<Item = &'a RunRecord>, now_ns: i64) -> Rates {
             .iter()
             .filter(|r| r.started_ns >= now_ns - days * DAY && r.started_ns <= now_ns)
             .collect();
-        let ok = window.iter().filter(|r| r.status == RunStatus::Success).count();
+        let ok = window
+            .iter()
+            .filter(|r| r.status == RunStatus::Success)
+            .count();
         (!window.is_empty()).then(|| ok as f64 / window.len() as f64)
     };
     Rates {

@@ -175,7 +175,10 @@ fn account(
                 run.step(
                     what,
                     StepStatus::Partial,
-                    format!("{line}; {} source(s) could not be read", snapshot.skipped.len()),
+                    format!(
+                        "{line}; {} source(s) could not be read",
+                        snapshot.skipped.len()
+                    ),
                 );
             } else {
                 run.step(what, StepStatus::Done, line);
@@ -227,7 +230,12 @@ fn same_paths(a: &[String], b: &[String]) -> bool {
 }
 
 /// The plan's snapshot options: its tags (and its name), this host, the time.
-fn snapshot_options(ops: &Operations, plan: &PlanConfig, name: &str, options: &RunOptions) -> BackupOptions {
+fn snapshot_options(
+    ops: &Operations,
+    plan: &PlanConfig,
+    name: &str,
+    options: &RunOptions,
+) -> BackupOptions {
     let mut tags = vec![name.to_string()];
     tags.extend(plan.tags.iter().filter(|t| *t != name).cloned());
     BackupOptions {
@@ -332,7 +340,11 @@ fn finish(record: &mut RunRecord, run: &PlanRun, started_ns: i64, clock: &Instan
 /// written fails the run (its history would be wrong) but undoes nothing.
 fn save(ops: &Operations, repo: &Repository<Open>, run: &mut PlanRun, record: RunRecord) {
     if let Err(e) = ops.write_record(repo, &record) {
-        run.step("record", StepStatus::Failed, format!("the run record could not be written: {e}"));
+        run.step(
+            "record",
+            StepStatus::Failed,
+            format!("the run record could not be written: {e}"),
+        );
     }
     run.records.push(record);
 }
@@ -417,11 +429,18 @@ fn copy_to(
     let result = (|| -> Result<String, String> {
         let dest = ops.open_repository(target).map_err(|e| e.to_string())?;
         let source = base.reopened().load_index().map_err(|e| e.to_string())?;
-        let mine: Vec<SnapshotEntry> = plan_snapshots(&source.snapshots().map_err(|e| e.to_string())?, name)
-            .cloned()
-            .collect();
-        let report = copy(&source, dest, mine, &CopyOptions::default(), Arc::clone(&ops.progress))
-            .map_err(|e| e.to_string())?;
+        let mine: Vec<SnapshotEntry> =
+            plan_snapshots(&source.snapshots().map_err(|e| e.to_string())?, name)
+                .cloned()
+                .collect();
+        let report = copy(
+            &source,
+            dest,
+            mine,
+            &CopyOptions::default(),
+            Arc::clone(&ops.progress),
+        )
+        .map_err(|e| e.to_string())?;
         record.snapshots = report.copied.iter().filter_map(|c| c.copy).collect();
         record.bytes = report.bytes;
         record.bytes_added = report.stored_bytes;

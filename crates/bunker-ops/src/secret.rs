@@ -67,7 +67,9 @@ mod tests {
         std::fs::write(&file, "\n").unwrap();
         assert!(password_from_file(&file).is_err());
         assert_eq!(
-            password_from_command("c", "printf 'pw\\nmore'").unwrap().as_slice(),
+            password_from_command("c", "printf 'pw\\nmore'")
+                .unwrap()
+                .as_slice(),
             b"pw"
         );
         let err = password_from_command("password-command", "echo leaked; exit 3").unwrap_err();

@@ -253,7 +253,7 @@ fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry
     }
 }
 
-fn parse_time(text: &str) -> Result<i64, String> {
+pub fn parse_time(text: &str) -> Result<i64, String> {
     let out_of_range = || format!("{text:?} is out of range");
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
         return t.timestamp_nanos_opt().ok_or_else(out_of_range);

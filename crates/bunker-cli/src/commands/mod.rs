@@ -6,6 +6,7 @@ mod config;
 mod copy;
 mod db;
 mod diff;
+mod drill;
 mod dump;
 mod forget;
 mod init;
@@ -13,7 +14,9 @@ mod key;
 mod ls;
 mod prune;
 mod repair;
+mod report;
 mod restore;
+mod run;
 mod snapshots;
 mod stats;
 
@@ -53,6 +56,12 @@ pub enum Command {
     Db(db::Args),
     /// Check the config file (bunker.toml) and show its plans
     Config(config::Args),
+    /// Run a plan of the config file once, now: hooks, backup, retention, copies
+    Run(run::Args),
+    /// Restore a plan's newest snapshots into scratch space, verify them, and measure the recovery time
+    Drill(drill::Args),
+    /// Report each plan's recovery point and time against its targets, and its success rates
+    Report(report::Args),
     /// Manage the keys (passwords) that open the repository
     Key(key::Args),
     /// Show sizes, deduplication and compression ratios
@@ -76,6 +85,9 @@ pub fn run(command: Command, global: &GlobalArgs) -> Result<i32> {
         Command::Diff(a) => diff::run(a, global),
         Command::Db(a) => db::run(a, global),
         Command::Config(a) => config::run(a, global),
+        Command::Run(a) => run::run(a, global),
+        Command::Drill(a) => drill::run(a, global),
+        Command::Report(a) => report::run(a, global),
         Command::Key(a) => key::run(a, global),
         Command::Stats(a) => stats::run(a, global),
     }

@@ -66,7 +66,8 @@ impl<S> Repository<S> {
                 Err(e) => return Err(e),
             }
         }
-        out.records.sort_by_key(|(_, r)| (r.started_ns, r.finished_ns));
+        out.records
+            .sort_by_key(|(_, r)| (r.started_ns, r.finished_ns));
         Ok(out)
     }
 

@@ -392,8 +392,7 @@ fn restore_file(
     progress: &dyn Progress,
     clock: &PhaseClock,
 ) -> Result<FileOutcome> {
-    let outcome =
-        file::restore_content(repo, &task.target, &task.node, options, progress, clock)?;
+    let outcome = file::restore_content(repo, &task.target, &task.node, options, progress, clock)?;
     if options.dry_run || matches!(outcome, FileOutcome::Kept | FileOutcome::Protected) {
         return Ok(outcome);
     }

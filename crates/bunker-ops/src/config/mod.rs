@@ -368,7 +368,9 @@ impl Config {
                 ));
             }
             if let Err(e) = plan.retention.policy().validate() {
-                let e = e.replace("--keep-", "keep-").replace("--keep-within", "keep-within");
+                let e = e
+                    .replace("--keep-", "keep-")
+                    .replace("--keep-within", "keep-within");
                 return Err(ConfigError::Invalid {
                     path: self.path.clone(),
                     place: None,

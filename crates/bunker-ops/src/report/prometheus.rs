@@ -68,7 +68,12 @@ pub fn prometheus(report: &Report) -> String {
         .repositories
         .iter()
         .filter(|r| r.error.is_none())
-        .map(|r| (format!("repository=\"{}\"", escape(&r.name)), r.size_bytes as f64))
+        .map(|r| {
+            (
+                format!("repository=\"{}\"", escape(&r.name)),
+                r.size_bytes as f64,
+            )
+        })
         .collect();
     gauge(
         "bunker_repository_size_bytes",
