@@ -24,6 +24,7 @@ use bunker_engine::source::PatternSet;
 use bunker_engine::walk_tree::visit_tree;
 use bunker_engine::{Indexed, Repository, SnapshotEntry};
 
+use crate::notify::Event;
 use crate::records::plan_snapshots;
 use crate::{DrillConfig, Operations, OpsError};
 
@@ -182,6 +183,29 @@ pub fn drill_plan(
         outcome
             .problems
             .push(format!("the drill's record could not be written: {e}"));
+    }
+    let details = serde_json::json!({
+        "rto_seconds": outcome.rto_seconds,
+        "rto_target_seconds": outcome.rto_target_seconds,
+        "verified": outcome.verified,
+        "problems": outcome.problems,
+    });
+    if outcome.verified && outcome.rto_missed() {
+        ops.notify(
+            Event::RtoBreached,
+            name,
+            &outcome.problems.join("; "),
+            details.clone(),
+        );
+    }
+    match outcome.passed() {
+        true => ops.notify(Event::DrillPassed, name, "drill passed", details),
+        false => ops.notify(
+            Event::DrillFailed,
+            name,
+            &outcome.problems.join("; "),
+            details,
+        ),
     }
     Ok(outcome)
 }

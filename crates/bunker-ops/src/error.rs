@@ -42,6 +42,9 @@ pub enum OpsError {
         /// The engine's error.
         source: EngineError,
     },
+    /// The daemon cannot start or serve.
+    #[error("daemon: {0}")]
+    Daemon(String),
     /// Writing a report file failed.
     #[error("cannot write {path}: {source}")]
     Write {

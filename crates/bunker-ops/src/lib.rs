@@ -4,9 +4,11 @@
 //! the reports of what they measured.
 
 pub mod config;
+pub mod daemon;
 pub mod drill;
 mod error;
 mod hooks;
+pub mod notify;
 mod open;
 pub mod records;
 pub mod report;
@@ -99,6 +101,30 @@ impl Operations<'_> {
                 repository: String::new(),
                 source,
             })
+    }
+
+    /// Sends `event` about `plan` to the config's webhooks and healthchecks;
+    /// what cannot be delivered is told as a warning.
+    pub fn notify(
+        &self,
+        event: notify::Event,
+        plan: &str,
+        message: &str,
+        details: serde_json::Value,
+    ) {
+        let body = notify::body(
+            event,
+            plan,
+            &self.host,
+            bunker_engine::identity::now_ns(),
+            message,
+            details,
+        );
+        let log = |m: &str| match &self.open.notices {
+            Some(sink) => sink(m),
+            None => eprintln!("bunker: warning: {m}"),
+        };
+        notify::send(&self.config.notify, event, plan, &body, &log);
     }
 
     /// What a backup of a plan never stores: the repository named

@@ -23,6 +23,7 @@ use bunker_engine::{forget, Open, Repository, SnapshotEntry};
 
 use crate::config::Between;
 use crate::hooks::run_hooks;
+use crate::notify::Event;
 use crate::records::{plan_snapshots, trim_records};
 use crate::{Operations, OpsError, PlanConfig};
 
@@ -100,6 +101,12 @@ pub fn run_plan(ops: &Operations, name: &str, options: &RunOptions) -> Result<Pl
     };
     let mut record = ops.record(RunKind::Backup, name, plan, started_ns);
     let env = [("BUNKER_PLAN", name)];
+    ops.notify(
+        Event::RunStarted,
+        name,
+        "run started",
+        serde_json::Value::Null,
+    );
 
     let ready = match run_hooks(&plan.before, &env) {
         Ok(()) => true,
@@ -138,6 +145,20 @@ pub fn run_plan(ops: &Operations, name: &str, options: &RunOptions) -> Result<Pl
         for target in &plan.copy_to {
             copy_to(ops, plan, name, &base, target.get_ref(), options, &mut run);
         }
+    }
+    let failed: Vec<String> = run
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+        .map(|s| format!("{}: {}", s.what, s.message))
+        .collect();
+    let details = serde_json::json!({
+        "snapshots": made.iter().map(|s| s.to_hex()).collect::<Vec<_>>(),
+        "failed": failed,
+    });
+    match run.failed() {
+        true => ops.notify(Event::RunFailed, name, &failed.join("; "), details),
+        false => ops.notify(Event::RunSucceeded, name, "run succeeded", details),
     }
     Ok(run)
 }

@@ -4,6 +4,7 @@ mod backup;
 mod check;
 mod config;
 mod copy;
+mod daemon;
 mod db;
 mod diff;
 mod drill;
@@ -62,6 +63,8 @@ pub enum Command {
     Drill(drill::Args),
     /// Report each plan's recovery point and time against its targets, and its success rates
     Report(report::Args),
+    /// Run every plan on schedule and serve the JSON API, /metrics and /healthz
+    Daemon(daemon::Args),
     /// Manage the keys (passwords) that open the repository
     Key(key::Args),
     /// Show sizes, deduplication and compression ratios
@@ -88,6 +91,7 @@ pub fn run(command: Command, global: &GlobalArgs) -> Result<i32> {
         Command::Run(a) => run::run(a, global),
         Command::Drill(a) => drill::run(a, global),
         Command::Report(a) => report::run(a, global),
+        Command::Daemon(a) => daemon::run(a, global),
         Command::Key(a) => key::run(a, global),
         Command::Stats(a) => stats::run(a, global),
     }
