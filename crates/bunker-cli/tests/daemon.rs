@@ -215,9 +215,13 @@ fn the_daemon_runs_plans_serves_metrics_and_stops_cleanly_on_sigterm() {
     );
 
     // Webhooks and healthcheck pings arrived.
+    // The plan has an RPO but no drill: nothing is verified, the RPO is
+    // breached, and that is told once.
     wait_for(30, "the notifications", || {
         let got = received.lock().unwrap();
-        got.iter().any(|r| r.path == "/hc/small/start") && got.iter().any(|r| r.path == "/hc/small")
+        got.iter().any(|r| r.path == "/hc/small/start")
+            && got.iter().any(|r| r.path == "/hc/small")
+            && got.iter().any(|r| r.body.contains("\"rpo_breached\""))
     });
     let hook: Vec<Value> = received
         .lock()
@@ -238,6 +242,12 @@ fn the_daemon_runs_plans_serves_metrics_and_stops_cleanly_on_sigterm() {
     assert_eq!(done["plan"], "small");
     assert!(done["time"].is_string() && done["host"].is_string());
     assert_eq!(done["details"]["snapshots"].as_array().unwrap().len(), 1);
+    let breaches = hook.iter().filter(|h| h["event"] == "rpo_breached").count();
+    assert_eq!(breaches, 1, "{hook:?}");
+    assert_eq!(
+        hook.iter().find(|h| h["event"] == "rpo_breached").unwrap()["plan"],
+        "small"
+    );
 
     // A backup asked for through the API, stopped by SIGTERM half way.
     let before = files_below(&env.repo.join("data")).len();

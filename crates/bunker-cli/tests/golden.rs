@@ -713,3 +713,72 @@ fn assert_rejected(cases: &[(&str, &[&str], i32, &str)]) {
         );
     }
 }
+
+/// Run records written by the first build that had them (docs/FORMAT.md
+/// §4.6) read back exactly: counts, times, the verified snapshot, the
+/// measured RTO, the failure's message, and the targets the plan had then
+/// (the config here gives none).
+#[test]
+fn golden_v3_run_records_read_back_exactly() {
+    let tmp = copy_repo("golden-v3-runs");
+    let repo = tmp.path().join("repo");
+    let config = tmp.path().join("bunker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[repositories.golden]\nurl = \"{}\"\npassword-file = \"{}\"\n\n\
+             [plans.golden]\nrepository = \"golden\"\npaths = [\"/golden-source\"]\n",
+            repo.display(),
+            tmp.path().join("password").display()
+        ),
+    )
+    .unwrap();
+    let out = Command::cargo_bin("bunker")
+        .unwrap()
+        .env("HOME", tmp.path())
+        .env_remove("BUNKER_PASSWORD")
+        .args(["--no-cache", "--state-dir"])
+        .arg(tmp.path().join("state"))
+        .arg("--config")
+        .arg(&config)
+        .args(["report", "--json", "--since", "10000w"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "targets missed: {}",
+        stderr(&out)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let p = &report["plans"][0];
+    assert_eq!(p["name"], "golden");
+    assert_eq!(
+        p["runs"],
+        serde_json::json!({"backup": {"failure": 1, "success": 1}, "drill": {"success": 1}})
+    );
+    assert_eq!(p["last_backup"], "2024-03-05T00:00:00Z");
+    assert_eq!(p["last_verified"], "2024-03-05T00:00:00Z");
+    assert_eq!(p["rto_seconds"], 0.001896);
+    assert_eq!(p["rto_target_seconds"], 3600);
+    assert_eq!(p["rpo_target_seconds"], 86400);
+    assert_eq!(p["rpo_met"], false);
+    assert_eq!(p["rto_met"], true);
+    assert_eq!(p["last_drill"]["time"], "2024-03-07T00:00:00Z");
+    assert_eq!(p["last_drill"]["passed"], true);
+    assert_eq!(p["protected_bytes"], 11);
+    let history = p["history"].as_array().unwrap();
+    let kinds: Vec<(&str, &str)> = history
+        .iter()
+        .map(|h| (h["kind"].as_str().unwrap(), h["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("backup", "success"),
+            ("backup", "failure"),
+            ("drill", "success")
+        ]
+    );
+    assert_eq!(history[1]["time"], "2024-03-06T00:00:00Z");
+}

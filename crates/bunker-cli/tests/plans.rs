@@ -448,3 +448,45 @@ fn report_figures_from_a_history_made_with_time() {
     assert!(page.contains("<svg") && page.contains("Plan www"), "{page}");
     assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<script"));
 }
+
+#[test]
+fn a_sampled_drill_restores_a_share_and_extrapolates() {
+    let plans = Plans::new("", "");
+    let mut rng = Rng::new(3);
+    let many = plans.env.path("many");
+    for i in 0..10 {
+        write_random(&many.join(format!("f{i}")), 50_000, &mut rng);
+    }
+    let plan = format!(
+        "paths = [\"{}\"]\n\n[plans.www.drill]\nscratch = \"{}\"\nsample = \"50%\"\n",
+        many.display(),
+        plans.env.path("scratch").display()
+    );
+    let text = std::fs::read_to_string(&plans.config).unwrap();
+    std::fs::write(
+        &plans.config,
+        text.replace(
+            "repository = \"main\"\n",
+            &format!("repository = \"main\"\n{plan}"),
+        ),
+    )
+    .unwrap();
+    expect_code(&plans.bunker(&["run", "www"]), 0, "run");
+    let drill = plans.json(&["drill", "www", "--json"], 0);
+    // Ten files of one size class in one folder: one stratum, half of it.
+    assert_eq!(drill["record"]["files"], 5, "{drill}");
+    assert_eq!(drill["record"]["sample"], 0.5);
+    assert!(drill["method"]
+        .as_str()
+        .unwrap()
+        .contains("extrapolated from a 50% stratified sample"));
+    let phases = drill["record"]["phases"].as_array().unwrap();
+    let files = phases.iter().find(|p| p["name"] == "files (wall)").unwrap()["seconds"]
+        .as_f64()
+        .unwrap();
+    // The estimate adds the unrestored half's share: about twice the file restore.
+    assert!(
+        drill["rto_seconds"].as_f64().unwrap() >= 1.9 * files,
+        "{drill}"
+    );
+}

@@ -31,8 +31,6 @@ pub enum Event {
     RpoBreached,
     /// The last measured recovery time exceeds the plan's RTO.
     RtoBreached,
-    /// A check found damage in a repository.
-    CheckDamage,
 }
 
 impl Event {
@@ -46,7 +44,6 @@ impl Event {
             Event::DrillFailed => "drill_failed",
             Event::RpoBreached => "rpo_breached",
             Event::RtoBreached => "rto_breached",
-            Event::CheckDamage => "check_damage",
         }
     }
 
@@ -87,7 +84,7 @@ pub fn send(config: &NotifyConfig, event: Event, plan: &str, body: &Value, log: 
         return;
     }
     let client = match reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(5))
         .build()
     {
         Ok(c) => c,

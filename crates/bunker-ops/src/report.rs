@@ -99,7 +99,7 @@ pub struct PlanReport {
     pub last_verified_timestamp: Option<f64>,
     /// Snapshots of the plan.
     pub snapshots: u64,
-    /// Bytes of the sources in the newest backup run.
+    /// Bytes of the sources in the newest successful backup run.
     pub protected_bytes: u64,
     /// Bytes the plan's backups stored in the reported period.
     pub added_bytes: u64,
@@ -459,7 +459,7 @@ pub fn plan_report(
         last_verified_timestamp: newest_verified.map(|t| t as f64 / 1e9),
         snapshots: snaps.len() as u64,
         protected_bytes: of(RunKind::Backup)
-            .rfind(|r| r.status != RunStatus::Skipped)
+            .rfind(|r| r.status == RunStatus::Success)
             .map_or(0, |r| r.bytes),
         added_bytes: of(RunKind::Backup)
             .filter(|r| r.started_ns >= from)

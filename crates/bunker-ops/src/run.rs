@@ -92,7 +92,18 @@ impl PlanRun {
 /// plan, or its repository cannot be opened.
 pub fn run_plan(ops: &Operations, name: &str, options: &RunOptions) -> Result<PlanRun, OpsError> {
     let plan = ops.plan(name)?;
-    let base = ops.open_repository(plan.repository.get_ref())?;
+    let base = match ops.open_repository(plan.repository.get_ref()) {
+        Ok(repo) => repo,
+        Err(e) => {
+            ops.notify(
+                Event::RunFailed,
+                name,
+                &e.to_string(),
+                serde_json::Value::Null,
+            );
+            return Err(e);
+        }
+    };
     let started_ns = options.time_ns.unwrap_or_else(now_ns);
     let clock = Instant::now();
     let mut run = PlanRun {

@@ -28,7 +28,6 @@ use chrono::{DateTime, Local};
 use serde::Serialize;
 
 use crate::drill::{drill_plan, DrillOptions};
-use crate::notify::Event;
 use crate::report::{report, Report};
 use crate::run::{run_plan, RunOptions};
 use crate::{Config, OpenContext, Operations, OpsError};
@@ -86,6 +85,10 @@ pub(crate) struct Shared {
     open: OpenContext,
     host: String,
     log: Arc<dyn Fn(&str) + Send + Sync>,
+    /// Plans whose RPO was last seen missed (told once per breach).
+    breached: Mutex<std::collections::BTreeSet<String>>,
+    /// Set while the targets are being checked.
+    checking: AtomicBool,
 }
 
 impl Shared {
@@ -138,6 +141,8 @@ pub fn run_daemon(settings: DaemonSettings) -> Result<(), OpsError> {
         open: settings.open.clone(),
         host: settings.host.clone(),
         log: Arc::clone(&settings.log),
+        breached: Mutex::default(),
+        checking: AtomicBool::new(false),
     });
     schedule_plans(&shared, &config);
     let server = api::serve(Arc::clone(&shared), listener)?;
@@ -146,11 +151,18 @@ pub fn run_daemon(settings: DaemonSettings) -> Result<(), OpsError> {
         config.plans.len()
     ));
 
+    let mut checked: Option<Instant> = None;
     while !settings.shutdown.is_cancelled() {
         if settings.reload.swap(false, Ordering::SeqCst) {
             reload(&shared, &settings);
         }
         tick(&shared, Local::now());
+        // The targets are checked every minute, and after each run.
+        let stale = shared.report.lock().expect("report").is_none();
+        if checked.is_none_or(|t| t.elapsed() > TARGET_CHECK) || stale {
+            check_targets(&shared);
+            checked = Some(Instant::now());
+        }
         std::thread::sleep(Duration::from_millis(500));
     }
 
@@ -171,6 +183,53 @@ pub fn run_daemon(settings: DaemonSettings) -> Result<(), OpsError> {
     server.stop();
     (settings.log)("stopped");
     Ok(())
+}
+
+/// How often the daemon checks each plan's RPO.
+const TARGET_CHECK: Duration = Duration::from_secs(60);
+
+/// Makes the report in the background and tells each plan whose RPO has
+/// just been missed (once, until it is met again).
+fn check_targets(shared: &Arc<Shared>) {
+    if shared.checking.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let shared = Arc::clone(shared);
+    std::thread::spawn(move || {
+        if let Ok(report) = shared.report(Duration::ZERO) {
+            let config = shared.config();
+            let ops = shared.operations(&config, Cancel::new());
+            let mut breached = shared.breached.lock().expect("breached");
+            for p in &report.plans {
+                match p.rpo_met {
+                    Some(false) if breached.insert(p.name.clone()) => {
+                        let message = format!(
+                            "the newest verified snapshot is {} old, over the RPO of {} s",
+                            p.rpo_seconds.map_or("none".into(), |s| format!("{s:.0} s")),
+                            p.rpo_target_seconds.unwrap_or_default()
+                        );
+                        (shared.log)(&format!("plan {}: {message}", p.name));
+                        let details = serde_json::json!({
+                            "rpo_seconds": p.rpo_seconds,
+                            "rpo_target_seconds": p.rpo_target_seconds,
+                            "last_verified": p.last_verified,
+                        });
+                        ops.notify(
+                            crate::notify::Event::RpoBreached,
+                            &p.name,
+                            &message,
+                            details,
+                        );
+                    }
+                    Some(true) => {
+                        breached.remove(&p.name);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        shared.checking.store(false, Ordering::SeqCst);
+    });
 }
 
 /// Sets up each plan's jobs from the config, keeping what is known of
@@ -367,15 +426,7 @@ fn start(
                                 .join("; ")
                         ),
                     ),
-                    Err(e) => {
-                        ops.notify(
-                            Event::RunFailed,
-                            &name,
-                            &e.to_string(),
-                            serde_json::Value::Null,
-                        );
-                        (false, format!("FAILED: {e}"))
-                    }
+                    Err(e) => (false, format!("FAILED: {e}")),
                 },
             };
             (shared2.log)(&format!("plan {name}: {} {said}", kind.name()));
