@@ -21,9 +21,8 @@ struct Plans {
 }
 
 impl Plans {
-    /// Both repositories created; `plan` is the body of `[plans.www]`
-    /// (its `repository` given), `extra` more sections.
-    fn new(plan: &str, extra: &str) -> Plans {
+    /// Both repositories created and a source tree written; no config yet.
+    fn new() -> Plans {
         let env = TestEnv::new();
         env.init();
         let offsite = env.path("offsite");
@@ -42,25 +41,35 @@ impl Plans {
         write_random(&source.join("a/one.bin"), 300_000, &mut rng);
         write_random(&source.join("a/b/two.bin"), 5_000, &mut rng);
         write_file(&source.join("three.txt"), b"three\n");
-        let config = env.path("bunker.toml");
-        let p = env.password_file.display();
-        std::fs::write(
-            &config,
-            format!(
-                "[repositories.main]\nurl = \"{}\"\npassword-file = \"{p}\"\n\n\
-                 [repositories.offsite]\nurl = \"{}\"\npassword-file = \"{p}\"\n\n\
-                 [plans.www]\nrepository = \"main\"\n{plan}\n{extra}\n",
-                env.repo.display(),
-                offsite.display()
-            ),
-        )
-        .unwrap();
         Plans {
+            config: env.path("bunker.toml"),
             env,
-            config,
             offsite,
             source,
         }
+    }
+
+    /// Writes the config: both repositories and `[plans.www]` on `main`
+    /// with `body` (which may add sections after it).
+    fn plan(&self, body: &str) {
+        self.plan_with_offsite_password(body, &self.env.password_file);
+    }
+
+    /// [`plan`](Self::plan), opening `offsite` with `password_file`.
+    fn plan_with_offsite_password(&self, body: &str, password_file: &Path) {
+        std::fs::write(
+            &self.config,
+            format!(
+                "[repositories.main]\nurl = \"{}\"\npassword-file = \"{}\"\n\n\
+                 [repositories.offsite]\nurl = \"{}\"\npassword-file = \"{}\"\n\n\
+                 [plans.www]\nrepository = \"main\"\n{body}\n",
+                self.env.repo.display(),
+                self.env.password_file.display(),
+                self.offsite.display(),
+                password_file.display()
+            ),
+        )
+        .unwrap();
     }
 
     /// `bunker --config CONFIG ARGS`, with the world's HOME.
@@ -106,9 +115,8 @@ fn run_backs_up_files_and_a_database_applies_retention_copies_and_drills() {
     let Some((pg, _)) = servers() else { return };
     let db = TestDb::new(&pg, "plan");
     db.sql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 500) g;");
-    let env_probe = TestEnv::new();
-    let hooks = env_probe.path("hooks.log");
-    let plans = Plans::new("", "");
+    let plans = Plans::new();
+    let hooks = plans.env.path("hooks.log");
     let plan = format!(
         "{}\ndatabases = [\"{}\"]\ncopy-to = [\"offsite\"]\nretention = {{ keep-last = 2 }}\n\
          rpo = \"24h\"\nrto = \"1h\"\nfull-every = \"7d\"\n\
@@ -120,15 +128,7 @@ fn run_backs_up_files_and_a_database_applies_retention_copies_and_drills() {
         plans.env.path("scratch").display(),
         log = hooks.display()
     );
-    let text = std::fs::read_to_string(&plans.config).unwrap();
-    std::fs::write(
-        &plans.config,
-        text.replace(
-            "repository = \"main\"\n",
-            &format!("repository = \"main\"\n{plan}"),
-        ),
-    )
-    .unwrap();
+    plans.plan(&plan);
 
     let first = plans.json(&["run", "www", "--json"], 0);
     assert_eq!(first["status"], "success", "{first}");
@@ -245,26 +245,12 @@ fn run_backs_up_files_and_a_database_applies_retention_copies_and_drills() {
 
 #[test]
 fn a_failed_copy_target_fails_the_run_names_it_and_keeps_the_backup() {
-    let plans = Plans::new("", "");
-    let text = std::fs::read_to_string(&plans.config).unwrap();
+    let plans = Plans::new();
     let wrong = plans.env.password_file("wrong", "not the password");
-    let text = text
-        .replacen(
-            &format!(
-                "password-file = \"{}\"\n\n[plans",
-                plans.env.password_file.display()
-            ),
-            &format!("password-file = \"{}\"\n\n[plans", wrong.display()),
-            1,
-        )
-        .replace(
-            "repository = \"main\"\n",
-            &format!(
-                "repository = \"main\"\ncopy-to = [\"offsite\"]\n{}\n",
-                paths_line(&plans.source)
-            ),
-        );
-    std::fs::write(&plans.config, text).unwrap();
+    plans.plan_with_offsite_password(
+        &format!("copy-to = [\"offsite\"]\n{}", paths_line(&plans.source)),
+        &wrong,
+    );
     let out = plans.bunker(&["run", "www"]);
     expect_code(&out, 1, "run with a failing copy target");
     assert!(
@@ -284,21 +270,13 @@ fn a_failed_copy_target_fails_the_run_names_it_and_keeps_the_backup() {
 
 #[test]
 fn a_drill_fails_when_a_pack_is_damaged() {
-    let plans = Plans::new("", "");
+    let plans = Plans::new();
     let plan = format!(
         "{}\nrpo = \"1d\"\n\n[plans.www.drill]\nscratch = \"{}\"\n",
         paths_line(&plans.source),
         plans.env.path("scratch").display()
     );
-    let text = std::fs::read_to_string(&plans.config).unwrap();
-    std::fs::write(
-        &plans.config,
-        text.replace(
-            "repository = \"main\"\n",
-            &format!("repository = \"main\"\n{plan}"),
-        ),
-    )
-    .unwrap();
+    plans.plan(&plan);
     expect_code(&plans.bunker(&["run", "www"]), 0, "run");
     // Damage the biggest pack (the one holding file content).
     let (pack, _) = files_below(&plans.env.repo.join("data"))
@@ -331,21 +309,13 @@ fn a_drill_that_misses_its_rto_fails_and_says_by_how_much() {
         "CREATE FUNCTION slow(x int) RETURNS boolean LANGUAGE sql IMMUTABLE AS 'SELECT pg_sleep(0.5) IS NOT NULL';\
          CREATE TABLE t (x int CHECK (slow(x))); INSERT INTO t VALUES (1), (2), (3);",
     );
-    let plans = Plans::new("", "");
+    let plans = Plans::new();
     let plan = format!(
         "databases = [\"{}\"]\nrpo = \"1d\"\nrto = \"1s\"\n\n[plans.www.drill]\nscratch = \"{}\"\n",
         db.url(),
         plans.env.path("scratch").display()
     );
-    let text = std::fs::read_to_string(&plans.config).unwrap();
-    std::fs::write(
-        &plans.config,
-        text.replace(
-            "repository = \"main\"\n",
-            &format!("repository = \"main\"\n{plan}"),
-        ),
-    )
-    .unwrap();
+    plans.plan(&plan);
     expect_code(&plans.bunker(&["run", "www"]), 0, "run");
     let out = plans.bunker(&["drill", "www", "--json"]);
     expect_code(&out, 1, "a drill over its RTO");
@@ -366,7 +336,7 @@ fn a_drill_that_misses_its_rto_fails_and_says_by_how_much() {
 
 #[test]
 fn report_figures_from_a_history_made_with_time() {
-    let plans = Plans::new("", "");
+    let plans = Plans::new();
     let marker = plans.env.path("fail-now");
     let plan = format!(
         "{}\nrpo = \"2d\"\nrto = \"1h\"\nfull-every = \"7d\"\n\
@@ -375,15 +345,7 @@ fn report_figures_from_a_history_made_with_time() {
         marker.display(),
         plans.env.path("scratch").display()
     );
-    let text = std::fs::read_to_string(&plans.config).unwrap();
-    std::fs::write(
-        &plans.config,
-        text.replace(
-            "repository = \"main\"\n",
-            &format!("repository = \"main\"\n{plan}"),
-        ),
-    )
-    .unwrap();
+    plans.plan(&plan);
     let now = chrono::Utc::now();
     let at = |days: i64| (now - chrono::Duration::days(days)).to_rfc3339();
     // Backups 40, 20, 10, 5 and 1 day(s) ago; those 20 and 1 day ago fail.
@@ -451,7 +413,7 @@ fn report_figures_from_a_history_made_with_time() {
 
 #[test]
 fn a_sampled_drill_restores_a_share_and_extrapolates() {
-    let plans = Plans::new("", "");
+    let plans = Plans::new();
     let mut rng = Rng::new(3);
     let many = plans.env.path("many");
     for i in 0..10 {
@@ -462,15 +424,7 @@ fn a_sampled_drill_restores_a_share_and_extrapolates() {
         many.display(),
         plans.env.path("scratch").display()
     );
-    let text = std::fs::read_to_string(&plans.config).unwrap();
-    std::fs::write(
-        &plans.config,
-        text.replace(
-            "repository = \"main\"\n",
-            &format!("repository = \"main\"\n{plan}"),
-        ),
-    )
-    .unwrap();
+    plans.plan(&plan);
     expect_code(&plans.bunker(&["run", "www"]), 0, "run");
     let drill = plans.json(&["drill", "www", "--json"], 0);
     // Ten files of one size class in one folder: one stratum, half of it.
