@@ -278,6 +278,11 @@ fn a_drill_fails_when_a_pack_is_damaged() {
     );
     plans.plan(&plan);
     expect_code(&plans.bunker(&["run", "www"]), 0, "run");
+    expect_code(
+        &plans.bunker(&["check", "--plan", "www", "--read-data"]),
+        0,
+        "check",
+    );
     // Damage the biggest pack (the one holding file content).
     let (pack, _) = files_below(&plans.env.repo.join("data"))
         .into_iter()
@@ -293,6 +298,15 @@ fn a_drill_fails_when_a_pack_is_damaged() {
     assert_eq!(report["rpo_seconds"], Value::Null, "nothing was verified");
     assert_eq!(report["rpo_met"], false);
     assert_eq!(report["last_drill"]["passed"], false);
+    // A check of the plan's repository finds the damage and records it.
+    let out = plans.bunker(&["check", "--plan", "www", "--read-data"]);
+    expect_code(&out, 1, "check of a damaged repository");
+    assert!(stderr(&out).contains("damaged"), "{}", stderr(&out));
+    let report = plans.plan_report(&[]);
+    assert_eq!(
+        report["runs"]["check"],
+        serde_json::json!({"success": 1, "failure": 1})
+    );
     expect_code(
         &plans.bunker(&["report"]),
         1,

@@ -3,6 +3,7 @@
 //! schedules that say when a plan runs, runs of plans, restore drills and
 //! the reports of what they measured.
 
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod drill;

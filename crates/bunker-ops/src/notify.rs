@@ -31,6 +31,8 @@ pub enum Event {
     RpoBreached,
     /// The last measured recovery time exceeds the plan's RTO.
     RtoBreached,
+    /// A check of the plan's repository found damage.
+    CheckDamage,
 }
 
 impl Event {
@@ -44,6 +46,7 @@ impl Event {
             Event::DrillFailed => "drill_failed",
             Event::RpoBreached => "rpo_breached",
             Event::RtoBreached => "rto_breached",
+            Event::CheckDamage => "check_damage",
         }
     }
 

@@ -13,7 +13,7 @@ use bunker_engine::backup::{backup, source_paths, BackupOptions, BackupSource};
 use bunker_engine::copy::{copy, CopyOptions};
 use bunker_engine::database::DatabaseSource;
 use bunker_engine::format::id::SnapshotId;
-use bunker_engine::format::run_record::{RunKind, RunRecord, RunStatus};
+use bunker_engine::format::run_record::{Phase, RunKind, RunRecord, RunStatus};
 use bunker_engine::format::snapshot::{BackupMode, Snapshot};
 use bunker_engine::identity::now_ns;
 use bunker_engine::prune::{prune, PruneOptions};
@@ -408,16 +408,40 @@ fn retention(
                 .collect();
             if !gone.is_empty() {
                 forget::remove(base, &gone).map_err(|e| e.to_string())?;
-                let report =
-                    prune(base.reopened(), &PruneOptions::default()).map_err(|e| e.to_string())?;
-                record.bytes = report.bytes_deleted;
-                said.push(format!(
-                    "forgot {} snapshot(s); pruned {} pack(s), {} bytes freed",
-                    gone.len(),
-                    report.packs_deleted,
-                    report.bytes_deleted
-                ));
+                said.push(format!("forgot {} snapshot(s)", gone.len()));
             }
+        }
+        // Prune when something was forgotten since the last prune, at most
+        // every `prune-every`: it reads every index and may repack.
+        let records = base.run_records().map_err(|e| e.to_string())?.records;
+        let mine = || {
+            records
+                .iter()
+                .map(|(_, r)| r)
+                .filter(|r| r.plan == name && r.kind == RunKind::Prune)
+        };
+        let pruned = |r: &&RunRecord| r.phases.iter().any(|p| p.name == "prune");
+        let last_prune = mine().filter(pruned).map(|r| r.started_ns).max();
+        let forgotten_since = !said.is_empty()
+            || mine().any(|r| {
+                r.status == RunStatus::Success
+                    && !pruned(&r)
+                    && last_prune.is_none_or(|t| r.started_ns > t)
+            });
+        let due = last_prune.is_none_or(|t| started_ns - t >= plan.prune_every.0.as_nanos() as i64);
+        if forgotten_since && due {
+            let clock = Instant::now();
+            let report =
+                prune(base.reopened(), &PruneOptions::default()).map_err(|e| e.to_string())?;
+            record.bytes = report.bytes_deleted;
+            record.phases.push(Phase {
+                name: "prune".into(),
+                micros: clock.elapsed().as_micros() as u64,
+            });
+            said.push(format!(
+                "pruned {} pack(s), {} bytes freed",
+                report.packs_deleted, report.bytes_deleted
+            ));
         }
         let trimmed =
             trim_records(base, name, plan.keep_records, started_ns).map_err(|e| e.to_string())?;

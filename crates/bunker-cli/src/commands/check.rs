@@ -4,7 +4,9 @@ use anyhow::Result;
 use bunker_engine::check::{check, CheckOptions, Subset};
 use serde_json::json;
 
-use crate::context::{GlobalArgs, Target};
+use bunker_ops::check::{check_plan, plan_check_options};
+
+use crate::context::{operations, GlobalArgs, Target};
 use crate::{exit, progress};
 
 /// Verify the repository's structure and, optionally, every stored byte.
@@ -19,6 +21,10 @@ pub struct Args {
     /// Read every pack and rewrite those that parity can rebuild (repositories made with `init --parity`)
     #[arg(long, conflicts_with = "read_data_subset")]
     repair: bool,
+    /// Check the repository of this plan of the config file (with its
+    /// [plans.NAME.check] settings unless given here) and record the check there
+    #[arg(long, value_name = "NAME", conflicts_with = "repair")]
+    plan: Option<String>,
 }
 
 fn parse_subset(text: &str) -> Result<Subset, String> {
@@ -43,19 +49,35 @@ fn parse_subset(text: &str) -> Result<Subset, String> {
 
 /// Prints what is damaged; exits 1 if anything is.
 pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
-    let repo = Target::select(global)?.open(global)?;
+    let mut options = CheckOptions {
+        read_data: args.read_data,
+        read_data_subset: args.read_data_subset,
+        repair: args.repair,
+    };
     let reporter = progress::for_operation(global, "check");
-    let result = check(
-        repo,
-        CheckOptions {
-            read_data: args.read_data,
-            read_data_subset: args.read_data_subset,
-            repair: args.repair,
-        },
-        reporter.clone(),
-    );
-    reporter.finish();
-    let report = result?;
+    let result = match &args.plan {
+        Some(name) => {
+            let config = super::config::load(global)?;
+            let ops = operations(global, &config, reporter.clone());
+            if !options.read_data && options.read_data_subset.is_none() {
+                options.read_data_subset = plan_check_options(&ops, name)?.read_data_subset;
+            }
+            let outcome = check_plan(&ops, name, options);
+            reporter.finish();
+            let outcome = outcome?;
+            if let Some(e) = &outcome.record_error {
+                crate::errln!("bunker: warning: the check could not be recorded: {e}");
+            }
+            outcome.report
+        }
+        None => {
+            let repo = Target::select(global)?.open(global)?;
+            let result = check(repo, options, reporter.clone());
+            reporter.finish();
+            result?
+        }
+    };
+    let report = result;
     if global.json {
         super::print_json(&json!({
             "ok": report.errors.is_empty(),

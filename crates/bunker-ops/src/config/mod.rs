@@ -193,6 +193,11 @@ pub struct PlanConfig {
     pub after: Vec<String>,
     /// Restore drills.
     pub drill: Option<DrillConfig>,
+    /// Repository checks.
+    pub check: Option<CheckConfig>,
+    /// Prune at most this often (forget runs after every backup).
+    #[serde(default = "default_prune_every", deserialize_with = "interval")]
+    pub prune_every: Interval,
     /// How long run records are kept (at most 20,000 per plan).
     #[serde(default = "default_keep_records", deserialize_with = "interval")]
     pub keep_records: Interval,
@@ -231,6 +236,18 @@ pub struct Prices {
     pub local: Option<f64>,
 }
 
+/// A plan's repository checks.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CheckConfig {
+    /// When checks run.
+    #[serde(default, deserialize_with = "opt_schedule")]
+    pub schedule: Option<Schedule>,
+    /// The share of packs read and verified each time, as "5%" (none: structure only).
+    #[serde(default, deserialize_with = "opt_percent")]
+    pub read_data: Option<f64>,
+}
+
 /// Where events go.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -262,6 +279,14 @@ impl Default for DaemonConfig {
 
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8377))
+}
+
+fn default_prune_every() -> Interval {
+    Interval(std::time::Duration::from_secs(86_400))
+}
+
+fn opt_percent<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    percent(d).map(Some)
 }
 
 fn default_keep_records() -> Interval {

@@ -28,6 +28,8 @@ rpo = "24h"
 rto = "1h"
 before = ["systemctl stop cron-jobs"]
 after = ["systemctl start cron-jobs"]
+prune-every = "3d"
+keep-records = "90d"
 
 [plans.www.drill]
 schedule = "every 7d"
@@ -35,12 +37,23 @@ scratch = "/var/tmp/bunker-drill"
 database-server = "postgres://backup@127.0.0.1:5432/"
 sample = "10%"
 
+[plans.www.check]
+schedule = "every 2w"
+read-data = "5%"
+
 [notify]
 webhooks = ["https://hooks.example.com/bunker"]
 healthchecks = { www = "https://hc-ping.com/uuid" }
 
 [daemon]
 listen = "127.0.0.1:9000"
+
+[prices]
+s3 = 0.021
+azblob = 0.02
+gcs = 0.019
+sftp = 0.005
+local = 0.001
 "#;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -103,6 +116,16 @@ fn every_key_is_read() {
     assert_eq!(c.notify.webhooks, ["https://hooks.example.com/bunker"]);
     assert_eq!(c.notify.healthchecks["www"], "https://hc-ping.com/uuid");
     assert_eq!(c.daemon.listen.to_string(), "127.0.0.1:9000");
+    assert_eq!(www.prune_every.to_string(), "3d");
+    assert_eq!(www.keep_records.to_string(), "90d");
+    let check = www.check.as_ref().unwrap();
+    assert_eq!(check.schedule.as_ref().unwrap().to_string(), "every 2w");
+    assert!((check.read_data.unwrap() - 0.05).abs() < 1e-9);
+    let p = &c.prices;
+    assert_eq!(
+        (p.s3, p.azblob, p.gcs, p.sftp, p.local),
+        (Some(0.021), Some(0.02), Some(0.019), Some(0.005), Some(0.001))
+    );
 }
 
 #[test]
@@ -118,7 +141,10 @@ fn defaults_are_pinned() {
     assert!(p.schedule.is_none() && p.full_every.is_none() && p.rpo.is_none() && p.rto.is_none());
     assert_eq!(p.between_full, Between::Incremental);
     assert_eq!(p.retention, Retention::default());
-    assert!(p.before.is_empty() && p.after.is_empty() && p.drill.is_none());
+    assert!(p.before.is_empty() && p.after.is_empty() && p.drill.is_none() && p.check.is_none());
+    assert_eq!(p.prune_every.to_string(), "1d");
+    assert_eq!(p.keep_records.to_string(), "400d");
+    assert!(c.prices.s3.is_none() && c.prices.local.is_none());
     assert!(c.notify.webhooks.is_empty() && c.notify.healthchecks.is_empty());
     assert_eq!(c.daemon.listen.to_string(), "127.0.0.1:8377");
     let d = parse("[repositories.r]\nurl = \"/r\"\n[plans.p]\nrepository = \"r\"\npaths = [\"/d\"]\n[plans.p.drill]\nscratch = \"/s\"\n").unwrap();

@@ -1,6 +1,6 @@
 //! The daemon's HTTP side: `/healthz`, `/metrics` (Prometheus) and a JSON
 //! API: `GET /api/plans`, `GET /api/plans/{name}/runs`, `GET /api/report`,
-//! `POST /api/plans/{name}/run` and `POST /api/plans/{name}/drill`.
+//! `POST /api/plans/{name}/run`, `…/drill` and `…/check`.
 //! Anything that reads a repository runs on the blocking pool, never on
 //! the async threads.
 
@@ -147,6 +147,8 @@ async fn plans(State(shared): State<Arc<Shared>>) -> Json<Value> {
                 "rto_target_seconds": plan.rto.map(|i| i.0.as_secs()),
                 "next_backup": state.and_then(|s| job_due(s.backup.as_ref())),
                 "next_drill": state.and_then(|s| job_due(s.drill.as_ref())),
+                "next_check": state.and_then(|s| job_due(s.check.as_ref())),
+                "check_schedule": plan.check.as_ref().and_then(|c| c.schedule.as_ref()).map(|s| s.to_string()),
                 "running": state.and_then(|s| s.running.as_ref()).map(|r| json!({
                     "kind": r.kind.name(),
                     "started": r.started.to_rfc3339(),

@@ -27,6 +27,7 @@ use bunker_engine::{Cancel, NoProgress};
 use chrono::{DateTime, Local};
 use serde::Serialize;
 
+use crate::check::{check_plan, plan_check_options};
 use crate::drill::{drill_plan, DrillOptions};
 use crate::report::{report, Report};
 use crate::run::{run_plan, RunOptions};
@@ -71,6 +72,7 @@ pub struct LastRun {
 struct PlanState {
     backup: Option<Job>,
     drill: Option<Job>,
+    check: Option<Job>,
     running: Option<Running>,
     last: BTreeMap<&'static str, LastRun>,
     /// Runs asked for through the API.
@@ -251,6 +253,11 @@ fn schedule_plans(shared: &Shared, config: &Config) {
             .as_ref()
             .and_then(|d| d.schedule.clone())
             .map(|s| Job::new(s, previous(RunKind::Drill), now));
+        state.check = plan
+            .check
+            .as_ref()
+            .and_then(|c| c.schedule.clone())
+            .map(|s| Job::new(s, previous(RunKind::Check), now));
     }
 }
 
@@ -340,7 +347,7 @@ fn tick(shared: &Arc<Shared>, now: DateTime<Local>) {
         // while a run of its own kind still goes is skipped and recorded;
         // one due while the plan runs something else waits for it.
         let requested = std::mem::take(&mut state.requested);
-        let scheduled: Vec<RunKind> = [RunKind::Backup, RunKind::Drill]
+        let scheduled: Vec<RunKind> = [RunKind::Backup, RunKind::Drill, RunKind::Check]
             .into_iter()
             .filter(|k| job(state, *k).is_some_and(|j| j.is_due(now)))
             .collect();
@@ -382,6 +389,7 @@ fn tick(shared: &Arc<Shared>, now: DateTime<Local>) {
 fn job(state: &mut PlanState, kind: RunKind) -> Option<&mut Job> {
     match kind {
         RunKind::Drill => state.drill.as_mut(),
+        RunKind::Check => state.check.as_mut(),
         _ => state.backup.as_mut(),
     }
 }
@@ -404,6 +412,19 @@ fn start(
         .spawn(move || {
             let ops = shared2.operations(&config, token);
             let (ok, said) = match kind {
+                RunKind::Check => {
+                    match plan_check_options(&ops, &name).and_then(|o| check_plan(&ops, &name, o)) {
+                        Ok(c) if c.report.errors.is_empty() => (
+                            true,
+                            format!("found no damage ({} packs read)", c.report.packs_read),
+                        ),
+                        Ok(c) => (
+                            false,
+                            format!("FOUND DAMAGE: {}", c.report.errors.join("; ")),
+                        ),
+                        Err(e) => (false, format!("FAILED: {e}")),
+                    }
+                }
                 RunKind::Drill => match drill_plan(&ops, &name, &DrillOptions::default()) {
                     Ok(d) if d.passed() => (
                         true,
