@@ -124,7 +124,13 @@ fn every_key_is_read() {
     let p = &c.prices;
     assert_eq!(
         (p.s3, p.azblob, p.gcs, p.sftp, p.local),
-        (Some(0.021), Some(0.02), Some(0.019), Some(0.005), Some(0.001))
+        (
+            Some(0.021),
+            Some(0.02),
+            Some(0.019),
+            Some(0.005),
+            Some(0.001)
+        )
     );
 }
 
