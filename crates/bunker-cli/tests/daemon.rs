@@ -1,8 +1,8 @@
 //! `bunker daemon` as a process: an `every 20s` plan runs on schedule, a
 //! run asked for through the API runs, `/healthz`, `/metrics` and the JSON
 //! API answer, webhooks and healthcheck pings reach a receiver on
-//! loopback, and SIGTERM in the middle of a backup stops it cleanly with
-//! the repository sound.
+//! loopback, SIGHUP reloads the config, and SIGTERM in the middle of a
+//! backup stops it cleanly with the repository sound.
 
 mod common;
 
@@ -101,6 +101,24 @@ fn wait_for(secs: u64, what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
+/// The daemon's process, killed if the test ends before it stops it.
+struct Reaped(Option<std::process::Child>);
+
+impl Reaped {
+    fn child(&mut self) -> &mut std::process::Child {
+        self.0.as_mut().expect("running")
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn metric(metrics: &str, line_start: &str) -> Option<f64> {
     metrics.lines().find_map(|l| {
         l.strip_prefix(line_start)
@@ -129,9 +147,7 @@ fn the_daemon_runs_plans_serves_metrics_and_stops_cleanly_on_sigterm() {
     let addr = format!("127.0.0.1:{port}");
     let (hooks, received) = receiver();
     let config = env.path("bunker.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let text = format!(
             "[repositories.main]\nurl = \"{}\"\npassword-file = \"{}\"\n\n\
              [plans.small]\nrepository = \"main\"\npaths = [\"{}\"]\nschedule = \"every 20s\"\nrpo = \"1h\"\n\n\
              [plans.big]\nrepository = \"main\"\npaths = [\"{}\"]\n\n\
@@ -141,11 +157,10 @@ fn the_daemon_runs_plans_serves_metrics_and_stops_cleanly_on_sigterm() {
             env.password_file.display(),
             env.path("small").display(),
             env.path("big").display(),
-        ),
-    )
-    .unwrap();
+    );
+    std::fs::write(&config, &text).unwrap();
 
-    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_bunker"))
+    let daemon = std::process::Command::new(env!("CARGO_BIN_EXE_bunker"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", &env.home)
@@ -156,6 +171,8 @@ fn the_daemon_runs_plans_serves_metrics_and_stops_cleanly_on_sigterm() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut daemon = Reaped(Some(daemon));
+    let daemon = &mut daemon;
     wait_for(30, "/healthz", || {
         http(&addr, "GET", "/healthz").is_some_and(|(s, b)| s == 200 && b == "ok\n")
     });
@@ -249,6 +266,25 @@ fn the_daemon_runs_plans_serves_metrics_and_stops_cleanly_on_sigterm() {
         "small"
     );
 
+    // SIGHUP reads the config again: a plan added appears.
+    let more = format!(
+        "{text}\n[plans.extra]\nrepository = \"main\"\npaths = [\"{}\"]\n",
+        env.path("small").display()
+    );
+    std::fs::write(&config, more).unwrap();
+    // SAFETY: kill with a valid pid and signal.
+    assert_eq!(
+        unsafe { libc::kill(daemon.child().id() as i32, libc::SIGHUP) },
+        0
+    );
+    wait_for(30, "the reloaded config", || {
+        get_json(&addr, "/api/plans")["plans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "extra")
+    });
+
     // A backup asked for through the API, stopped by SIGTERM half way.
     let before = files_below(&env.repo.join("data")).len();
     let (status, body) = http(&addr, "POST", "/api/plans/big/run").unwrap();
@@ -261,13 +297,19 @@ fn the_daemon_runs_plans_serves_metrics_and_stops_cleanly_on_sigterm() {
             asked.elapsed() < Duration::from_secs(60),
             "no pack within a minute"
         );
-        assert!(daemon.try_wait().unwrap().is_none(), "the daemon ended");
+        assert!(
+            daemon.child().try_wait().unwrap().is_none(),
+            "the daemon ended"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     // SAFETY: kill with a valid pid and signal.
-    assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(
+        unsafe { libc::kill(daemon.child().id() as i32, libc::SIGTERM) },
+        0
+    );
     let stopped = Instant::now();
-    let out = daemon.wait_with_output().unwrap();
+    let out = daemon.0.take().unwrap().wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{log}");
     assert!(stopped.elapsed() < Duration::from_secs(30), "{log}");
@@ -276,6 +318,7 @@ fn the_daemon_runs_plans_serves_metrics_and_stops_cleanly_on_sigterm() {
         "{log}"
     );
     assert!(log.trim_end().ends_with("bunker daemon: stopped"), "{log}");
+    assert!(log.contains("config reloaded: 3 plan(s)"), "{log}");
     assert!(!log.contains("panicked"), "{log}");
 
     // No snapshot of the interrupted backup, and a sound repository.

@@ -18,6 +18,9 @@ pub enum OpsError {
         /// The plans the config defines.
         known: String,
     },
+    /// The config has no such repository.
+    #[error("no repository named {0:?} in the config")]
+    UnknownRepository(String),
     /// A plan cannot be run as configured (no drill section, ...).
     #[error("plan {plan:?}: {detail}")]
     Plan {

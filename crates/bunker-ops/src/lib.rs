@@ -69,10 +69,7 @@ impl Operations<'_> {
             .config
             .repositories
             .get(name)
-            .ok_or_else(|| OpsError::Plan {
-                plan: String::new(),
-                detail: format!("no repository named {name:?}"),
-            })?;
+            .ok_or_else(|| OpsError::UnknownRepository(name.to_string()))?;
         self.open.open(name, config)
     }
 
@@ -99,7 +96,7 @@ impl Operations<'_> {
         repo.write_run_record(record)
             .map(|_| ())
             .map_err(|source| OpsError::Repository {
-                repository: String::new(),
+                repository: repo.backend().location(),
                 source,
             })
     }
