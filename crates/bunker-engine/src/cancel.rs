@@ -7,9 +7,16 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// A shared "stop soon" flag. Clones share the flag.
+/// A shared "stop soon" flag. Clones share the flag; a [`child`](Self::child)
+/// stops with its parent too, and may be stopped alone.
 #[derive(Clone, Debug, Default)]
-pub struct Cancel(Arc<AtomicBool>);
+pub struct Cancel(Arc<Inner>);
+
+#[derive(Debug, Default)]
+struct Inner {
+    flag: AtomicBool,
+    parent: Option<Cancel>,
+}
 
 impl Cancel {
     /// A token nobody has cancelled yet.
@@ -17,14 +24,38 @@ impl Cancel {
         Self::default()
     }
 
-    /// Asks the operations holding this token to stop. Async-signal-safe:
-    /// one atomic store.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+    /// A token cancelled when this one is, or on its own.
+    pub fn child(&self) -> Cancel {
+        Cancel(Arc::new(Inner {
+            flag: AtomicBool::new(false),
+            parent: Some(self.clone()),
+        }))
     }
 
-    /// True once [`cancel`](Self::cancel) was called.
+    /// Asks the operations holding this token (or a child of it) to stop.
+    /// Async-signal-safe: one atomic store.
+    pub fn cancel(&self) {
+        self.0.flag.store(true, Ordering::SeqCst);
+    }
+
+    /// True once this token or one of its parents was cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.flag.load(Ordering::Relaxed)
+            || self.0.parent.as_ref().is_some_and(Cancel::is_cancelled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_stop_with_their_parent_and_alone() {
+        let root = Cancel::new();
+        let (a, b) = (root.child(), root.child());
+        a.cancel();
+        assert!(a.is_cancelled() && !b.is_cancelled() && !root.is_cancelled());
+        root.cancel();
+        assert!(b.is_cancelled());
     }
 }

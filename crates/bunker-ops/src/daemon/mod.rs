@@ -91,6 +91,8 @@ pub(crate) struct Shared {
     breached: Mutex<std::collections::BTreeSet<String>>,
     /// Set while the targets are being checked.
     checking: AtomicBool,
+    /// The daemon's own stop: every run's token is a child of it.
+    shutdown: Cancel,
 }
 
 impl Shared {
@@ -145,6 +147,7 @@ pub fn run_daemon(settings: DaemonSettings) -> Result<(), OpsError> {
         log: Arc::clone(&settings.log),
         breached: Mutex::default(),
         checking: AtomicBool::new(false),
+        shutdown: settings.shutdown.clone(),
     });
     schedule_plans(&shared, &config);
     let server = api::serve(Arc::clone(&shared), listener)?;
@@ -402,7 +405,8 @@ fn start(
     kind: RunKind,
     now: DateTime<Local>,
 ) -> Running {
-    let cancel = Cancel::new();
+    // Stops with the daemon at once (SIGTERM), or alone.
+    let cancel = shared.shutdown.child();
     let shared2 = Arc::clone(shared);
     let name = name.to_string();
     let token = cancel.clone();
