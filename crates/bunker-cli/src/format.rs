@@ -33,12 +33,7 @@ pub fn time(ns: i64) -> String {
 
 /// Unix nanoseconds → RFC 3339 in UTC, for JSON.
 pub fn time_rfc3339(ns: i64) -> String {
-    chrono::DateTime::from_timestamp(
-        ns.div_euclid(1_000_000_000),
-        ns.rem_euclid(1_000_000_000) as u32,
-    )
-    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
-    .unwrap_or_default()
+    bunker_ops::records::time_ns_rfc3339(ns)
 }
 
 /// Seconds as `1.23 s`, `2m05s`, `3h02m` or `2d03h`.

@@ -303,6 +303,21 @@ fn the_daemon_runs_plans_serves_metrics_and_stops_cleanly_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+    // The API shows the run going, with its progress (the dashboard's live view).
+    let plans = get_json(&addr, "/api/plans");
+    let big = plans["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "big")
+        .unwrap();
+    assert_eq!(big["running"]["kind"], "backup", "{big}");
+    let progress = &big["running"]["progress"];
+    assert!(progress["bytes_done"].as_u64().unwrap() > 0, "{progress}");
+    assert!(
+        progress["bytes_total"].as_u64().unwrap() >= 8 << 24,
+        "{progress}"
+    );
     // SAFETY: kill with a valid pid and signal.
     assert_eq!(
         unsafe { libc::kill(daemon.child().id() as i32, libc::SIGTERM) },

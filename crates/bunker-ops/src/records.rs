@@ -1,8 +1,10 @@
 //! Reading and trimming a plan's history: its snapshots (tagged with its
-//! name) and its run records.
+//! name) and its run records; both as JSON.
 
 use bunker_engine::format::id::RunId;
 use bunker_engine::{Open, Repository, SnapshotEntry};
+
+use serde_json::{json, Value};
 
 use crate::schedule::Interval;
 
@@ -72,4 +74,61 @@ pub fn record_json(r: &bunker_engine::format::run_record::RunRecord) -> serde_js
         "rto_target_seconds": r.rto_target_secs,
         "peer": r.peer,
     })
+}
+
+/// One snapshot as JSON, for `snapshots --json` and the daemon's API.
+pub fn snapshot_json(e: &SnapshotEntry) -> Value {
+    let s = &e.snapshot;
+    json!({
+        "id": e.id.to_hex(),
+        "short_id": e.id.short(),
+        "time": time_ns_rfc3339(s.time_ns),
+        "hostname": s.hostname,
+        "username": s.username,
+        "paths": s.paths,
+        "tags": s.tags,
+        "mode": s.mode.name(),
+        "parent": s.parent.map(|p| p.to_hex()),
+        "original": s.original.map(|o| o.to_hex()),
+        "tree": s.tree.to_hex(),
+        "incomplete": s.is_incomplete(),
+        "skipped": s.skipped,
+        "warnings": s.warnings,
+        "excludes": s.excludes,
+        "program_version": s.program_version,
+        "kind": s.kind_name(),
+        "database": s.database.as_ref().map(|d| json!({
+            "kind": d.kind.name(),
+            "server_version": d.server_version,
+            "database": d.database,
+            "dump_program": d.dump_program,
+            "dump_file": d.dump_file,
+            "globals_file": d.globals_file,
+            "tables": d.tables.iter().map(|t| json!({
+                "schema": t.schema,
+                "table": t.name,
+                "rows": t.rows,
+            })).collect::<Vec<_>>(),
+        })),
+        "summary": {
+            "files_new": s.summary.files_new,
+            "files_changed": s.summary.files_changed,
+            "files_unmodified": s.summary.files_unmodified,
+            "dirs": s.summary.dirs,
+            "bytes_read": s.summary.bytes_read,
+            "total_bytes": s.summary.total_bytes,
+            "bytes_added": s.summary.bytes_added,
+            "bytes_stored": s.summary.bytes_stored,
+        },
+    })
+}
+
+/// A time in nanoseconds as RFC 3339, to the nanosecond.
+pub fn time_ns_rfc3339(ns: i64) -> String {
+    chrono::DateTime::from_timestamp(
+        ns.div_euclid(1_000_000_000),
+        ns.rem_euclid(1_000_000_000) as u32,
+    )
+    .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+    .unwrap_or_default()
 }

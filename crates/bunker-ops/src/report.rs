@@ -19,7 +19,7 @@ use crate::records::plan_snapshots;
 use crate::{Operations, OpsError, PlanConfig};
 
 mod cost;
-mod html;
+pub(crate) mod html;
 mod prometheus;
 
 pub use cost::{price_per_gib_month, PRICES_AS_OF};
@@ -56,9 +56,119 @@ pub struct DrillSummary {
     pub messages: Vec<String>,
 }
 
+/// A plan's status light.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthLevel {
+    /// RPO and RTO met, and the last drill passed.
+    Green,
+    /// A target at risk, or the last run failed while an older verified
+    /// point is still within target.
+    Amber,
+    /// A target missed.
+    Red,
+    /// Nothing to judge by: no targets, or no drill yet.
+    Unknown,
+}
+
+impl HealthLevel {
+    /// The word shown beside the colour.
+    pub fn word(self) -> &'static str {
+        match self {
+            HealthLevel::Green => "recoverable",
+            HealthLevel::Amber => "at risk",
+            HealthLevel::Red => "target missed",
+            HealthLevel::Unknown => "not judged",
+        }
+    }
+}
+
+/// A plan's status light and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Health {
+    /// The light.
+    pub level: HealthLevel,
+    /// Why, one line each (empty when green).
+    pub reasons: Vec<String>,
+}
+
+/// The share of a target after which it counts as at risk.
+const AT_RISK: f64 = 0.8;
+
+/// Judges a plan: red when a target is missed; amber when one is close to
+/// it (over 80%) or the last backup or drill failed; green when every
+/// target it has is met and the last drill passed.
+fn health(p: &PlanReport, last_backup_failed: bool) -> Health {
+    let (mut red, mut amber) = (Vec::new(), Vec::new());
+    let d = |s: f64| html::duration(s);
+    if let (Some(false), Some(t)) = (p.rpo_met, p.rpo_target_seconds) {
+        red.push(match p.rpo_seconds {
+            Some(s) => format!(
+                "RPO missed: the newest verified snapshot is {} old, over {}",
+                d(s),
+                d(t as f64)
+            ),
+            None => format!(
+                "RPO missed: no snapshot verified by a drill (target {})",
+                d(t as f64)
+            ),
+        });
+    }
+    if let (Some(false), Some(s), Some(t)) = (p.rto_met, p.rto_seconds, p.rto_target_seconds) {
+        red.push(format!(
+            "RTO missed: the last drill took {}, over {}",
+            d(s),
+            d(t as f64)
+        ));
+    }
+    if let (Some(true), Some(s), Some(t)) = (p.rpo_met, p.rpo_seconds, p.rpo_target_seconds) {
+        if s > AT_RISK * t as f64 {
+            amber.push(format!("RPO at risk: {} of {} used", d(s), d(t as f64)));
+        }
+    }
+    if let (Some(true), Some(s), Some(t)) = (p.rto_met, p.rto_seconds, p.rto_target_seconds) {
+        if s > AT_RISK * t as f64 {
+            amber.push(format!(
+                "RTO at risk: the last drill took {} of {}",
+                d(s),
+                d(t as f64)
+            ));
+        }
+    }
+    if last_backup_failed {
+        amber.push("the last backup failed".into());
+    }
+    if let Some(drill) = p.last_drill.as_ref().filter(|d| !d.passed) {
+        amber.push(format!("the last drill failed ({})", drill.time));
+    }
+    for problem in &p.problems {
+        red.push(problem.clone());
+    }
+    let (level, reasons) = if !red.is_empty() {
+        (HealthLevel::Red, red)
+    } else if !amber.is_empty() {
+        (HealthLevel::Amber, amber)
+    } else if p.rpo_target_seconds.is_none() && p.rto_target_seconds.is_none() {
+        (
+            HealthLevel::Unknown,
+            vec!["no RPO or RTO target set".into()],
+        )
+    } else if p.last_drill.is_none() || (p.rto_target_seconds.is_some() && p.rto_met.is_none()) {
+        (
+            HealthLevel::Unknown,
+            vec!["no drill has measured recovery yet".into()],
+        )
+    } else {
+        (HealthLevel::Green, Vec::new())
+    };
+    Health { level, reasons }
+}
+
 /// One plan's figures.
 #[derive(Clone, Debug, Serialize)]
 pub struct PlanReport {
+    /// The status light, from the targets.
+    pub health: Health,
     /// The plan's name.
     pub name: String,
     /// Its repository's name.
@@ -263,6 +373,7 @@ pub fn report(
                 Err(e) => {
                     let mut r = plan_report(name, Some(plan), repo, &[], &[], now_ns, since_ns);
                     r.problems.push(e.clone());
+                    r.health = health(&r, false);
                     r
                 }
             }
@@ -427,11 +538,18 @@ pub fn plan_report(
             last_run_seconds.insert(r.kind.name().to_string(), r.seconds());
         }
     }
+    let last_backup_failed = of(RunKind::Backup)
+        .rfind(|r| r.status != RunStatus::Skipped)
+        .is_some_and(|r| r.status == RunStatus::Failure);
     let last_success = of(RunKind::Backup)
         .filter(|r| r.status == RunStatus::Success)
         .map(|r| r.finished_ns)
         .max();
-    PlanReport {
+    let mut report = PlanReport {
+        health: Health {
+            level: HealthLevel::Unknown,
+            reasons: Vec::new(),
+        },
         name: name.to_string(),
         repository: repository.to_string(),
         rpo_seconds: rpo,
@@ -481,7 +599,9 @@ pub fn plan_report(
             })
             .collect(),
         problems: Vec::new(),
-    }
+    };
+    report.health = health(&report, last_backup_failed);
+    report
 }
 
 /// Success rates of `runs` over 7, 30 and 90 days before `now_ns`.

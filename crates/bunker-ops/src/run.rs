@@ -33,6 +33,9 @@ pub struct RunOptions {
     /// Record the snapshots and the run at this time instead of now
     /// (Unix nanoseconds): for importing history and for tests.
     pub time_ns: Option<i64>,
+    /// Count the sources first, so progress has totals and an ETA (costs
+    /// a second walk of the metadata).
+    pub scan_totals: bool,
 }
 
 /// How one step of a run ended.
@@ -291,6 +294,7 @@ fn back_up_files(
     let excludes = PatternSet::new(plan.exclude.clone()).map_err(|e| e.to_string())?;
     let mut backup_options = snapshot_options(ops, plan, name, options);
     backup_options.mode = mode(&shown);
+    backup_options.scan_totals = options.scan_totals;
     backup_options.selection = WalkOptions {
         excludes,
         protected: ProtectedPaths::new(ops.own_paths(plan.repository.get_ref())),

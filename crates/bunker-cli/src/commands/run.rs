@@ -25,7 +25,14 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     let config = super::config::load(global)?;
     let reporter = progress::for_operation(global, "run");
     let ops = operations(global, &config, reporter.clone());
-    let outcome = run_plan(&ops, &args.plan, &RunOptions { time_ns: args.time });
+    let outcome = run_plan(
+        &ops,
+        &args.plan,
+        &RunOptions {
+            time_ns: args.time,
+            ..Default::default()
+        },
+    );
     reporter.finish();
     let run = outcome?;
     if global.json {

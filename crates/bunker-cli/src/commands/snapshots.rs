@@ -2,7 +2,8 @@
 
 use anyhow::Result;
 use bunker_engine::SnapshotEntry;
-use serde_json::{json, Value};
+use bunker_ops::records::snapshot_json;
+use serde_json::Value;
 
 use super::FilterArgs;
 use crate::context::{GlobalArgs, Target};
@@ -13,53 +14,6 @@ use crate::{exit, format};
 pub struct Args {
     #[command(flatten)]
     filter: FilterArgs,
-}
-
-/// One snapshot as JSON (shared with other commands' output).
-pub fn snapshot_json(e: &SnapshotEntry) -> Value {
-    let s = &e.snapshot;
-    json!({
-        "id": e.id.to_hex(),
-        "short_id": e.id.short(),
-        "time": format::time_rfc3339(s.time_ns),
-        "hostname": s.hostname,
-        "username": s.username,
-        "paths": s.paths,
-        "tags": s.tags,
-        "mode": s.mode.name(),
-        "parent": s.parent.map(|p| p.to_hex()),
-        "original": s.original.map(|o| o.to_hex()),
-        "tree": s.tree.to_hex(),
-        "incomplete": s.is_incomplete(),
-        "skipped": s.skipped,
-        "warnings": s.warnings,
-        "excludes": s.excludes,
-        "program_version": s.program_version,
-        "kind": s.kind_name(),
-        "database": s.database.as_ref().map(|d| json!({
-            "kind": d.kind.name(),
-            "server_version": d.server_version,
-            "database": d.database,
-            "dump_program": d.dump_program,
-            "dump_file": d.dump_file,
-            "globals_file": d.globals_file,
-            "tables": d.tables.iter().map(|t| json!({
-                "schema": t.schema,
-                "table": t.name,
-                "rows": t.rows,
-            })).collect::<Vec<_>>(),
-        })),
-        "summary": {
-            "files_new": s.summary.files_new,
-            "files_changed": s.summary.files_changed,
-            "files_unmodified": s.summary.files_unmodified,
-            "dirs": s.summary.dirs,
-            "bytes_read": s.summary.bytes_read,
-            "total_bytes": s.summary.total_bytes,
-            "bytes_added": s.summary.bytes_added,
-            "bytes_stored": s.summary.bytes_stored,
-        },
-    })
 }
 
 /// Lists the snapshots that pass the filter, oldest first.

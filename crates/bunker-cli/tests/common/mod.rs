@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod databases;
+pub mod web;
 
 use std::collections::BTreeMap;
 use std::fs;

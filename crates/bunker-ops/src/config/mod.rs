@@ -267,12 +267,40 @@ pub struct DaemonConfig {
     /// Address of the API, metrics and dashboard.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// A file holding the Argon2 hash (PHC string) of the dashboard's
+    /// password, as `bunker daemon hash-password` prints it.
+    pub password_file: Option<PathBuf>,
+    /// A file holding a bearer token for API clients.
+    pub token_file: Option<PathBuf>,
+    /// Serve `/metrics` without authentication.
+    #[serde(default)]
+    pub metrics_public: bool,
+    /// Folders the dashboard may restore into (nothing without them).
+    #[serde(default)]
+    pub restore_roots: Vec<PathBuf>,
+    /// TLS certificate chain (PEM); with `tls-key`, the daemon speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    pub tls_key: Option<PathBuf>,
+}
+
+impl DaemonConfig {
+    /// True when the dashboard and API ask who is calling.
+    pub fn has_auth(&self) -> bool {
+        self.password_file.is_some() || self.token_file.is_some()
+    }
 }
 
 impl Default for DaemonConfig {
     fn default() -> Self {
         DaemonConfig {
             listen: default_listen(),
+            password_file: None,
+            token_file: None,
+            metrics_public: false,
+            restore_roots: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -349,6 +377,21 @@ impl Config {
     /// What parsing cannot see: names that refer to other sections, and
     /// plans with nothing to do.
     fn check(&self, text: &str) -> Result<(), ConfigError> {
+        let d = &self.daemon;
+        if d.tls_cert.is_some() != d.tls_key.is_some() {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                place: None,
+                message: "[daemon]: give both tls-cert and tls-key, or neither".into(),
+            });
+        }
+        if let Some(p) = d.restore_roots.iter().find(|p| !p.is_absolute()) {
+            return Err(ConfigError::Invalid {
+                path: self.path.clone(),
+                place: None,
+                message: format!("[daemon] restore-roots: {} must be absolute", p.display()),
+            });
+        }
         for (name, repo) in &self.repositories {
             if repo.password_file.is_some() && repo.password_command.is_some() {
                 return Err(ConfigError::Invalid {

@@ -1,6 +1,6 @@
 //! `bunker daemon`: runs every plan's backups and drills on schedule, one
-//! run of a plan at a time, and serves a JSON API, Prometheus metrics and
-//! a health check on `[daemon] listen`.
+//! run of a plan at a time, and serves the web dashboard, a JSON API,
+//! Prometheus metrics and a health check on `[daemon] listen`.
 //!
 //! The scheduler is one thread that looks at the clock twice a second
 //! (so a suspended machine catches up as soon as it wakes); each run gets
@@ -12,11 +12,15 @@
 //! one is told and the old one kept.
 
 mod api;
+mod auth;
+mod live;
+mod restore_target;
 mod timetable;
+mod web;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -32,6 +36,9 @@ use crate::drill::{drill_plan, DrillOptions};
 use crate::report::{report, Report};
 use crate::run::{run_plan, RunOptions};
 use crate::{Config, OpenContext, Operations, OpsError};
+pub use api::{DiffQuery, PlanView, RestoreRequest, RunningView, SnapshotQuery};
+pub use auth::hash_password;
+pub use live::ProgressView;
 pub use timetable::{Job, MAX_RETRIES};
 
 /// How the daemon is set up by its caller.
@@ -55,7 +62,8 @@ struct Running {
     kind: RunKind,
     started: DateTime<Local>,
     cancel: Cancel,
-    handle: JoinHandle<bool>,
+    progress: Arc<live::LiveProgress>,
+    handle: JoinHandle<(bool, String)>,
 }
 
 /// How a plan's last run of a kind ended.
@@ -65,6 +73,8 @@ pub struct LastRun {
     pub finished: String,
     /// `success`, `failure`, `skipped`.
     pub status: &'static str,
+    /// What it said, one line.
+    pub message: String,
 }
 
 /// What the daemon knows of one plan.
@@ -93,6 +103,12 @@ pub(crate) struct Shared {
     checking: AtomicBool,
     /// The daemon's own stop: every run's token is a child of it.
     shutdown: Cancel,
+    /// Who may call, and their sessions.
+    auth: auth::Auth,
+    /// Served over TLS.
+    tls: bool,
+    /// Changes when a run starts, ends or is asked for (for live views).
+    generation: AtomicU64,
 }
 
 impl Shared {
@@ -102,14 +118,33 @@ impl Shared {
 
     /// Operations on `config` whose repositories stop when `cancel` does.
     fn operations<'a>(&self, config: &'a Config, cancel: Cancel) -> Operations<'a> {
+        self.operations_told(config, cancel, Arc::new(NoProgress))
+    }
+
+    /// The same, telling `progress` what they do.
+    fn operations_told<'a>(
+        &self,
+        config: &'a Config,
+        cancel: Cancel,
+        progress: Arc<dyn bunker_engine::Progress>,
+    ) -> Operations<'a> {
         let mut open = self.open.clone();
         open.cancel = cancel;
         Operations {
             config,
             open,
             host: self.host.clone(),
-            progress: Arc::new(NoProgress),
+            progress,
         }
+    }
+
+    /// Tells live views that runs started, ended or were asked for.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     /// The report, made again when older than `max_age` or after a run.
@@ -131,11 +166,16 @@ impl Shared {
 pub fn run_daemon(settings: DaemonSettings) -> Result<(), OpsError> {
     let config = Arc::new(Config::load(&settings.config_path)?);
     let listen = config.daemon.listen;
-    if !listen.ip().is_loopback() {
+    let auth = auth::Auth::from_config(&config.daemon)?;
+    if !listen.ip().is_loopback() && !auth.enabled() {
         return Err(OpsError::Daemon(format!(
-            "[daemon] listen = \"{listen}\" is not a loopback address: serving the API beyond this machine needs authentication, which this version does not have; listen on 127.0.0.1 and put an authenticating proxy in front"
+            "[daemon] listen = \"{listen}\" is not a loopback address, and no password-file or token-file is set: the dashboard and API would be open to anyone who can reach it; set one (see `bunker daemon hash-password`) or listen on 127.0.0.1"
         )));
     }
+    let tls = match (&config.daemon.tls_cert, &config.daemon.tls_key) {
+        (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+        _ => None,
+    };
     let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| OpsError::Daemon(format!("cannot listen on {listen}: {e}")))?;
     let shared = Arc::new(Shared {
@@ -148,12 +188,21 @@ pub fn run_daemon(settings: DaemonSettings) -> Result<(), OpsError> {
         breached: Mutex::default(),
         checking: AtomicBool::new(false),
         shutdown: settings.shutdown.clone(),
+        auth,
+        tls: tls.is_some(),
+        generation: AtomicU64::new(0),
     });
     schedule_plans(&shared, &config);
-    let server = api::serve(Arc::clone(&shared), listener)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = api::serve(Arc::clone(&shared), listener, tls)?;
     (settings.log)(&format!(
-        "listening on http://{listen} with {} plan(s)",
-        config.plans.len()
+        "listening on {scheme}://{listen} with {} plan(s){}",
+        config.plans.len(),
+        if shared.auth.enabled() {
+            "; sign-in required"
+        } else {
+            ""
+        }
     ));
 
     let mut checked: Option<Instant> = None;
@@ -323,7 +372,10 @@ fn tick(shared: &Arc<Shared>, now: DateTime<Local>) {
             .is_some_and(|r| r.handle.is_finished())
         {
             let r = state.running.take().expect("checked");
-            let succeeded = r.handle.join().unwrap_or(false);
+            let (succeeded, message) = r
+                .handle
+                .join()
+                .unwrap_or_else(|_| (false, "the run's thread panicked".into()));
             if let Some(job) = job(state, r.kind) {
                 job.finished(succeeded, now);
                 if let Some(at) = job.retry_at {
@@ -339,9 +391,11 @@ fn tick(shared: &Arc<Shared>, now: DateTime<Local>) {
                 LastRun {
                     finished: now.to_rfc3339(),
                     status: if succeeded { "success" } else { "failure" },
+                    message,
                 },
             );
             *shared.report.lock().expect("report") = None;
+            shared.changed();
         }
         if !config.plans.contains_key(name) {
             continue;
@@ -369,6 +423,7 @@ fn tick(shared: &Arc<Shared>, now: DateTime<Local>) {
                         LastRun {
                             finished: now.to_rfc3339(),
                             status: "skipped",
+                            message: "the previous run was still going".into(),
                         },
                     );
                 }
@@ -379,7 +434,10 @@ fn tick(shared: &Arc<Shared>, now: DateTime<Local>) {
                     }
                     continue;
                 }
-                None => state.running = Some(start(shared, Arc::clone(&config), name, kind, now)),
+                None => {
+                    state.running = Some(start(shared, Arc::clone(&config), name, kind, now));
+                    shared.changed();
+                }
             }
             if let Some(j) = job(state, kind) {
                 j.started(now);
@@ -410,11 +468,13 @@ fn start(
     let shared2 = Arc::clone(shared);
     let name = name.to_string();
     let token = cancel.clone();
+    let progress = Arc::new(live::LiveProgress::new());
+    let told = Arc::clone(&progress);
     (shared.log)(&format!("plan {name}: {} started", kind.name()));
     let handle = std::thread::Builder::new()
         .name(format!("bunker-{}-{name}", kind.name()))
         .spawn(move || {
-            let ops = shared2.operations(&config, token);
+            let ops = shared2.operations_told(&config, token, told);
             let (ok, said) = match kind {
                 RunKind::Check => {
                     match plan_check_options(&ops, &name).and_then(|o| check_plan(&ops, &name, o)) {
@@ -437,7 +497,14 @@ fn start(
                     Ok(d) => (false, format!("FAILED: {}", d.problems.join("; "))),
                     Err(e) => (false, format!("FAILED: {e}")),
                 },
-                _ => match run_plan(&ops, &name, &RunOptions::default()) {
+                _ => match run_plan(
+                    &ops,
+                    &name,
+                    &RunOptions {
+                        scan_totals: true,
+                        ..Default::default()
+                    },
+                ) {
                     Ok(r) if !r.failed() => (true, "succeeded".to_string()),
                     Ok(r) => (
                         false,
@@ -455,13 +522,14 @@ fn start(
                 },
             };
             (shared2.log)(&format!("plan {name}: {} {said}", kind.name()));
-            ok
+            (ok, said)
         })
         .expect("spawn a run thread");
     Running {
         kind,
         started: now,
         cancel,
+        progress,
         handle,
     }
 }

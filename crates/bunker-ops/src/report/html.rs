@@ -121,7 +121,7 @@ fn plan(out: &mut String, p: &PlanReport) {
 }
 
 /// A scatter chart of `points` over time, with an optional target line.
-fn chart(
+pub(crate) fn chart(
     out: &mut String,
     title: &str,
     points: &[&RunPoint],
@@ -193,7 +193,7 @@ fn short(v: f64) -> String {
     }
 }
 
-fn duration(secs: f64) -> String {
+pub(crate) fn duration(secs: f64) -> String {
     let whole = secs as u64;
     match whole {
         _ if secs < 60.0 => format!("{secs:.1} s"),
@@ -203,7 +203,7 @@ fn duration(secs: f64) -> String {
     }
 }
 
-fn bytes(n: f64) -> String {
+pub(crate) fn bytes(n: f64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n;
     let mut i = 0;
@@ -214,7 +214,7 @@ fn bytes(n: f64) -> String {
     format!("{v:.1} {}", units[i])
 }
 
-fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
