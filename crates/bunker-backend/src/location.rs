@@ -131,6 +131,10 @@ fn parse_sftp(rest: &str) -> Result<Location, String> {
         None => return Err(format!("sftp:// needs a path, {FORM}")),
     };
     let (user, hostport) = match authority.rsplit_once('@') {
+        // It would show in logs, reports and the dashboard; not echoed.
+        Some((u, _)) if u.contains(':') => {
+            return Err("a password in an sftp:// URL is refused: use an SSH key or agent".into())
+        }
         Some((u, h)) if !u.is_empty() => (Some(u.to_string()), h),
         Some(_) => return Err(format!("empty user name, {FORM}")),
         None => (None, authority),
@@ -292,6 +296,7 @@ mod tests {
             "sftp://h:x/x",
             "sftp://@h/x",
             "sftp://h/a/../b",
+            "sftp://user:secret@h/x",
         ] {
             assert!(Location::parse(bad).is_err(), "{bad} accepted");
         }

@@ -145,6 +145,22 @@ fn the_dashboard_in_a_browser_shows_health_runs_snapshots_and_restores() {
     assert!(card.contains("✔ met") && card.contains("100%"), "{card}");
     assert!(b.page_text().contains("Repositories"));
     b.screenshot("overview");
+    // The keyboard reaches the skip link first; it leads to the content.
+    b.tab();
+    assert_eq!(b.run("return document.activeElement.className"), "skip");
+    // On a phone the page fits its width; in dark mode the page is dark.
+    b.set_size(390, 844);
+    b.goto(&format!("{base}/"));
+    let fits = b.run("return document.documentElement.scrollWidth <= window.innerWidth");
+    assert_eq!(fits, true, "the overview scrolls sideways on a phone");
+    b.screenshot("overview-phone");
+    b.set_size(1200, 1000);
+    b.color_scheme("dark");
+    b.goto(&format!("{base}/"));
+    let background = b.run("return getComputedStyle(document.body).backgroundColor");
+    assert_eq!(background, "rgb(17, 20, 24)");
+    b.screenshot("overview-dark");
+    b.color_scheme("light");
 
     // Run now: confirmed, then the run appears and its result shows,
     // without reloading (the live script refreshes the page).

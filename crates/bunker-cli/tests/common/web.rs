@@ -329,6 +329,50 @@ impl Browser {
         self.text(&self.find("body"))
     }
 
+    /// Runs `script` in the page and returns what it returns.
+    pub fn run(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(json!({ "script": script, "args": [] })),
+        )
+    }
+
+    /// Resizes the window (a phone's is 390 × 844).
+    pub fn set_size(&self, width: u32, height: u32) {
+        self.call(
+            "POST",
+            "/window/rect",
+            Some(json!({ "width": width, "height": height })),
+        );
+    }
+
+    /// Makes pages see `prefers-color-scheme: SCHEME` (Chrome DevTools).
+    pub fn color_scheme(&self, scheme: &str) {
+        self.call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({
+                "cmd": "Emulation.setEmulatedMedia",
+                "params": { "features": [{ "name": "prefers-color-scheme", "value": scheme }] },
+            })),
+        );
+    }
+
+    /// Presses the Tab key.
+    pub fn tab(&self) {
+        const TAB: &str = "\u{E004}";
+        self.call(
+            "POST",
+            "/actions",
+            Some(
+                json!({ "actions": [{ "type": "key", "id": "keyboard", "actions": [
+                    { "type": "keyDown", "value": TAB }, { "type": "keyUp", "value": TAB },
+                ]}]}),
+            ),
+        );
+    }
+
     /// Runs `script` in the page; its last argument is the callback.
     pub fn run_async(&self, script: &str, args: Value) -> Value {
         self.call(

@@ -4,9 +4,10 @@
 // pages refresh their content when a run starts or ends.
 "use strict";
 (function () {
-  if (!window.EventSource) return;
   var body = document.body;
   var live = body.dataset.live === "true";
+  // Only pages that show runs listen.
+  if (!window.EventSource || !(live || document.querySelector("[data-live-plan]"))) return;
   var seen = body.dataset.generation;
   var refreshing = false;
 
