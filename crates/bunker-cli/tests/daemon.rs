@@ -7,12 +7,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::web::{free_port, request, wait_for, Reaped};
 use common::*;
 use serde_json::Value;
 
@@ -69,54 +70,13 @@ fn receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
 
 /// `METHOD path` against the daemon: (status, body).
 fn http(addr: &str, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n")?.1.to_string();
-    Some((status, body))
+    request(addr, method, path, &[], b"").map(|r| (r.status, r.text()))
 }
 
 fn get_json(addr: &str, path: &str) -> Value {
     let (status, body) = http(addr, "GET", path).expect("daemon answers");
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
-}
-
-/// Waits up to `secs` for `ok`.
-fn wait_for(secs: u64, what: &str, mut ok: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ok() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The daemon's process, killed if the test ends before it stops it.
-struct Reaped(Option<std::process::Child>);
-
-impl Reaped {
-    fn child(&mut self) -> &mut std::process::Child {
-        self.0.as_mut().expect("running")
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }
 
 fn metric(metrics: &str, line_start: &str) -> Option<f64> {
@@ -139,11 +99,7 @@ fn the_daemon_runs_plans_serves_metrics_and_stops_cleanly_on_sigterm() {
     for i in 0..8 {
         write_random(&env.path(&format!("big/f{i}")), 16 << 20, &mut rng);
     }
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let (hooks, received) = receiver();
     let config = env.path("bunker.toml");

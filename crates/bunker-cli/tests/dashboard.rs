@@ -463,8 +463,51 @@ fn the_api_refuses_foreign_hosts_and_restores_only_inside_the_roots() {
         .collect();
     assert_eq!(health, [("stale", "red"), ("www", "green")]);
 
-    // Browse and download.
+    // The run history; the differences between two snapshots (none with itself).
+    let runs = get(&addr, "/api/plans/www/runs", &[]).json();
+    let kinds: Vec<&str> = runs["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"backup") && kinds.contains(&"drill"),
+        "{kinds:?}"
+    );
+    assert_eq!(get(&addr, "/api/plans/nope/runs", &[]).status, 404);
     let id = newest_www(&addr, &[]);
+    let stale = get(&addr, "/api/repositories/main/snapshots?plan=stale", &[]).json();
+    let stale = stale["snapshots"][0]["id"].as_str().unwrap().to_string();
+    let diff = get(
+        &addr,
+        &format!("/api/repositories/main/diff?a={id}&b={id}"),
+        &[],
+    )
+    .json();
+    assert_eq!(diff["changes"], json!([]));
+    let diff = get(
+        &addr,
+        &format!("/api/repositories/main/diff?a={stale}&b={id}"),
+        &[],
+    )
+    .json();
+    let index = world.source.join("index.html").display().to_string();
+    assert!(
+        diff["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["path"] == index.as_str() && c["change"] == "added"),
+        "{diff}"
+    );
+    // A drill only where the plan has one.
+    assert_eq!(
+        post_json(&addr, "/api/plans/stale/drill", &json!({}), &[]).status,
+        409
+    );
+
+    // Browse and download.
     let docs = world.source.join("docs").display().to_string();
     let tree = get(
         &addr,
@@ -616,31 +659,45 @@ fn a_daemon_beyond_loopback_needs_authentication_and_can_speak_tls() {
         .unwrap();
     assert!(made.success());
     let port = free_port();
+    let token = "tls-token-0123456789abcdef";
+    std::fs::write(dir.join("token"), token).unwrap();
     let text = std::fs::read_to_string(&world.config).unwrap().replace(
         "listen = \"0.0.0.0:0\"",
         &format!(
-            "{}\ntls-cert = \"{}\"\ntls-key = \"{}\"",
+            "{}\ntls-cert = \"{}\"\ntls-key = \"{}\"\ntoken-file = \"{}\"\nmetrics-public = true",
             listen(port),
             dir.join("cert.pem").display(),
-            dir.join("key.pem").display()
+            dir.join("key.pem").display(),
+            dir.join("token").display()
         ),
     );
     std::fs::write(&world.config, text).unwrap();
     let _daemon = world.daemon();
-    let curl = |path: &str| {
-        std::process::Command::new("curl")
-            .args([
-                "-sk",
-                "--max-time",
-                "5",
-                &format!("https://127.0.0.1:{port}{path}"),
-            ])
+    let curl = |path: &str, auth: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "--max-time", "5", "-w", "\n%{http_code}"])
+            .args(auth)
+            .arg(format!("https://127.0.0.1:{port}{path}"))
             .output()
-            .unwrap()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
     };
-    wait_for(30, "https /healthz", || curl("/healthz").stdout == b"ok\n");
-    let page = String::from_utf8(curl("/").stdout).unwrap();
-    assert!(page.contains("Can we recover?"), "{page}");
+    wait_for(30, "https /healthz", || {
+        curl("/healthz", &[]) == "ok\n\n200"
+    });
+    // metrics-public opens /metrics alone; the rest needs the token.
+    let metrics = curl("/metrics", &[]);
+    assert!(
+        metrics.ends_with("\n200") && metrics.contains("bunker_plan_rpo_seconds"),
+        "{metrics}"
+    );
+    assert!(curl("/api/plans", &[]).ends_with("401"));
+    let bearer = format!("Authorization: Bearer {token}");
+    let page = curl("/", &["-H", &bearer]);
+    assert!(
+        page.contains("Can we recover?") && page.ends_with("200"),
+        "{page}"
+    );
     // Plain HTTP gets no page.
     assert!(
         request(&format!("127.0.0.1:{port}"), "GET", "/healthz", &[], b"")

@@ -357,10 +357,9 @@ pub(crate) async fn restore(
     id: String,
     request: RestoreRequest,
 ) -> Result<Value, Failure> {
-    let roots = shared.config().daemon.restore_roots.clone();
-    let target = check_restore_target(&roots, &request.target)
-        .map_err(|why| Failure::new(StatusCode::FORBIDDEN, why))?;
     with_repository(shared, repo, move |ops, r, name| {
+        let target = check_restore_target(&ops.config.daemon.restore_roots, &request.target)
+            .map_err(|why| Failure::new(StatusCode::FORBIDDEN, why))?;
         let entry = find(&r, name, &id)?;
         let r = Arc::new(r);
         let options = |dry_run: bool| RestoreOptions {

@@ -70,7 +70,7 @@ pub(crate) fn light(level: HealthLevel) -> String {
         HealthLevel::Green => ("green", "✔"),
         HealthLevel::Amber => ("amber", "▲"),
         HealthLevel::Red => ("red", "✘"),
-        HealthLevel::Unknown => ("grey", "?"),
+        HealthLevel::Unknown => ("unknown", "?"),
     };
     format!(
         "<span class=\"light {class}\" data-health=\"{class}\"><span aria-hidden=\"true\">{symbol}</span> {}</span>",
@@ -78,13 +78,13 @@ pub(crate) fn light(level: HealthLevel) -> String {
     )
 }
 
-pub(crate) fn rates(r: &Rates) -> String {
+fn rates(r: &Rates) -> String {
     let one = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.0}%", v * 100.0));
     format!("{} · {} · {}", one(r.d7), one(r.d30), one(r.d90))
 }
 
 /// Against a target: the value, the target, and met or missed in words.
-pub(crate) fn against(value: Option<f64>, target: Option<u64>, met: Option<bool>) -> String {
+fn against(value: Option<f64>, target: Option<u64>, met: Option<bool>) -> String {
     let value = value.map_or("none".to_string(), duration);
     let verdict = match met {
         Some(true) => "<span class=\"ok\">✔ met</span>",
@@ -98,6 +98,36 @@ pub(crate) fn against(value: Option<f64>, target: Option<u64>, met: Option<bool>
         ),
         None => format!("{value} <small>no target</small>"),
     }
+}
+
+/// Why the light is not green, one item each.
+pub(crate) fn reasons(f: &PlanReport) -> String {
+    if f.health.reasons.is_empty() {
+        return String::new();
+    }
+    let items: String = f
+        .health
+        .reasons
+        .iter()
+        .map(|r| format!("<li>{}</li>", escape(r)))
+        .collect();
+    format!("<ul class=\"reasons\">{items}</ul>")
+}
+
+/// The figures judged against the targets, as label and value.
+pub(crate) fn target_figures(f: &PlanReport) -> [(&'static str, String); 4] {
+    [
+        (
+            "RPO now",
+            against(f.rpo_seconds, f.rpo_target_seconds, f.rpo_met),
+        ),
+        (
+            "RTO (last drill)",
+            against(f.rto_seconds, f.rto_target_seconds, f.rto_met),
+        ),
+        ("Backups OK, 7/30/90 d", rates(&f.backup_success_rate)),
+        ("Drills passed, 7/30/90 d", rates(&f.restore_success_rate)),
+    ]
 }
 
 /// A running operation, updated in place by the live script.
@@ -138,13 +168,7 @@ fn card(out: &mut String, view: &PlanView, figures: Option<&PlanReport>, report:
         figures.map_or_else(|| light(HealthLevel::Unknown), |f| light(f.health.level))
     );
     if let Some(f) = figures {
-        if !f.health.reasons.is_empty() {
-            out.push_str("<ul class=\"reasons\">");
-            for r in &f.health.reasons {
-                let _ = write!(out, "<li>{}</li>", escape(r));
-            }
-            out.push_str("</ul>");
-        }
+        out.push_str(&reasons(f));
     }
     out.push_str(&live_block(view));
     out.push_str("<dl class=\"figures\">");
@@ -152,16 +176,9 @@ fn card(out: &mut String, view: &PlanView, figures: Option<&PlanReport>, report:
         let _ = write!(out, "<dt>{k}</dt><dd>{v}</dd>");
     };
     if let Some(f) = figures {
-        row(
-            "RPO now",
-            against(f.rpo_seconds, f.rpo_target_seconds, f.rpo_met),
-        );
-        row(
-            "RTO (last drill)",
-            against(f.rto_seconds, f.rto_target_seconds, f.rto_met),
-        );
-        row("Backups OK, 7/30/90 d", rates(&f.backup_success_rate));
-        row("Drills passed, 7/30/90 d", rates(&f.restore_success_rate));
+        for (k, v) in target_figures(f) {
+            row(k, v);
+        }
         row(
             "Last backup",
             f.last_backup.as_deref().map_or("never".into(), time),

@@ -12,7 +12,7 @@ use bunker_engine::format::run_record::RunKind;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::overview::{against, light, live_block, rates};
+use super::overview::{light, live_block, reasons, target_figures};
 use super::{csrf_field, failure_page, page, status_badge, time, url, PageMeta};
 use crate::daemon::api::{plan_runs, plan_views, queue, report, PlanView};
 use crate::daemon::auth::Caller;
@@ -77,13 +77,7 @@ pub(super) async fn show(
         );
     }
     if let Some(f) = &figures {
-        if !f.health.reasons.is_empty() {
-            body.push_str("<ul class=\"reasons\">");
-            for r in &f.health.reasons {
-                let _ = write!(body, "<li>{}</li>", escape(r));
-            }
-            body.push_str("</ul>");
-        }
+        body.push_str(&reasons(f));
     }
     body.push_str(&live_block(&view));
     body.push_str("<p class=\"actions\">");
@@ -132,16 +126,9 @@ pub(super) async fn show(
             .map_or("none (runs only when asked)".into(), escape),
     );
     if let Some(f) = &figures {
-        row(
-            "RPO now",
-            against(f.rpo_seconds, f.rpo_target_seconds, f.rpo_met),
-        );
-        row(
-            "RTO (last drill)",
-            against(f.rto_seconds, f.rto_target_seconds, f.rto_met),
-        );
-        row("Backups OK, 7/30/90 d", rates(&f.backup_success_rate));
-        row("Drills passed, 7/30/90 d", rates(&f.restore_success_rate));
+        for (k, v) in target_figures(f) {
+            row(k, v);
+        }
         row("Protected", bytes(f.protected_bytes as f64));
         row("Snapshots", f.snapshots.to_string());
     }
