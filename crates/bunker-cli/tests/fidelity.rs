@@ -223,6 +223,69 @@ fn rsync_finds_no_difference_between_source_and_restore() {
     assert_rsync_same(&src, &target, &acl);
 }
 
+/// `bunker mirror` of every case, then of a tree where files became
+/// folders and back, links changed and entries vanished: rsync must find
+/// nothing to do between source and mirror, deletions included.
+#[test]
+fn rsync_finds_no_difference_between_source_and_mirror() {
+    if !rsync_installed() {
+        return;
+    }
+    let env = TestEnv::new();
+    let src = env.path("src");
+    let acl = build_tree(&src, is_root());
+    let dest = env.path("mirror");
+    let mirror = |what: &str| {
+        expect_code(
+            &run(bunker(&env).arg("mirror").arg(&src).arg(&dest)),
+            0,
+            what,
+        )
+    };
+    mirror("first mirror");
+    assert_rsync_same(&src, &dest, &acl);
+    assert_rsync_deletes_nothing(&src, &dest);
+
+    // Replacements both ways, a changed link, a vanished folder, extras in the mirror.
+    fs::remove_file(src.join("empty")).unwrap();
+    write_file(&src.join("empty/now-a-folder"), b"was a file");
+    fs::remove_dir_all(src.join("empty-dir")).unwrap();
+    write_file(&src.join("empty-dir"), b"was a folder");
+    fs::remove_file(src.join("deep/rel-link")).unwrap();
+    std::os::unix::fs::symlink("../big.bin", src.join("deep/rel-link")).unwrap();
+    fs::remove_dir_all(src.join("deep/er/still")).unwrap();
+    write_file(&dest.join("only-in-the-mirror"), b"extra");
+    fs::create_dir_all(dest.join("extra-dir/sub")).unwrap();
+    mirror("second mirror");
+    assert_rsync_deletes_nothing(&src, &dest);
+    assert!(!dest.join("only-in-the-mirror").exists() && !dest.join("extra-dir").exists());
+    assert_eq!(fs::read(dest.join("empty-dir")).unwrap(), b"was a folder");
+    assert_eq!(
+        fs::read_link(dest.join("deep/rel-link")).unwrap(),
+        Path::new("../big.bin")
+    );
+}
+
+/// `rsync -aHAXn --delete` lists nothing: no difference and nothing extra.
+fn assert_rsync_deletes_nothing(src: &Path, dest: &Path) {
+    let out = std::process::Command::new("rsync")
+        .args(["-aHAXn", "--delete", "--itemize-changes", "--numeric-ids"])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", dest.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "rsync failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.trim().is_empty(),
+        "rsync sees differences:\n{listing}"
+    );
+}
+
 /// The same round trip by an ordinary user (run as root, the test drops to
 /// `nobody` for every bunker command).
 #[test]

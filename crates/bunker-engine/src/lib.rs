@@ -20,6 +20,7 @@ pub mod identity;
 pub mod index;
 pub mod lock;
 pub mod memory;
+pub mod mirror;
 pub mod notices;
 pub mod progress;
 pub mod prune;

@@ -11,11 +11,10 @@ use bunker_engine::backup::{
 };
 use bunker_engine::find::{find_snapshot, SnapshotFilter};
 use bunker_engine::format::snapshot::BackupMode;
-use bunker_engine::source::{PatternSet, WalkOptions};
+use bunker_engine::source::WalkOptions;
 use serde_json::json;
 
 use crate::context::{GlobalArgs, Target};
-use crate::exit::Usage;
 use crate::{exit, format, progress};
 
 /// Back up files and directories (or standard input).
@@ -101,13 +100,7 @@ impl From<Mode> for BackupMode {
 
 /// Backs up, creating the default repository on first use.
 pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
-    let mut patterns = args.excludes.clone();
-    for f in &args.exclude_files {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read exclude file {}", f.display()))?;
-        patterns.extend(text.lines().map(str::to_string));
-    }
-    let excludes = PatternSet::new(patterns).map_err(|e| Usage(e.to_string()))?;
+    let excludes = super::exclude_set(&args.excludes, &args.exclude_files)?;
     let source = match (args.stdin, args.stdin_from_command) {
         (true, _) => BackupSource::Streams(Box::new(StdinSource::new(
             args.stdin_filename,

@@ -13,6 +13,7 @@ mod forget;
 mod init;
 mod key;
 mod ls;
+mod mirror;
 mod prune;
 mod repair;
 mod report;
@@ -43,6 +44,8 @@ pub enum Command {
     Dump(dump::Args),
     /// Show what changed between two snapshots
     Diff(diff::Args),
+    /// Make a folder an exact replica of another (rsync -aHAX --delete, faster)
+    Mirror(mirror::Args),
     /// Remove snapshots by a retention policy or by id
     Forget(forget::Args),
     /// Delete data no snapshot references (safe while backups run)
@@ -80,6 +83,7 @@ pub fn run(command: Command, global: &GlobalArgs) -> Result<i32> {
         Command::Ls(a) => ls::run(a, global),
         Command::Restore(a) => restore::run(a, global),
         Command::Dump(a) => dump::run(a, global),
+        Command::Mirror(a) => mirror::run(a, global),
         Command::Check(a) => check::run(a, global),
         Command::Copy(a) => copy::run(a, global),
         Command::Forget(a) => forget::run(a, global),
@@ -124,6 +128,22 @@ impl FilterArgs {
             kinds: self.kinds.clone(),
         }
     }
+}
+
+/// The exclude patterns given on the command line and in `--exclude-file`s.
+pub fn exclude_set(
+    patterns: &[String],
+    files: &[std::path::PathBuf],
+) -> Result<bunker_engine::source::PatternSet> {
+    use anyhow::Context;
+    let mut all = patterns.to_vec();
+    for f in files {
+        let text = std::fs::read_to_string(f)
+            .with_context(|| format!("cannot read exclude file {}", f.display()))?;
+        all.extend(text.lines().map(str::to_string));
+    }
+    bunker_engine::source::PatternSet::new(all)
+        .map_err(|e| crate::exit::Usage(e.to_string()).into())
 }
 
 /// Prints a value as one line of JSON on stdout, so that a summary after

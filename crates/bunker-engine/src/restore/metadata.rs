@@ -7,18 +7,18 @@ use std::path::Path;
 
 use bunker_format::tree::{Node, NodeKind};
 
-fn cstring(path: &Path) -> std::io::Result<CString> {
+pub(crate) fn cstring(path: &Path) -> std::io::Result<CString> {
     CString::new(path.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::other("path contains a NUL byte"))
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
 
 /// Creates a symlink, FIFO or device node at `dest`, replacing a non-directory there.
-pub(super) fn create_special(dest: &Path, node: &Node) -> std::io::Result<()> {
+pub(crate) fn create_special(dest: &Path, node: &Node) -> std::io::Result<()> {
     if std::fs::symlink_metadata(dest).is_ok_and(|m| !m.is_dir()) {
         std::fs::remove_file(dest)?;
     }
@@ -85,7 +85,7 @@ fn apply_xattrs(path: &Path, node: &Node) -> std::io::Result<()> {
 /// Applies owner (when root), extended attributes, permissions and
 /// modification time, in that order: chown clears setuid bits, and every
 /// other change would move the times.
-pub(super) fn apply(path: &Path, node: &Node) -> std::io::Result<()> {
+pub(crate) fn apply(path: &Path, node: &Node) -> std::io::Result<()> {
     let c = cstring(path)?;
     // SAFETY: c is a valid NUL-terminated path for each call below.
     unsafe {
@@ -111,6 +111,25 @@ pub(super) fn apply(path: &Path, node: &Node) -> std::io::Result<()> {
         {
             return Err(std::io::Error::last_os_error());
         }
+    }
+    Ok(())
+}
+
+/// Removes the extended attributes `path` has and `node` does not (a
+/// mirror keeps none that its source lacks), with the same privilege rules
+/// as setting them.
+pub(crate) fn remove_extra_xattrs(path: &Path, node: &Node) -> std::io::Result<()> {
+    let Ok(names) = xattr::list(path) else {
+        return Ok(());
+    };
+    let root = is_root();
+    for name in names {
+        let bytes = name.as_bytes();
+        let privileged = bytes.starts_with(b"security.") || bytes.starts_with(b"trusted.");
+        if (privileged && !root) || node.xattrs.iter().any(|x| x.name == bytes) {
+            continue;
+        }
+        xattr::remove(path, &name)?;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@
 //! files already identical are not touched.
 
 mod file;
-mod metadata;
+pub(crate) mod metadata;
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};

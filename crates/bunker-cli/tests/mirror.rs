@@ -1,0 +1,250 @@
+//! `bunker mirror` beyond fidelity (which `fidelity.rs` judges with rsync):
+//! its itemized changes against rsync's own, `--max-delete`, `--dry-run`,
+//! `--no-delete`, `--checksum`, excludes, refusals, and a mirror killed
+//! at random moments, which must leave every file wholly old or wholly new.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+
+fn mirror(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    run(bunker(env).arg("mirror").args(args))
+}
+
+fn lines(out: &[u8]) -> BTreeSet<String> {
+    String::from_utf8_lossy(out)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What rsync would itemize for the same mirror (without doing it).
+fn rsync_would(src: &Path, dest: &Path) -> Option<BTreeSet<String>> {
+    let out = std::process::Command::new("rsync")
+        .args(["-aHAXn", "--delete", "--itemize-changes", "--numeric-ids"])
+        .arg(format!("{}/", src.display()))
+        .arg(format!("{}/", dest.display()))
+        .output()
+        .ok()?;
+    assert!(out.status.success());
+    Some(lines(&out.stdout))
+}
+
+fn set_mtime_of(path: &Path, secs: i64) {
+    let t = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid path and two timespecs.
+    assert_eq!(
+        unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                p.as_ptr(),
+                [t, t].as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        },
+        0
+    );
+}
+
+#[test]
+fn itemized_changes_read_as_rsyncs_and_the_guards_hold() {
+    let env = TestEnv::new();
+    let (src, dest) = (env.path("src"), env.path("dest"));
+    let (s, d) = (src.to_str().unwrap(), dest.to_str().unwrap());
+    write_file(&src.join("keep"), b"unchanged");
+    write_file(&src.join("grow"), b"short");
+    write_file(&src.join("perm"), b"mode changes");
+    write_file(&src.join("old"), b"to be deleted");
+    write_file(&src.join("sub/inner"), b"inner");
+    write_file(&src.join("cache.tmp"), b"excluded");
+    expect_code(&mirror(&env, &[s, d]), 0, "first mirror");
+
+    // Changes of every common kind, with rsync's forecast of them.
+    write_file(&src.join("grow"), b"longer now");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(src.join("perm"), fs::Permissions::from_mode(0o600)).unwrap();
+    fs::remove_file(src.join("old")).unwrap();
+    write_file(&src.join("new"), b"new file");
+    fs::create_dir(src.join("newdir")).unwrap();
+    std::os::unix::fs::symlink("keep", src.join("link")).unwrap();
+    for p in [&src, &src.join("sub")] {
+        set_mtime_of(p, 1_700_000_000);
+    }
+    let forecast = rsync_would(&src, &dest);
+
+    // --dry-run says the same and changes nothing.
+    let before = snapshot_tree(&dest);
+    let dry = mirror(&env, &["--dry-run", "-i", s, d]);
+    expect_code(&dry, 0, "dry run");
+    assert_eq!(snapshot_tree(&dest), before, "a dry run changed the mirror");
+    let out = mirror(&env, &["-i", s, d]);
+    expect_code(&out, 0, "mirror");
+    assert_eq!(lines(&dry.stdout), lines(&out.stdout));
+    if let Some(forecast) = forecast {
+        assert_eq!(
+            lines(&out.stdout),
+            forecast,
+            "itemized differently from rsync"
+        );
+    }
+    let listing = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        ">f.s....... grow",
+        ".f...p..... perm",
+        "*deleting   old",
+        ">f+++++++++ new",
+        "cd+++++++++ newdir/",
+        "cL+++++++++ link -> keep",
+    ] {
+        assert!(
+            listing.contains(expected),
+            "{expected:?} missing from:\n{listing}"
+        );
+    }
+    assert_same_tree(&src, &dest);
+
+    // Nothing to do: nothing said.
+    let again = mirror(&env, &["-i", s, d]);
+    assert!(lines(&again.stdout).is_empty(), "{}", stdout(&again));
+
+    // Excludes leave the mirror's own copy alone; --no-delete keeps extras.
+    write_file(&dest.join("extra"), b"only here");
+    let out = mirror(&env, &["--no-delete", "-e", "*.tmp", s, d]);
+    expect_code(&out, 0, "no-delete");
+    assert!(dest.join("extra").exists());
+    let out = mirror(&env, &["-e", "*.tmp", s, d]);
+    expect_code(&out, 0, "with excludes");
+    assert!(!dest.join("extra").exists());
+    assert_eq!(
+        fs::read(dest.join("cache.tmp")).unwrap(),
+        b"excluded",
+        "excluded entries are not the source's to delete"
+    );
+
+    // Same size and time, other bytes: only --checksum sees it.
+    let meta = fs::metadata(src.join("keep")).unwrap();
+    write_file(&src.join("keep"), b"UNCHANGED");
+    use std::os::unix::fs::MetadataExt;
+    set_mtime_of(&src.join("keep"), meta.mtime());
+    set_mtime_of(&dest.join("keep"), meta.mtime());
+    expect_code(&mirror(&env, &[s, d]), 0, "size and time only");
+    assert_eq!(fs::read(dest.join("keep")).unwrap(), b"unchanged");
+    let out = mirror(&env, &["--checksum", "-i", s, d]);
+    assert!(
+        stdout(&out).contains(">fc........ keep"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(fs::read(dest.join("keep")).unwrap(), b"UNCHANGED");
+
+    // --max-delete: an emptied source refuses, changing nothing.
+    let before = snapshot_tree(&dest);
+    fs::remove_dir_all(&src).unwrap();
+    fs::create_dir(&src).unwrap();
+    let out = mirror(&env, &["--max-delete", "3", s, d]);
+    expect_code(&out, 1, "max-delete");
+    let e = stderr(&out);
+    assert!(
+        e.contains("--max-delete 3") && e.contains("nothing was changed"),
+        "{e}"
+    );
+    assert_eq!(snapshot_tree(&dest), before);
+
+    // A mirror inside its source, or the source inside the mirror, is refused.
+    let out = mirror(&env, &[s, &format!("{s}/inside")]);
+    expect_code(&out, 1, "dest inside src");
+    assert!(
+        stderr(&out).contains("inside its source"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!src.join("inside").exists());
+    let out = mirror(&env, &[d, s]);
+    expect_code(&out, 0, "the other way round is fine");
+}
+
+#[test]
+fn the_json_summary_counts_what_was_done() {
+    let env = TestEnv::new();
+    let (src, dest) = (env.path("src"), env.path("dest"));
+    let mut rng = Rng::new(3);
+    write_random(&src.join("a"), 100_000, &mut rng);
+    write_file(&src.join("b/c"), b"c");
+    fs::hard_link(src.join("a"), src.join("b/a-again")).unwrap();
+    let out = run(bunker(&env).args(["--json", "mirror"]).arg(&src).arg(&dest));
+    expect_code(&out, 0, "mirror --json");
+    let v = parse_json(&out.stdout);
+    assert_eq!(v["files_copied"], 2, "{v}");
+    assert_eq!(v["hard_links"], 1, "{v}");
+    assert_eq!(v["bytes_copied"], 100_001, "{v}");
+    assert_eq!(v["deleted"], 0, "{v}");
+    assert!(v["errors"].as_array().unwrap().is_empty());
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(dest.join("a")).unwrap().ino(),
+        fs::metadata(dest.join("b/a-again")).unwrap().ino()
+    );
+}
+
+/// Kill -9 at several moments while a changing tree is mirrored: every
+/// file in the mirror is then wholly one of its versions, never a mix, and
+/// the next mirror converges.
+#[test]
+fn a_killed_mirror_leaves_whole_files_and_the_next_converges() {
+    let env = TestEnv::new();
+    let (src, dest) = (env.path("src"), env.path("dest"));
+    let version = |v: u8, i: usize| vec![v; 200_000 + i * 1000];
+    for i in 0..40 {
+        write_file(&src.join(format!("d{}/f{i}", i % 4)), &version(b'a', i));
+    }
+    expect_code(
+        &run(bunker(&env).arg("mirror").arg(&src).arg(&dest)),
+        0,
+        "first",
+    );
+    for (round, delay) in [5u64, 15, 30, 60].into_iter().enumerate() {
+        let v = b'b' + round as u8;
+        for i in 0..40 {
+            write_file(&src.join(format!("d{}/f{i}", i % 4)), &version(v, i));
+        }
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bunker"));
+        cmd.arg("mirror")
+            .arg(&src)
+            .arg(&dest)
+            .env("HOME", &env.home);
+        kill_after(&mut cmd, delay);
+        for i in 0..40 {
+            let got = fs::read(dest.join(format!("d{}/f{i}", i % 4))).unwrap();
+            // An earlier kill may have left an older version still.
+            assert!(
+                (b'a'..=v).any(|old| got == version(old, i)),
+                "d{}/f{i} is neither its old nor its new version after a kill at {delay} ms: {} bytes of {:?}…",
+                i % 4,
+                got.len(),
+                got.first()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    expect_code(
+        &run(bunker(&env).arg("mirror").arg(&src).arg(&dest)),
+        0,
+        "after the kills",
+    );
+    assert_same_tree(&src, &dest);
+    let leftovers: Vec<_> = files_below(&dest)
+        .into_iter()
+        .filter(|(p, _)| p.to_string_lossy().contains(".bunker-mirror-"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}

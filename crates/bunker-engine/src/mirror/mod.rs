@@ -1,0 +1,744 @@
+//! Mirror: make a folder DEST an exact replica of a folder SRC, as
+//! `rsync -aHAX --delete SRC/ DEST/` does, holes kept.
+//!
+//! SRC is walked first (the same walker backups use); then what DEST must
+//! lose is listed, and `max_delete` checked, before anything changes. A
+//! file whose size or modification time differs (or content, with
+//! `checksum`) is written beside its final name and renamed over it, so a
+//! crash leaves each file wholly old or wholly new; hard links within SRC
+//! stay hard links; directories get their metadata last, deepest first.
+//! An entry of SRC that cannot be read is named and skipped, and deletions
+//! in the folders above it are held back for that run.
+
+mod copy;
+pub mod itemize;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bunker_format::tree::{Node, NodeKind};
+use bunker_source::{node_from_metadata, walk, Visitor, WalkOptions};
+
+use crate::restore::metadata::{apply, create_special, is_root, remove_extra_xattrs};
+use crate::{Cancel, EngineError, Result};
+use itemize::{line, Attrs, Update};
+
+/// How to mirror.
+#[derive(Default)]
+pub struct MirrorOptions {
+    /// Remove what DEST has and SRC lacks (the default for a replica).
+    pub delete: bool,
+    /// Decide everything, change nothing.
+    pub dry_run: bool,
+    /// Compare the content of files whose size and time are equal.
+    pub checksum: bool,
+    /// Refuse (changing nothing) when more entries than this would be deleted.
+    pub max_delete: Option<u64>,
+    /// Excludes and `one_file_system`, as for backups.
+    pub selection: WalkOptions,
+    /// Keep an rsync `--itemize-changes` line per change.
+    pub itemize: bool,
+}
+
+/// What a mirror did (or, in a dry run, would do).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct MirrorSummary {
+    /// Entries of SRC looked at.
+    pub entries_checked: u64,
+    /// Bytes of SRC's regular files.
+    pub bytes_checked: u64,
+    /// Files whose content was copied.
+    pub files_copied: u64,
+    /// Bytes of data copied (holes not counted).
+    pub bytes_copied: u64,
+    /// Directories, links and special files created or replaced.
+    pub created: u64,
+    /// Hard links made.
+    pub hard_links: u64,
+    /// Entries whose attributes alone were changed.
+    pub attributes_updated: u64,
+    /// Entries of DEST removed.
+    pub deleted: u64,
+    /// Entries of SRC that could not be read or written, one line each.
+    pub errors: Vec<String>,
+    /// Folders whose deletions were held back because of an error below them.
+    pub deletions_held_back: u64,
+    /// rsync-style change lines (with `itemize`).
+    #[serde(skip)]
+    pub changes: Vec<String>,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// One entry of SRC, by its path relative to SRC.
+struct Entry {
+    rel: PathBuf,
+    node: Node,
+}
+
+/// Collects SRC's entries below the root, in walk order (a folder before
+/// its contents), and the places that could not be read.
+struct Scan<'a> {
+    root: &'a Path,
+    root_node: Option<Node>,
+    entries: Vec<Entry>,
+    errors: Vec<(PathBuf, String)>,
+    cancel: &'a Cancel,
+}
+
+impl Scan<'_> {
+    fn rel(&self, path: &Path) -> Option<PathBuf> {
+        path.strip_prefix(self.root).ok().map(Path::to_path_buf)
+    }
+
+    fn add(&mut self, path: &Path, node: Node) {
+        match self.rel(path) {
+            Some(rel) if rel.as_os_str().is_empty() => self.root_node = Some(node),
+            Some(rel) => self.entries.push(Entry { rel, node }),
+            None => {}
+        }
+    }
+}
+
+impl Visitor for Scan<'_> {
+    fn enter_dir(&mut self, path: &Path, node: Node) {
+        self.add(path, node);
+    }
+    fn leave_dir(&mut self, _: &Path) {}
+    fn file(&mut self, path: &Path, node: Node) {
+        self.add(path, node);
+    }
+    fn special(&mut self, path: &Path, node: Node) {
+        self.add(path, node);
+    }
+    fn error(&mut self, path: &Path, error: std::io::Error) {
+        if let Some(rel) = self.rel(path) {
+            self.errors.push((rel, error.to_string()));
+        }
+    }
+    fn stop(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+}
+
+/// `path` relative to the mirror's root as itemize shows it.
+fn shown(rel: &Path, kind: NodeKind) -> String {
+    let mut s = rel.to_string_lossy().into_owned();
+    if kind == NodeKind::Dir {
+        s.push('/');
+    }
+    s
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> EngineError + '_ {
+    move |e| EngineError::io(path, e)
+}
+
+/// Mirrors `src` into `dest` according to `options`; `cancel` stops it
+/// between entries (each file already written is whole).
+pub fn mirror(
+    src: &Path,
+    dest: &Path,
+    options: &MirrorOptions,
+    cancel: &Cancel,
+) -> Result<MirrorSummary> {
+    let started = Instant::now();
+    let src = src.canonicalize().map_err(io(src))?;
+    if !src.is_dir() {
+        return Err(EngineError::Invalid(format!(
+            "{} is not a folder",
+            src.display()
+        )));
+    }
+    let dest_abs = std::path::absolute(dest).map_err(io(dest))?;
+    let dest_real = resolve_existing(&dest_abs);
+    if dest_real.starts_with(&src) || src.starts_with(&dest_real) {
+        return Err(EngineError::Invalid(format!(
+            "{} and {} contain one another: a mirror must not be inside its source, nor the source inside it",
+            src.display(),
+            dest_abs.display()
+        )));
+    }
+    if dest_abs.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
+        return Err(EngineError::Invalid(format!(
+            "{} exists and is not a folder",
+            dest_abs.display()
+        )));
+    }
+    let dest = dest_abs;
+
+    let mut scan = Scan {
+        root: &src,
+        root_node: None,
+        entries: Vec::new(),
+        errors: Vec::new(),
+        cancel,
+    };
+    walk(std::slice::from_ref(&src), &options.selection, &mut scan);
+    if cancel.is_cancelled() {
+        return Err(EngineError::Interrupted("the mirror was interrupted"));
+    }
+    let Scan {
+        root_node,
+        entries,
+        errors,
+        ..
+    } = scan;
+    let mut summary = MirrorSummary {
+        errors: errors
+            .iter()
+            .map(|(p, e)| format!("{}: {e}", src.join(p).display()))
+            .collect(),
+        ..Default::default()
+    };
+
+    // What DEST must lose, counted before anything changes.
+    let deletions = if options.delete {
+        plan_deletions(&src, &dest, &entries, &errors, options, &mut summary)?
+    } else {
+        Vec::new()
+    };
+    let doomed: u64 = deletions.iter().map(|(_, n)| n).sum();
+    if let Some(max) = options.max_delete {
+        if doomed > max {
+            return Err(EngineError::Invalid(format!(
+                "the mirror would delete {doomed} entries from {}, over --max-delete {max}: nothing was changed (is the source empty or not mounted?)",
+                dest.display()
+            )));
+        }
+    }
+    // DEST's own attributes as they are before anything changes them
+    // (writing inside a folder moves its time).
+    let root_before = root_node
+        .as_ref()
+        .filter(|_| dest.is_dir())
+        .map(|n| attrs(&dest, n));
+    if !dest.is_dir() {
+        summary.created += 1;
+        if options.itemize {
+            let created = line(Update::Created, NodeKind::Dir, true, Attrs::default(), "./");
+            summary.changes.push(created);
+        }
+    }
+    if !options.dry_run {
+        std::fs::create_dir_all(&dest).map_err(io(&dest))?;
+    }
+    for (path, count) in &deletions {
+        if options.itemize {
+            let kind = if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                NodeKind::Dir
+            } else {
+                NodeKind::File
+            };
+            let rel = path.strip_prefix(&dest).unwrap_or(path);
+            summary.changes.push(itemize::deleting(&shown(rel, kind)));
+        }
+        if !options.dry_run {
+            remove_any(path).map_err(io(path))?;
+        }
+        summary.deleted += count;
+    }
+
+    let mut writer = Writer {
+        dest: &dest,
+        options,
+        summary,
+        links: HashMap::new(),
+        dirs: Vec::new(),
+    };
+    for entry in &entries {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Interrupted("the mirror was interrupted"));
+        }
+        writer.summary.entries_checked += 1;
+        if entry.node.kind == NodeKind::File {
+            writer.summary.bytes_checked += entry.node.size;
+        }
+        if let Err(e) = writer.entry(&src, entry) {
+            writer
+                .summary
+                .errors
+                .push(format!("{}: {e}", dest.join(&entry.rel).display()));
+        }
+    }
+    // Directories last, deepest first, then DEST itself as SRC is.
+    let mut dirs = std::mem::take(&mut writer.dirs);
+    dirs.reverse();
+    if let Some(root) = root_node {
+        dirs.push((PathBuf::new(), root, root_before));
+    }
+    for (rel, node, before) in dirs {
+        let path = dest.join(&rel);
+        // Told as they differed before the mirror wrote inside them; a
+        // folder created now was told as created.
+        if let Some(differs) = before.filter(|d| !d.none()) {
+            writer.summary.attributes_updated += 1;
+            if options.itemize {
+                let name = if rel.as_os_str().is_empty() {
+                    "./".to_string()
+                } else {
+                    shown(&rel, NodeKind::Dir)
+                };
+                writer.summary.changes.push(line(
+                    Update::Attributes,
+                    NodeKind::Dir,
+                    false,
+                    differs,
+                    &name,
+                ));
+            }
+        }
+        if !options.dry_run && !attrs(&path, &node).none() {
+            if let Err(e) = set_metadata(&path, &node) {
+                writer
+                    .summary
+                    .errors
+                    .push(format!("{}: {e}", path.display()));
+            }
+        }
+    }
+    let mut summary = writer.summary;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// `path` with its longest existing ancestor resolved (symlinks followed).
+fn resolve_existing(path: &Path) -> PathBuf {
+    let mut rest = Vec::new();
+    let mut at = path;
+    loop {
+        if let Ok(real) = at.canonicalize() {
+            return rest.iter().rev().fold(real, |p, n: &&OsStr| p.join(n));
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name);
+                at = parent;
+            }
+            _ => return path.to_path_buf(),
+        }
+    }
+}
+
+/// Removes a file, link or whole folder.
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    match path.symlink_metadata() {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// How many entries removing `path` removes (itself and all below).
+fn count_below(path: &Path) -> u64 {
+    let mut n = 1;
+    if path.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        if let Ok(read) = std::fs::read_dir(path) {
+            for e in read.flatten() {
+                n += count_below(&e.path());
+            }
+        }
+    }
+    n
+}
+
+/// DEST's entries that SRC lacks, folder by folder, with how many entries
+/// each removal takes; none in folders above an entry that could not be
+/// read, and none that the excludes cover (they are not SRC's to decide).
+fn plan_deletions(
+    src: &Path,
+    dest: &Path,
+    entries: &[Entry],
+    errors: &[(PathBuf, String)],
+    options: &MirrorOptions,
+    summary: &mut MirrorSummary,
+) -> Result<Vec<(PathBuf, u64)>> {
+    let mut children: HashMap<&Path, HashSet<&OsStr>> = HashMap::new();
+    let mut dirs: Vec<&Path> = vec![Path::new("")];
+    for e in entries {
+        let parent = e.rel.parent().unwrap_or(Path::new(""));
+        if let Some(name) = e.rel.file_name() {
+            children.entry(parent).or_default().insert(name);
+        }
+        if e.node.kind == NodeKind::Dir {
+            dirs.push(&e.rel);
+        }
+    }
+    let mut out = Vec::new();
+    for dir in dirs {
+        if errors.iter().any(|(p, _)| p.starts_with(dir)) {
+            summary.deletions_held_back += 1;
+            continue;
+        }
+        let there = dest.join(dir);
+        if !there.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        let mut names: Vec<_> = std::fs::read_dir(&there)
+            .map_err(io(&there))?
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        let keep = children.get(dir);
+        for name in names {
+            if keep.is_some_and(|k| k.contains(name.as_os_str())) {
+                continue;
+            }
+            if options
+                .selection
+                .excludes
+                .matches(&src.join(dir).join(&name))
+            {
+                continue;
+            }
+            let path = there.join(&name);
+            let n = count_below(&path);
+            out.push((path, n));
+        }
+    }
+    Ok(out)
+}
+
+/// What differs between `path` (in DEST) and `node`, as far as a mirror
+/// keeps it (owners only when root).
+fn attrs(path: &Path, node: &Node) -> Attrs {
+    let Ok(m) = path.symlink_metadata() else {
+        return Attrs {
+            time: true,
+            ..Default::default()
+        };
+    };
+    let root = is_root();
+    let xattrs = if node.kind == NodeKind::Symlink {
+        (Vec::new(), Vec::new())
+    } else {
+        split_xattrs(path, node)
+    };
+    Attrs {
+        checksum: false,
+        size: node.kind == NodeKind::File && m.size() != node.size,
+        // As rsync shows it: whole seconds, unless nothing else tells the
+        // files apart (a file is copied on any difference, to the ns).
+        time: node.kind != NodeKind::Symlink
+            && (m.mtime() != node.mtime_sec
+                || (m.mtime_nsec() as u32 != node.mtime_nsec
+                    && (node.kind != NodeKind::File || m.size() == node.size))),
+        perms: node.kind != NodeKind::Symlink && m.mode() & 0o7777 != node.mode,
+        owner: root && m.uid() != node.uid,
+        group: root && m.gid() != node.gid,
+        acl: xattrs.0 != xattrs.1 && acl_differs(path, node),
+        xattrs: xattrs.0 != xattrs.1 && other_xattrs_differ(path, node),
+    }
+}
+
+/// The extended attributes `path` has and the ones `node` has, as
+/// comparable sorted lists (only those this process may set).
+/// Extended attributes as sorted (name, value) pairs.
+type XattrList = Vec<(Vec<u8>, Vec<u8>)>;
+
+fn split_xattrs(path: &Path, node: &Node) -> (XattrList, XattrList) {
+    let root = is_root();
+    let allowed =
+        |name: &[u8]| root || !(name.starts_with(b"security.") || name.starts_with(b"trusted."));
+    let mut have: XattrList = xattr::list(path)
+        .map(|names| {
+            names
+                .filter(|n| allowed(n.as_bytes()))
+                .filter_map(|n| {
+                    xattr::get(path, &n)
+                        .ok()
+                        .flatten()
+                        .map(|v| (n.as_bytes().to_vec(), v))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    have.sort();
+    let mut want: XattrList = node
+        .xattrs
+        .iter()
+        .filter(|x| allowed(&x.name))
+        .map(|x| (x.name.clone(), x.value.clone()))
+        .collect();
+    want.sort();
+    (have, want)
+}
+
+fn is_acl(name: &[u8]) -> bool {
+    name.starts_with(b"system.posix_acl_")
+}
+
+fn xattrs_where(path: &Path, node: &Node, keep: fn(&[u8]) -> bool) -> bool {
+    let (have, want) = split_xattrs(path, node);
+    let pick =
+        |v: Vec<(Vec<u8>, Vec<u8>)>| v.into_iter().filter(|(n, _)| keep(n)).collect::<Vec<_>>();
+    pick(have) != pick(want)
+}
+
+fn acl_differs(path: &Path, node: &Node) -> bool {
+    xattrs_where(path, node, is_acl)
+}
+
+fn other_xattrs_differ(path: &Path, node: &Node) -> bool {
+    xattrs_where(path, node, |n| !is_acl(n))
+}
+
+/// Gives `path` the node's metadata, dropping extended attributes it lacks.
+fn set_metadata(path: &Path, node: &Node) -> std::io::Result<()> {
+    if node.kind != NodeKind::Symlink {
+        remove_extra_xattrs(path, node)?;
+    }
+    apply(path, node)
+}
+
+/// A name beside `path` for writing before the rename.
+fn temporary(path: &Path) -> PathBuf {
+    let mut name = std::ffi::OsString::from(".");
+    name.push(path.file_name().unwrap_or_default());
+    let mut random = [0u8; 6];
+    let _ = getrandom::fill(&mut random);
+    name.push(format!(".bunker-mirror-{}", hex::encode(random)));
+    path.with_file_name(name)
+}
+
+/// Writes SRC's entries into DEST.
+struct Writer<'a> {
+    dest: &'a Path,
+    options: &'a MirrorOptions,
+    summary: MirrorSummary,
+    /// First DEST path of each hard-link group of SRC, by (device, inode).
+    links: HashMap<(u64, u64), PathBuf>,
+    /// Folders whose metadata is set at the end, with what differed
+    /// before the mirror (`None`: created by it).
+    dirs: Vec<(PathBuf, Node, Option<Attrs>)>,
+}
+
+impl Writer<'_> {
+    fn note(&mut self, update: Update, kind: NodeKind, new: bool, a: Attrs, name: String) {
+        if self.options.itemize {
+            self.summary.changes.push(line(update, kind, new, a, &name));
+        }
+    }
+
+    fn entry(&mut self, src: &Path, entry: &Entry) -> std::io::Result<()> {
+        let node = &entry.node;
+        let path = self.dest.join(&entry.rel);
+        let there = path.symlink_metadata().ok();
+        let same_kind = there.as_ref().is_some_and(|m| kind_of(m) == node.kind);
+        let dry = self.options.dry_run;
+        let name = shown(&entry.rel, node.kind);
+        match node.kind {
+            NodeKind::Dir => {
+                let before = same_kind.then(|| attrs(&path, node));
+                if !same_kind {
+                    if !dry {
+                        if there.is_some() {
+                            remove_any(&path)?;
+                        }
+                        std::fs::create_dir(&path)?;
+                    }
+                    self.summary.created += 1;
+                    self.note(Update::Created, node.kind, true, Attrs::default(), name);
+                }
+                self.dirs.push((entry.rel.clone(), node.clone(), before));
+                Ok(())
+            }
+            NodeKind::File if node.links > 1 => {
+                let key = (node.device, node.inode);
+                match self.links.get(&key).cloned() {
+                    Some(first) => {
+                        let linked = there
+                            .as_ref()
+                            .zip(first.symlink_metadata().ok())
+                            .is_some_and(|(a, b)| (a.dev(), a.ino()) == (b.dev(), b.ino()));
+                        if !linked {
+                            if !dry {
+                                let tmp = temporary(&path);
+                                std::fs::hard_link(&first, &tmp)?;
+                                replace(&tmp, &path, there.as_ref())?;
+                            }
+                            self.summary.hard_links += 1;
+                            let target = first.strip_prefix(self.dest).unwrap_or(&first);
+                            let name = format!("{name} => {}", target.display());
+                            self.note(Update::HardLink, node.kind, true, Attrs::default(), name);
+                        }
+                        Ok(())
+                    }
+                    None => {
+                        self.links.insert(key, path.clone());
+                        self.file(src, entry, &path, there.as_ref(), same_kind, name)
+                    }
+                }
+            }
+            NodeKind::File => self.file(src, entry, &path, there.as_ref(), same_kind, name),
+            NodeKind::Socket => Ok(()),
+            _ => {
+                let unchanged = same_kind
+                    && match node.kind {
+                        NodeKind::Symlink => std::fs::read_link(&path)
+                            .is_ok_and(|t| t.as_os_str().as_bytes() == node.link_target),
+                        _ => there.as_ref().is_some_and(|m| m.rdev() == node.rdev),
+                    };
+                if unchanged {
+                    return self.attributes_only(&path, node, name);
+                }
+                if !dry {
+                    let tmp = temporary(&path);
+                    create_special(&tmp, node)?;
+                    set_metadata(&tmp, node)?;
+                    replace(&tmp, &path, there.as_ref())?;
+                }
+                self.summary.created += 1;
+                let name = match node.kind {
+                    NodeKind::Symlink => {
+                        format!("{name} -> {}", String::from_utf8_lossy(&node.link_target))
+                    }
+                    _ => name,
+                };
+                self.note(
+                    Update::Created,
+                    node.kind,
+                    there.is_none() || !same_kind,
+                    attrs(&path, node),
+                    name,
+                );
+                Ok(())
+            }
+        }
+    }
+
+    /// Brings `path`'s attributes (not content) to the node's.
+    fn attributes_only(&mut self, path: &Path, node: &Node, name: String) -> std::io::Result<()> {
+        let differs = attrs(path, node);
+        if differs.none() {
+            return Ok(());
+        }
+        if !self.options.dry_run {
+            set_metadata(path, node)?;
+        }
+        self.summary.attributes_updated += 1;
+        self.note(Update::Attributes, node.kind, false, differs, name);
+        Ok(())
+    }
+
+    fn file(
+        &mut self,
+        src: &Path,
+        entry: &Entry,
+        path: &Path,
+        there: Option<&std::fs::Metadata>,
+        same_kind: bool,
+        name: String,
+    ) -> std::io::Result<()> {
+        let node = &entry.node;
+        let from = src.join(&entry.rel);
+        let mut differs = if same_kind {
+            attrs(path, node)
+        } else {
+            Attrs::default()
+        };
+        let time_differs = there.is_some_and(|m| {
+            (m.mtime(), m.mtime_nsec() as u32) != (node.mtime_sec, node.mtime_nsec)
+        });
+        if same_kind && !differs.size && !time_differs {
+            if !self.options.checksum || same_content(&from, path)? {
+                return self.attributes_only(path, node, name);
+            }
+            differs.checksum = true;
+        }
+        if !self.options.dry_run {
+            let tmp = temporary(path);
+            let written = (|| {
+                let input = File::open(&from)?;
+                let output = File::create(&tmp)?;
+                let copied = copy::copy_sparse(&input, &output, node.size)?;
+                output.sync_all()?;
+                drop(output);
+                set_metadata(&tmp, node)?;
+                Ok::<u64, std::io::Error>(copied)
+            })();
+            match written {
+                Ok(copied) => self.summary.bytes_copied += copied,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+            }
+            replace(&tmp, path, there)?;
+        } else {
+            self.summary.bytes_copied += node.size;
+        }
+        self.summary.files_copied += 1;
+        self.note(Update::Sent, node.kind, !same_kind, differs, name);
+        Ok(())
+    }
+}
+
+/// Renames `tmp` over `path`, first removing a folder there (a rename
+/// cannot replace one).
+fn replace(tmp: &Path, path: &Path, there: Option<&std::fs::Metadata>) -> std::io::Result<()> {
+    if there.is_some_and(|m| m.is_dir()) {
+        std::fs::remove_dir_all(path)?;
+    }
+    std::fs::rename(tmp, path)
+}
+
+fn kind_of(m: &std::fs::Metadata) -> NodeKind {
+    use std::os::unix::fs::FileTypeExt;
+    let t = m.file_type();
+    if t.is_file() {
+        NodeKind::File
+    } else if t.is_dir() {
+        NodeKind::Dir
+    } else if t.is_symlink() {
+        NodeKind::Symlink
+    } else if t.is_fifo() {
+        NodeKind::Fifo
+    } else if t.is_char_device() {
+        NodeKind::CharDevice
+    } else if t.is_block_device() {
+        NodeKind::BlockDevice
+    } else {
+        NodeKind::Socket
+    }
+}
+
+/// True when the two files hold the same bytes.
+fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = read_full(&mut fa, &mut ba)?;
+        let m = read_full(&mut fb, &mut bb)?;
+        if n != m || ba[..n] != bb[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+    fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            match f.read(&mut buf[n..])? {
+                0 => break,
+                k => n += k,
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// The node of `path` as SRC's walker would make it (for tests and verify).
+pub fn node_of(path: &Path) -> std::io::Result<Node> {
+    let m = path.symlink_metadata()?;
+    node_from_metadata(path, &m)
+}
