@@ -12,6 +12,7 @@ use std::os::fd::AsRawFd;
 pub(crate) fn copy_sparse(src: &File, dst: &File, len: u64) -> std::io::Result<u64> {
     let mut copied = 0;
     let mut at = 0u64;
+    let mut written_to = 0u64;
     let mut in_kernel = true;
     while at < len {
         let Some(start) = seek(src, at, libc::SEEK_DATA)? else {
@@ -40,19 +41,23 @@ pub(crate) fn copy_sparse(src: &File, dst: &File, len: u64) -> std::io::Result<u
             };
             if n == 0 {
                 // The file shrank while being copied: stop at what is there.
-                return finish(dst, len, copied);
+                return finish(dst, len, pos, copied);
             }
             pos += n as u64;
             copied += n as u64;
         }
+        written_to = end;
         at = end;
     }
-    finish(dst, len, copied)
+    finish(dst, len, written_to, copied)
 }
 
-/// Gives `dst` the source's length, so trailing holes stay holes.
-fn finish(dst: &File, len: u64, copied: u64) -> std::io::Result<u64> {
-    dst.set_len(len)?;
+/// Gives `dst` the source's length when the data written ends before it
+/// (a trailing hole, or a source that shrank), so trailing holes stay holes.
+fn finish(dst: &File, len: u64, written_to: u64, copied: u64) -> std::io::Result<u64> {
+    if written_to != len {
+        dst.set_len(len)?;
+    }
     Ok(copied)
 }
 

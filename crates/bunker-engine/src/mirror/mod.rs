@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bunker_format::tree::{Node, NodeKind};
-use bunker_source::{node_from_metadata, walk, Visitor, WalkOptions};
+use bunker_source::{node_from_metadata, WalkOptions};
 
 use crate::restore::metadata::{apply, create_special, is_root, remove_extra_xattrs};
 use crate::{Cancel, EngineError, Result};
@@ -75,55 +75,112 @@ pub struct MirrorSummary {
     pub seconds: f64,
 }
 
+impl MirrorSummary {
+    /// Adds another part's counts and errors.
+    fn absorb(&mut self, other: MirrorSummary) {
+        self.entries_checked += other.entries_checked;
+        self.bytes_checked += other.bytes_checked;
+        self.files_copied += other.files_copied;
+        self.bytes_copied += other.bytes_copied;
+        self.created += other.created;
+        self.hard_links += other.hard_links;
+        self.attributes_updated += other.attributes_updated;
+        self.deleted += other.deleted;
+        self.deletions_held_back += other.deletions_held_back;
+        self.errors.extend(other.errors);
+        self.changes.extend(other.changes);
+    }
+}
+
 /// One entry of SRC, by its path relative to SRC.
 struct Entry {
     rel: PathBuf,
     node: Node,
 }
 
-/// Collects SRC's entries below the root, in walk order (a folder before
-/// its contents), and the places that could not be read.
-struct Scan<'a> {
-    root: &'a Path,
-    root_node: Option<Node>,
+/// What was found in SRC: its own node, its entries in walk order (a
+/// folder before what it holds, names in byte order) and what could not
+/// be read, by path relative to SRC.
+struct Scanned {
+    root: Node,
     entries: Vec<Entry>,
     errors: Vec<(PathBuf, String)>,
-    cancel: &'a Cancel,
 }
 
-impl Scan<'_> {
-    fn rel(&self, path: &Path) -> Option<PathBuf> {
-        path.strip_prefix(self.root).ok().map(Path::to_path_buf)
-    }
-
-    fn add(&mut self, path: &Path, node: Node) {
-        match self.rel(path) {
-            Some(rel) if rel.as_os_str().is_empty() => self.root_node = Some(node),
-            Some(rel) => self.entries.push(Entry { rel, node }),
-            None => {}
-        }
-    }
+/// The entries of folder `dir`, in name-byte order.
+fn sorted_children(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<_>>()?;
+    out.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+    Ok(out)
 }
 
-impl Visitor for Scan<'_> {
-    fn enter_dir(&mut self, path: &Path, node: Node) {
-        self.add(path, node);
+/// Scans SRC with every core: each folder's entries are looked at in
+/// parallel, and put back in order.
+fn scan(src: &Path, selection: &WalkOptions, cancel: &Cancel) -> Result<Scanned> {
+    let meta = src.symlink_metadata().map_err(io(src))?;
+    let root = node_from_metadata(src, &meta).map_err(io(src))?;
+    let (entries, errors) = scan_dir(src, src, meta.dev(), selection, cancel);
+    if cancel.is_cancelled() {
+        return Err(EngineError::Interrupted("the mirror was interrupted"));
     }
-    fn leave_dir(&mut self, _: &Path) {}
-    fn file(&mut self, path: &Path, node: Node) {
-        self.add(path, node);
+    Ok(Scanned {
+        root,
+        entries,
+        errors,
+    })
+}
+
+type ScanPart = (Vec<Entry>, Vec<(PathBuf, String)>);
+
+fn scan_dir(
+    src: &Path,
+    dir: &Path,
+    dev: u64,
+    selection: &WalkOptions,
+    cancel: &Cancel,
+) -> ScanPart {
+    use rayon::prelude::*;
+    let rel = |p: &Path| p.strip_prefix(src).unwrap_or(p).to_path_buf();
+    let children = match sorted_children(dir) {
+        Ok(c) => c,
+        Err(e) => return (Vec::new(), vec![(rel(dir), e.to_string())]),
+    };
+    let parts: Vec<ScanPart> = children
+        .par_iter()
+        .map(|path| {
+            if cancel.is_cancelled() || selection.excludes.matches(path) {
+                return (Vec::new(), Vec::new());
+            }
+            let node = match path
+                .symlink_metadata()
+                .and_then(|m| node_from_metadata(path, &m).map(|n| (n, m.dev())))
+            {
+                Ok(n) => n,
+                Err(e) => return (Vec::new(), vec![(rel(path), e.to_string())]),
+            };
+            let (node, on) = node;
+            let descend = node.kind == NodeKind::Dir && !(selection.one_file_system && on != dev);
+            let mut entries = vec![Entry {
+                rel: rel(path),
+                node,
+            }];
+            if descend {
+                let (below, errors) = scan_dir(src, path, dev, selection, cancel);
+                entries.extend(below);
+                return (entries, errors);
+            }
+            (entries, Vec::new())
+        })
+        .collect();
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    for (e, r) in parts {
+        entries.extend(e);
+        errors.extend(r);
     }
-    fn special(&mut self, path: &Path, node: Node) {
-        self.add(path, node);
-    }
-    fn error(&mut self, path: &Path, error: std::io::Error) {
-        if let Some(rel) = self.rel(path) {
-            self.errors.push((rel, error.to_string()));
-        }
-    }
-    fn stop(&self) -> bool {
-        self.cancel.is_cancelled()
-    }
+    (entries, errors)
 }
 
 /// `path` relative to the mirror's root as itemize shows it.
@@ -172,23 +229,17 @@ pub fn mirror(
     }
     let dest = dest_abs;
 
-    let mut scan = Scan {
-        root: &src,
-        root_node: None,
-        entries: Vec::new(),
-        errors: Vec::new(),
-        cancel,
-    };
-    walk(std::slice::from_ref(&src), &options.selection, &mut scan);
-    if cancel.is_cancelled() {
-        return Err(EngineError::Interrupted("the mirror was interrupted"));
-    }
-    let Scan {
-        root_node,
+    // One pool of threads for this mirror (a daemon may run several).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("bunker-mirror-{i}"))
+        .build()
+        .map_err(|e| EngineError::Invalid(format!("cannot start the mirror's threads: {e}")))?;
+    let Scanned {
+        root,
         entries,
         errors,
-        ..
-    } = scan;
+    } = pool.install(|| scan(&src, &options.selection, cancel))?;
+    let root_node = Some(root);
     let mut summary = MirrorSummary {
         errors: errors
             .iter()
@@ -199,7 +250,7 @@ pub fn mirror(
 
     // What DEST must lose, counted before anything changes.
     let deletions = if options.delete {
-        plan_deletions(&src, &dest, &entries, &errors, options, &mut summary)?
+        pool.install(|| plan_deletions(&src, &dest, &entries, &errors, options, &mut summary))?
     } else {
         Vec::new()
     };
@@ -244,30 +295,91 @@ pub fn mirror(
         summary.deleted += count;
     }
 
-    let mut writer = Writer {
-        dest: &dest,
-        options,
-        summary,
-        links: HashMap::new(),
-        dirs: Vec::new(),
-    };
-    for entry in &entries {
-        if cancel.is_cancelled() {
-            return Err(EngineError::Interrupted("the mirror was interrupted"));
-        }
-        writer.summary.entries_checked += 1;
-        if entry.node.kind == NodeKind::File {
-            writer.summary.bytes_checked += entry.node.size;
-        }
-        if let Err(e) = writer.entry(&src, entry) {
-            writer
-                .summary
-                .errors
-                .push(format!("{}: {e}", dest.join(&entry.rel).display()));
+    let mut writer = Writer::new(&dest, options);
+    // Folders first, in order (a folder before what it holds), noting the
+    // first member of each hard-link group; then files, links and special
+    // files on every core; then the other members of hard-link groups.
+    let mut parallel = Vec::new();
+    let mut followers = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        summary.entries_checked += 1;
+        let node = &entry.node;
+        match node.kind {
+            NodeKind::Dir => writer.run(i, &src, entry),
+            NodeKind::File => {
+                summary.bytes_checked += node.size;
+                if node.links > 1 {
+                    let key = (node.device, node.inode);
+                    if writer.links.contains_key(&key) {
+                        followers.push(i);
+                        continue;
+                    }
+                    writer.links.insert(key, dest.join(&entry.rel));
+                }
+                parallel.push(i);
+            }
+            _ => parallel.push(i),
         }
     }
-    // Directories last, deepest first, then DEST itself as SRC is.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(8);
+    let parts: Vec<Writer> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let (next, parallel, entries, src, dest) =
+                    (&next, &parallel, &entries, &src, &dest);
+                scope.spawn(move || {
+                    let mut w = Writer::new(dest, options);
+                    loop {
+                        let start = next.fetch_add(64, std::sync::atomic::Ordering::Relaxed);
+                        if start >= parallel.len() || cancel.is_cancelled() {
+                            break;
+                        }
+                        for &i in &parallel[start..(start + 64).min(parallel.len())] {
+                            let entry = &entries[i];
+                            if entry.node.kind == NodeKind::File {
+                                w.at = i;
+                                let path = dest.join(&entry.rel);
+                                let there = path.symlink_metadata().ok();
+                                let same =
+                                    there.as_ref().is_some_and(|m| kind_of(m) == NodeKind::File);
+                                let name = shown(&entry.rel, NodeKind::File);
+                                if let Err(e) =
+                                    w.file(src, entry, &path, there.as_ref(), same, name)
+                                {
+                                    w.summary.errors.push(format!("{}: {e}", path.display()));
+                                }
+                            } else {
+                                w.run(i, src, entry);
+                            }
+                        }
+                    }
+                    w
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a mirror worker panicked"))
+            .collect()
+    });
+    for part in parts {
+        writer.absorb(part);
+    }
+    if cancel.is_cancelled() {
+        return Err(EngineError::Interrupted("the mirror was interrupted"));
+    }
+    for i in followers {
+        writer.run(i, &src, &entries[i]);
+    }
     let mut dirs = std::mem::take(&mut writer.dirs);
+    let mut changes = std::mem::take(&mut writer.changes);
+    changes.sort_by_key(|(i, _)| *i);
+    summary.absorb(writer.summary);
+    summary.changes.extend(changes.into_iter().map(|(_, l)| l));
+    // Directories last, deepest first, then DEST itself as SRC is.
     dirs.reverse();
     if let Some(root) = root_node {
         dirs.push((PathBuf::new(), root, root_before));
@@ -277,14 +389,14 @@ pub fn mirror(
         // Told as they differed before the mirror wrote inside them; a
         // folder created now was told as created.
         if let Some(differs) = before.filter(|d| !d.none()) {
-            writer.summary.attributes_updated += 1;
+            summary.attributes_updated += 1;
             if options.itemize {
                 let name = if rel.as_os_str().is_empty() {
                     "./".to_string()
                 } else {
                     shown(&rel, NodeKind::Dir)
                 };
-                writer.summary.changes.push(line(
+                summary.changes.push(line(
                     Update::Attributes,
                     NodeKind::Dir,
                     false,
@@ -295,14 +407,10 @@ pub fn mirror(
         }
         if !options.dry_run && !attrs(&path, &node).none() {
             if let Err(e) = set_metadata(&path, &node) {
-                writer
-                    .summary
-                    .errors
-                    .push(format!("{}: {e}", path.display()));
+                summary.errors.push(format!("{}: {e}", path.display()));
             }
         }
     }
-    let mut summary = writer.summary;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
 }
@@ -370,37 +478,50 @@ fn plan_deletions(
             dirs.push(&e.rel);
         }
     }
+    use rayon::prelude::*;
+    // Each folder of DEST is read on its own (on every core).
+    // Per folder: held back (`None`), or what goes with how many entries each.
+    type Doomed = Option<Result<Vec<(PathBuf, u64)>>>;
+    let found: Vec<Doomed> = dirs
+        .par_iter()
+        .map(|dir| {
+            if errors.iter().any(|(p, _)| p.starts_with(dir)) {
+                return None;
+            }
+            let there = dest.join(dir);
+            if !there.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                return Some(Ok(Vec::new()));
+            }
+            let read = match std::fs::read_dir(&there) {
+                Ok(r) => r,
+                Err(e) => return Some(Err(EngineError::io(&there, e))),
+            };
+            let mut names: Vec<_> = read.flatten().map(|e| e.file_name()).collect();
+            names.sort();
+            let keep = children.get(dir);
+            let doomed = names
+                .into_iter()
+                .filter(|name| !keep.is_some_and(|k| k.contains(name.as_os_str())))
+                .filter(|name| {
+                    !options
+                        .selection
+                        .excludes
+                        .matches(&src.join(dir).join(name))
+                })
+                .map(|name| {
+                    let path = there.join(&name);
+                    let n = count_below(&path);
+                    (path, n)
+                })
+                .collect();
+            Some(Ok(doomed))
+        })
+        .collect();
     let mut out = Vec::new();
-    for dir in dirs {
-        if errors.iter().any(|(p, _)| p.starts_with(dir)) {
-            summary.deletions_held_back += 1;
-            continue;
-        }
-        let there = dest.join(dir);
-        if !there.symlink_metadata().is_ok_and(|m| m.is_dir()) {
-            continue;
-        }
-        let mut names: Vec<_> = std::fs::read_dir(&there)
-            .map_err(io(&there))?
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        let keep = children.get(dir);
-        for name in names {
-            if keep.is_some_and(|k| k.contains(name.as_os_str())) {
-                continue;
-            }
-            if options
-                .selection
-                .excludes
-                .matches(&src.join(dir).join(&name))
-            {
-                continue;
-            }
-            let path = there.join(&name);
-            let n = count_below(&path);
-            out.push((path, n));
+    for f in found {
+        match f {
+            None => summary.deletions_held_back += 1,
+            Some(list) => out.extend(list?),
         }
     }
     Ok(out)
@@ -409,7 +530,12 @@ fn plan_deletions(
 /// What differs between `path` (in DEST) and `node`, as far as a mirror
 /// keeps it (owners only when root).
 fn attrs(path: &Path, node: &Node) -> Attrs {
-    let Ok(m) = path.symlink_metadata() else {
+    attrs_of(path, node, path.symlink_metadata().ok().as_ref())
+}
+
+/// [`attrs`] with `path`'s metadata already read.
+fn attrs_of(path: &Path, node: &Node, m: Option<&std::fs::Metadata>) -> Attrs {
+    let Some(m) = m else {
         return Attrs {
             time: true,
             ..Default::default()
@@ -498,13 +624,59 @@ fn set_metadata(path: &Path, node: &Node) -> std::io::Result<()> {
     apply(path, node)
 }
 
-/// A name beside `path` for writing before the rename.
+/// Gives a file just written (open as `file`) the node's owner (when
+/// root), extended attributes (none it lacks), mode and times, through its
+/// descriptor: no path lookups, and the same order as `apply`.
+fn file_metadata(file: &File, node: &Node) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use xattr::FileExt;
+    let fd = file.as_raw_fd();
+    let root = is_root();
+    let m = file.metadata()?;
+    // SAFETY: a valid descriptor and plain integers, for each call below.
+    unsafe {
+        if root
+            && (m.uid(), m.gid()) != (node.uid, node.gid)
+            && libc::fchown(fd, node.uid, node.gid) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    let privileged = |name: &[u8]| name.starts_with(b"security.") || name.starts_with(b"trusted.");
+    for name in file.list_xattr()? {
+        let bytes = name.as_bytes();
+        if (root || !privileged(bytes)) && !node.xattrs.iter().any(|x| x.name == bytes) {
+            file.remove_xattr(&name)?;
+        }
+    }
+    for x in node.xattrs.iter().filter(|x| root || !privileged(&x.name)) {
+        file.set_xattr(OsStr::from_bytes(&x.name), &x.value)?;
+    }
+    let mtime = libc::timespec {
+        tv_sec: node.mtime_sec as libc::time_t,
+        tv_nsec: node.mtime_nsec as libc::c_long,
+    };
+    // SAFETY: as above; the array holds two timespecs.
+    unsafe {
+        if m.mode() & 0o7777 != node.mode && libc::fchmod(fd, node.mode as libc::mode_t) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if libc::futimens(fd, [mtime, mtime].as_ptr()) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A name beside `path` for writing before the rename: unique to this
+/// process and call (files are created with `create_new`, so a clash with
+/// a stranger's file fails rather than overwrites).
 fn temporary(path: &Path) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut name = std::ffi::OsString::from(".");
     name.push(path.file_name().unwrap_or_default());
-    let mut random = [0u8; 6];
-    let _ = getrandom::fill(&mut random);
-    name.push(format!(".bunker-mirror-{}", hex::encode(random)));
+    name.push(format!(".bunker-mirror-{}-{n}", std::process::id()));
     path.with_file_name(name)
 }
 
@@ -513,6 +685,10 @@ struct Writer<'a> {
     dest: &'a Path,
     options: &'a MirrorOptions,
     summary: MirrorSummary,
+    /// The entry being written (its index in walk order).
+    at: usize,
+    /// Itemized changes by entry index (merged in walk order).
+    changes: Vec<(usize, String)>,
     /// First DEST path of each hard-link group of SRC, by (device, inode).
     links: HashMap<(u64, u64), PathBuf>,
     /// Folders whose metadata is set at the end, with what differed
@@ -520,10 +696,39 @@ struct Writer<'a> {
     dirs: Vec<(PathBuf, Node, Option<Attrs>)>,
 }
 
-impl Writer<'_> {
+impl<'a> Writer<'a> {
+    fn new(dest: &'a Path, options: &'a MirrorOptions) -> Self {
+        Writer {
+            dest,
+            options,
+            summary: MirrorSummary::default(),
+            at: 0,
+            changes: Vec::new(),
+            links: HashMap::new(),
+            dirs: Vec::new(),
+        }
+    }
+
+    /// Writes entry `i`, keeping a failure as an error line.
+    fn run(&mut self, i: usize, src: &Path, entry: &Entry) {
+        self.at = i;
+        if let Err(e) = self.entry(src, entry) {
+            let path = self.dest.join(&entry.rel);
+            self.summary.errors.push(format!("{}: {e}", path.display()));
+        }
+    }
+
+    /// Takes in what another writer did.
+    fn absorb(&mut self, other: Writer) {
+        self.summary.absorb(other.summary);
+        self.changes.extend(other.changes);
+        self.dirs.extend(other.dirs);
+    }
+
     fn note(&mut self, update: Update, kind: NodeKind, new: bool, a: Attrs, name: String) {
         if self.options.itemize {
-            self.summary.changes.push(line(update, kind, new, a, &name));
+            self.changes
+                .push((self.at, line(update, kind, new, a, &name)));
         }
     }
 
@@ -571,10 +776,8 @@ impl Writer<'_> {
                         }
                         Ok(())
                     }
-                    None => {
-                        self.links.insert(key, path.clone());
-                        self.file(src, entry, &path, there.as_ref(), same_kind, name)
-                    }
+                    // The first member (written with the other files).
+                    None => self.file(src, entry, &path, there.as_ref(), same_kind, name),
                 }
             }
             NodeKind::File => self.file(src, entry, &path, there.as_ref(), same_kind, name),
@@ -587,7 +790,8 @@ impl Writer<'_> {
                         _ => there.as_ref().is_some_and(|m| m.rdev() == node.rdev),
                     };
                 if unchanged {
-                    return self.attributes_only(&path, node, name);
+                    let differs = attrs_of(&path, node, there.as_ref());
+                    return self.attributes_only(&path, node, differs, name);
                 }
                 if !dry {
                     let tmp = temporary(&path);
@@ -615,8 +819,13 @@ impl Writer<'_> {
     }
 
     /// Brings `path`'s attributes (not content) to the node's.
-    fn attributes_only(&mut self, path: &Path, node: &Node, name: String) -> std::io::Result<()> {
-        let differs = attrs(path, node);
+    fn attributes_only(
+        &mut self,
+        path: &Path,
+        node: &Node,
+        differs: Attrs,
+        name: String,
+    ) -> std::io::Result<()> {
         if differs.none() {
             return Ok(());
         }
@@ -640,7 +849,7 @@ impl Writer<'_> {
         let node = &entry.node;
         let from = src.join(&entry.rel);
         let mut differs = if same_kind {
-            attrs(path, node)
+            attrs_of(path, node, there)
         } else {
             Attrs::default()
         };
@@ -649,7 +858,7 @@ impl Writer<'_> {
         });
         if same_kind && !differs.size && !time_differs {
             if !self.options.checksum || same_content(&from, path)? {
-                return self.attributes_only(path, node, name);
+                return self.attributes_only(path, node, differs, name);
             }
             differs.checksum = true;
         }
@@ -657,11 +866,19 @@ impl Writer<'_> {
             let tmp = temporary(path);
             let written = (|| {
                 let input = File::open(&from)?;
-                let output = File::create(&tmp)?;
+                let output = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&tmp)?;
                 let copied = copy::copy_sparse(&input, &output, node.size)?;
-                output.sync_all()?;
+                // Replacing a file: its new bytes reach the disk before the
+                // rename, so a power cut leaves the old or the new version.
+                // A new file has no old version to keep.
+                if there.is_some() {
+                    output.sync_all()?;
+                }
+                file_metadata(&output, node)?;
                 drop(output);
-                set_metadata(&tmp, node)?;
                 Ok::<u64, std::io::Error>(copied)
             })();
             match written {

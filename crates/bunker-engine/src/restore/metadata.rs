@@ -13,8 +13,10 @@ pub(crate) fn cstring(path: &Path) -> std::io::Result<CString> {
 }
 
 pub(crate) fn is_root() -> bool {
+    // The effective user does not change under us: asked once, not per file.
+    static ROOT: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    *ROOT.get_or_init(|| unsafe { libc::geteuid() == 0 })
 }
 
 /// Creates a symlink, FIFO or device node at `dest`, replacing a non-directory there.
