@@ -248,3 +248,56 @@ fn a_killed_mirror_leaves_whole_files_and_the_next_converges() {
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }
+
+/// An unreadable folder of SRC is named, makes the exit code 3, and holds
+/// back deletions in the folders above it (as rsync does); the rest is
+/// mirrored. Run as an ordinary user (as root the test drops to `nobody`).
+#[test]
+fn an_unreadable_folder_is_named_exit_3_and_holds_back_deletions() {
+    let env = TestEnv::new();
+    let (src, dest) = (env.path("src"), env.path("dest"));
+    write_file(&src.join("ok"), b"readable");
+    write_file(&src.join("top/locked/secret"), b"hidden");
+    write_file(&src.join("top/fine"), b"fine");
+    write_file(&dest.join("top/stale"), b"would be deleted");
+    write_file(&dest.join("elsewhere/stale"), b"would be deleted too");
+    write_file(&src.join("elsewhere/x"), b"x");
+    use std::os::unix::fs::PermissionsExt;
+    let mut cmd = if is_root() {
+        let owned = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&env.root)
+            .status()
+            .unwrap();
+        assert!(owned.success());
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_bunker"));
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_bunker"))
+    };
+    fs::set_permissions(src.join("top/locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    let out = cmd
+        .arg("mirror")
+        .arg(&src)
+        .arg(&dest)
+        .env("HOME", &env.home)
+        .output()
+        .unwrap();
+    fs::set_permissions(src.join("top/locked"), fs::Permissions::from_mode(0o755)).unwrap();
+    assert_no_panic(&out);
+    expect_code(&out, 3, "mirror with an unreadable folder");
+    let e = stderr(&out);
+    assert!(e.contains("top/locked"), "{e}");
+    assert_eq!(fs::read(dest.join("ok")).unwrap(), b"readable");
+    assert_eq!(fs::read(dest.join("top/fine")).unwrap(), b"fine");
+    assert!(
+        dest.join("top/stale").exists(),
+        "deleted beside an unreadable folder"
+    );
+    assert!(
+        !dest.join("elsewhere/stale").exists(),
+        "deletions elsewhere go on"
+    );
+}
