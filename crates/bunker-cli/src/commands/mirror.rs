@@ -42,9 +42,13 @@ pub struct Args {
     /// One line per change in rsync's YXcstpoguax form
     #[arg(long, short = 'i')]
     itemize_changes: bool,
+    /// Re-read DEST afterwards and compare it with SRC (exit 1 if it differs)
+    #[arg(long)]
+    verify: bool,
 }
 
-/// Mirrors; exit 3 when some entries of SRC could not be read or written.
+/// Mirrors; exit 3 when some entries of SRC could not be read or written,
+/// 1 when `--verify` finds DEST differing from SRC.
 pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     let options = MirrorOptions {
         delete: !args.no_delete,
@@ -57,6 +61,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             ..Default::default()
         },
         itemize: args.itemize_changes,
+        verify: args.verify,
     };
     let summary = mirror(&args.src, &args.dest, &options, crate::interrupt())?;
     for change in &summary.changes {
@@ -88,7 +93,23 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             summary.deletions_held_back
         );
     }
-    Ok(if summary.errors.is_empty() {
+    for p in &summary.verify_problems {
+        crate::errln!("bunker: verify: {p}");
+    }
+    if args.verify && !args.dry_run && !global.quiet {
+        crate::errln!(
+            "verified {} entries: {}",
+            summary.verified,
+            if summary.verify_problems.is_empty() {
+                "the mirror equals the source".to_string()
+            } else {
+                format!("{} difference(s)", summary.verify_problems.len())
+            }
+        );
+    }
+    Ok(if !summary.verify_problems.is_empty() {
+        exit::FAILURE
+    } else if summary.errors.is_empty() {
         exit::OK
     } else {
         exit::PARTIAL

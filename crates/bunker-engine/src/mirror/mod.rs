@@ -43,6 +43,8 @@ pub struct MirrorOptions {
     pub selection: WalkOptions,
     /// Keep an rsync `--itemize-changes` line per change.
     pub itemize: bool,
+    /// Re-read DEST afterwards and compare it with SRC.
+    pub verify: bool,
 }
 
 /// What a mirror did (or, in a dry run, would do).
@@ -71,6 +73,10 @@ pub struct MirrorSummary {
     /// rsync-style change lines (with `itemize`).
     #[serde(skip)]
     pub changes: Vec<String>,
+    /// With `verify`: where DEST was found to differ from SRC afterwards.
+    pub verify_problems: Vec<String>,
+    /// Entries verified (with `verify`).
+    pub verified: u64,
     /// Wall time.
     pub seconds: f64,
 }
@@ -96,6 +102,61 @@ impl MirrorSummary {
 struct Entry {
     rel: PathBuf,
     node: Node,
+}
+
+/// Re-reads DEST and compares it with what SRC held: every entry's type,
+/// attributes, link target and bytes, and (when deleting) nothing extra.
+/// Returns the entries checked and what differs.
+fn verify(
+    src: &Path,
+    dest: &Path,
+    entries: &[Entry],
+    errors: &[(PathBuf, String)],
+    options: &MirrorOptions,
+) -> Result<(u64, Vec<String>)> {
+    use rayon::prelude::*;
+    let mut problems: Vec<String> = entries
+        .par_iter()
+        .filter(|e| e.node.kind != NodeKind::Socket)
+        .filter_map(|e| {
+            let path = dest.join(&e.rel);
+            let m = match path.symlink_metadata() {
+                Ok(m) => m,
+                Err(err) => return Some(format!("{}: {err}", path.display())),
+            };
+            if kind_of(&m) != e.node.kind {
+                return Some(format!("{}: not a {}", path.display(), e.node.kind.name()));
+            }
+            let differs = attrs_of(&path, &e.node, Some(&m));
+            if !differs.none() {
+                return Some(format!(
+                    "{}: attributes differ ({differs:?})",
+                    path.display()
+                ));
+            }
+            let same = match e.node.kind {
+                NodeKind::File => same_content(&src.join(&e.rel), &path).unwrap_or(false),
+                NodeKind::Symlink => std::fs::read_link(&path)
+                    .is_ok_and(|t| t.as_os_str().as_bytes() == e.node.link_target),
+                _ => true,
+            };
+            (!same).then(|| {
+                format!(
+                    "{}: content differs from {}",
+                    path.display(),
+                    src.join(&e.rel).display()
+                )
+            })
+        })
+        .collect();
+    if options.delete {
+        let mut scratch = MirrorSummary::default();
+        for (extra, _) in plan_deletions(src, dest, entries, errors, options, &mut scratch)? {
+            problems.push(format!("{}: not in the source", extra.display()));
+        }
+    }
+    problems.sort();
+    Ok((entries.len() as u64, problems))
 }
 
 /// What was found in SRC: its own node, its entries in walk order (a
@@ -410,6 +471,12 @@ pub fn mirror(
                 summary.errors.push(format!("{}: {e}", path.display()));
             }
         }
+    }
+    if options.verify && !options.dry_run {
+        let (verified, problems) =
+            pool.install(|| verify(&src, &dest, &entries, &errors, options))?;
+        summary.verified = verified;
+        summary.verify_problems = problems;
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
