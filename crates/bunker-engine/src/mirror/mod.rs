@@ -1020,9 +1020,3 @@ fn same_content(a: &Path, b: &Path) -> std::io::Result<bool> {
         Ok(n)
     }
 }
-
-/// The node of `path` as SRC's walker would make it (for tests and verify).
-pub fn node_of(path: &Path) -> std::io::Result<Node> {
-    let m = path.symlink_metadata()?;
-    node_from_metadata(path, &m)
-}
