@@ -268,8 +268,14 @@ fn rsync_finds_no_difference_between_source_and_mirror() {
 
 /// `rsync -aHAXn --delete` lists nothing: no difference and nothing extra.
 fn assert_rsync_deletes_nothing(src: &Path, dest: &Path) {
+    assert_rsync_lists_nothing(src, dest, &["--delete"]);
+}
+
+/// `rsync -aHAXn --itemize-changes --numeric-ids EXTRA SRC/ DEST/` lists nothing.
+fn assert_rsync_lists_nothing(src: &Path, dest: &Path, extra: &[&str]) {
     let out = std::process::Command::new("rsync")
-        .args(["-aHAXn", "--delete", "--itemize-changes", "--numeric-ids"])
+        .args(["-aHAXn", "--itemize-changes", "--numeric-ids"])
+        .args(extra)
         .arg(format!("{}/", src.display()))
         .arg(format!("{}/", dest.display()))
         .output()
@@ -437,22 +443,7 @@ fn build_tree(src: &Path, privileged: bool) -> AclCase {
 
 /// rsync, which knows nothing of Bunker, must see no difference.
 fn assert_rsync_same(src: &Path, target: &Path, acl: &AclCase) {
-    let out = std::process::Command::new("rsync")
-        .args(["-aHAXn", "--itemize-changes", "--numeric-ids"])
-        .arg(format!("{}/", src.display()))
-        .arg(format!("{}/", target.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "rsync failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let listing = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        listing.trim().is_empty(),
-        "rsync sees differences:\n{listing}"
-    );
+    assert_rsync_lists_nothing(src, target, &[]);
     assert!(
         fs::metadata(target.join("sparse")).unwrap().blocks() * 512 < 1 << 20,
         "holes filled"

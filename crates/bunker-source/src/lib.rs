@@ -12,7 +12,7 @@ mod protect;
 mod reach;
 mod walk;
 
-pub use metadata::node_from_metadata;
+pub use metadata::{node_from_metadata, node_kind};
 pub use pattern::{PatternError, PatternSet};
 pub use protect::ProtectedPaths;
 pub use reach::ReachablePath;

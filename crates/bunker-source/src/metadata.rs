@@ -7,11 +7,9 @@ use std::path::Path;
 
 use bunker_format::tree::{Node, NodeKind, Xattr};
 
-/// Builds the node for `path` from its `lstat` metadata. Symlink targets are
-/// read here; file content is left empty for the engine to fill in.
-pub fn node_from_metadata(path: &Path, meta: &Metadata) -> std::io::Result<Node> {
-    let ft = meta.file_type();
-    let kind = if ft.is_file() {
+/// The node kind of a file type.
+pub fn node_kind(ft: std::fs::FileType) -> NodeKind {
+    if ft.is_file() {
         NodeKind::File
     } else if ft.is_dir() {
         NodeKind::Dir
@@ -25,7 +23,13 @@ pub fn node_from_metadata(path: &Path, meta: &Metadata) -> std::io::Result<Node>
         NodeKind::BlockDevice
     } else {
         NodeKind::Socket
-    };
+    }
+}
+
+/// Builds the node for `path` from its `lstat` metadata. Symlink targets are
+/// read here; file content is left empty for the engine to fill in.
+pub fn node_from_metadata(path: &Path, meta: &Metadata) -> std::io::Result<Node> {
+    let kind = node_kind(meta.file_type());
     let link_target = if kind == NodeKind::Symlink {
         std::fs::read_link(path)?.as_os_str().as_bytes().to_vec()
     } else {

@@ -29,12 +29,8 @@ pub struct Args {
     /// Record this host name instead of the machine's
     #[arg(long)]
     host: Option<String>,
-    /// Leave out paths matching this pattern (repeatable)
-    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
-    excludes: Vec<String>,
-    /// Read exclude patterns from this file, one per line (repeatable)
-    #[arg(long = "exclude-file", value_name = "FILE")]
-    exclude_files: Vec<PathBuf>,
+    #[command(flatten)]
+    exclude: super::ExcludeArgs,
     /// Do not cross into other file systems
     #[arg(long, short = 'x')]
     one_file_system: bool,
@@ -100,7 +96,7 @@ impl From<Mode> for BackupMode {
 
 /// Backs up, creating the default repository on first use.
 pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
-    let excludes = super::exclude_set(&args.excludes, &args.exclude_files)?;
+    let excludes = args.exclude.patterns()?;
     let source = match (args.stdin, args.stdin_from_command) {
         (true, _) => BackupSource::Streams(Box::new(StdinSource::new(
             args.stdin_filename,

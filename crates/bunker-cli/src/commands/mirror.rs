@@ -27,12 +27,8 @@ pub struct Args {
     /// Compare the content of files whose size and time are equal
     #[arg(long, short = 'c')]
     checksum: bool,
-    /// Leave out paths matching this pattern (repeatable); DEST keeps its own
-    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
-    excludes: Vec<String>,
-    /// Read exclude patterns from this file, one per line (repeatable)
-    #[arg(long = "exclude-file", value_name = "FILE")]
-    exclude_files: Vec<PathBuf>,
+    #[command(flatten)]
+    exclude: super::ExcludeArgs,
     /// Do not cross into other file systems
     #[arg(long, short = 'x')]
     one_file_system: bool,
@@ -56,7 +52,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         checksum: args.checksum,
         max_delete: args.max_delete,
         selection: WalkOptions {
-            excludes: super::exclude_set(&args.excludes, &args.exclude_files)?,
+            excludes: args.exclude.patterns()?,
             one_file_system: args.one_file_system,
             ..Default::default()
         },

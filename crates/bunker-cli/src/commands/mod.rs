@@ -130,20 +130,30 @@ impl FilterArgs {
     }
 }
 
-/// The exclude patterns given on the command line and in `--exclude-file`s.
-pub fn exclude_set(
-    patterns: &[String],
-    files: &[std::path::PathBuf],
-) -> Result<bunker_engine::source::PatternSet> {
-    use anyhow::Context;
-    let mut all = patterns.to_vec();
-    for f in files {
-        let text = std::fs::read_to_string(f)
-            .with_context(|| format!("cannot read exclude file {}", f.display()))?;
-        all.extend(text.lines().map(str::to_string));
+/// `--exclude` and `--exclude-file`, as `backup` and `mirror` take them.
+#[derive(clap::Args, Debug)]
+pub struct ExcludeArgs {
+    /// Leave out paths matching this pattern (repeatable)
+    #[arg(long = "exclude", short = 'e', value_name = "GLOB")]
+    excludes: Vec<String>,
+    /// Read exclude patterns from this file, one per line (repeatable)
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    exclude_files: Vec<std::path::PathBuf>,
+}
+
+impl ExcludeArgs {
+    /// The patterns given on the command line and in the files.
+    pub fn patterns(&self) -> Result<bunker_engine::source::PatternSet> {
+        use anyhow::Context;
+        let mut all = self.excludes.clone();
+        for f in &self.exclude_files {
+            let text = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read exclude file {}", f.display()))?;
+            all.extend(text.lines().map(str::to_string));
+        }
+        bunker_engine::source::PatternSet::new(all)
+            .map_err(|e| crate::exit::Usage(e.to_string()).into())
     }
-    bunker_engine::source::PatternSet::new(all)
-        .map_err(|e| crate::exit::Usage(e.to_string()).into())
 }
 
 /// Prints a value as one line of JSON on stdout, so that a summary after

@@ -100,23 +100,7 @@ pub(super) fn other_xattrs_differ(path: &Path, node: &Node) -> bool {
 }
 
 pub(super) fn kind_of(m: &std::fs::Metadata) -> NodeKind {
-    use std::os::unix::fs::FileTypeExt;
-    let t = m.file_type();
-    if t.is_file() {
-        NodeKind::File
-    } else if t.is_dir() {
-        NodeKind::Dir
-    } else if t.is_symlink() {
-        NodeKind::Symlink
-    } else if t.is_fifo() {
-        NodeKind::Fifo
-    } else if t.is_char_device() {
-        NodeKind::CharDevice
-    } else if t.is_block_device() {
-        NodeKind::BlockDevice
-    } else {
-        NodeKind::Socket
-    }
+    bunker_source::node_kind(m.file_type())
 }
 
 /// True when the two files hold the same bytes.
