@@ -32,16 +32,20 @@ pub enum RunKind {
     /// A repository check.
     #[n(4)]
     Check,
+    /// A refresh of a mirror (a plain replica of the plan's paths).
+    #[n(5)]
+    Mirror,
 }
 
 impl RunKind {
     /// Every kind, in order.
-    pub const ALL: [RunKind; 5] = [
+    pub const ALL: [RunKind; 6] = [
         RunKind::Backup,
         RunKind::Drill,
         RunKind::Prune,
         RunKind::Copy,
         RunKind::Check,
+        RunKind::Mirror,
     ];
 
     /// Lowercase name, as in metrics and JSON.
@@ -52,6 +56,7 @@ impl RunKind {
             RunKind::Prune => "prune",
             RunKind::Copy => "copy",
             RunKind::Check => "check",
+            RunKind::Mirror => "mirror",
         }
     }
 }

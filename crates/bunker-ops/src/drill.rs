@@ -7,6 +7,11 @@
 //! With a sample below 100%, a stratified sample of the files is restored
 //! (by size class and top-level directory, at least one file per stratum)
 //! and the file restore time is extrapolated linearly in bytes.
+//!
+//! The plan's mirrors are compared with the snapshots their last refresh
+//! recorded ([`mirror_check`]), each with a record of its own.
+
+mod mirror_check;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +28,8 @@ use bunker_engine::source::database::{Connection, DatabaseUrl};
 use bunker_engine::source::PatternSet;
 use bunker_engine::walk_tree::visit_tree;
 use bunker_engine::{Indexed, Repository, SnapshotEntry};
+
+pub use mirror_check::MirrorCheck;
 
 use crate::notify::Event;
 use crate::records::plan_snapshots;
@@ -53,11 +60,19 @@ pub struct DrillOutcome {
     pub drilled: Vec<(SnapshotId, String)>,
     /// What went wrong, one line each.
     pub problems: Vec<String>,
+    /// Each of the plan's mirrors, compared with its snapshot.
+    pub mirrors: Vec<MirrorCheck>,
 }
 
 impl DrillOutcome {
-    /// Verified and within the plan's RTO.
+    /// Verified and within the plan's RTO, and every mirror holds what its
+    /// snapshot holds.
     pub fn passed(&self) -> bool {
+        self.snapshot_passed() && self.mirrors.iter().all(MirrorCheck::passed)
+    }
+
+    /// The snapshot restore: verified and within the plan's RTO.
+    pub fn snapshot_passed(&self) -> bool {
         self.verified && !self.rto_missed()
     }
 
@@ -107,9 +122,9 @@ pub fn drill_plan(
     let opened = Instant::now();
     let repo = base.reopened().load_index().map(Arc::new);
     phases.add("open and index", opened.elapsed().as_secs_f64());
-    match repo {
+    match &repo {
         Err(e) => problems.push(format!("the repository cannot be read: {e}")),
-        Ok(repo) => match newest(&repo, name, options.time_ns) {
+        Ok(repo) => match newest(repo, name, options.time_ns) {
             Err(e) => problems.push(e),
             Ok(targets) if targets.is_empty() => {
                 problems.push("the plan has no snapshot to drill".into())
@@ -122,9 +137,9 @@ pub fn drill_plan(
                     };
                     drilled.push((entry.id, what));
                     if entry.snapshot.database.is_some() {
-                        drill_database(&repo, &entry, drill, &mut phases, &mut problems);
+                        drill_database(repo, &entry, drill, &mut phases, &mut problems);
                     } else {
-                        let files = drill_files(&repo, &entry, drill, &mut phases, &mut record);
+                        let files = drill_files(repo, &entry, drill, &mut phases, &mut record);
                         match files {
                             Ok(Some((seconds, factor))) => {
                                 extrapolated += seconds * (factor - 1.0);
@@ -166,6 +181,7 @@ pub fn drill_plan(
         method,
         drilled,
         problems,
+        mirrors: Vec::new(),
     };
     if outcome.verified && outcome.rto_missed() {
         let target = target.unwrap_or_default();
@@ -174,7 +190,7 @@ pub fn drill_plan(
             rto - target
         ));
     }
-    outcome.record.status = match outcome.passed() {
+    outcome.record.status = match outcome.snapshot_passed() {
         true => RunStatus::Success,
         false => RunStatus::Failure,
     };
@@ -183,6 +199,14 @@ pub fn drill_plan(
         outcome
             .problems
             .push(format!("the drill's record could not be written: {e}"));
+    }
+    if let Ok(repo) = &repo {
+        for mirror in &plan.mirrors {
+            let at = started_ns + clock.elapsed().as_nanos() as i64;
+            let check = mirror_check::check_mirror(ops, &base, repo, (name, plan), mirror, at);
+            outcome.problems.extend(check.problems.iter().cloned());
+            outcome.mirrors.push(check);
+        }
     }
     let details = serde_json::json!({
         "rto_seconds": outcome.rto_seconds,

@@ -56,6 +56,28 @@ pub struct DrillSummary {
     pub messages: Vec<String>,
 }
 
+/// A mirror of the plan: a recovery point one switch away.
+#[derive(Clone, Debug, Serialize)]
+pub struct MirrorPoint {
+    /// The mirror's folder.
+    pub mirror: String,
+    /// The end of its last complete refresh (RFC 3339).
+    pub last_refresh: Option<String>,
+    /// Its age: seconds since that refresh ended (its RPO).
+    pub age_seconds: Option<f64>,
+    /// The last refresh failed or left something out.
+    pub last_refresh_failed: bool,
+    /// When a drill last compared it with its snapshot (RFC 3339).
+    pub last_drill: Option<String>,
+    /// That drill found it holding everything its snapshot holds.
+    pub verified: bool,
+    /// Its recovery time: a switch to a ready copy, counted as zero once
+    /// verified (what the switch costs is outside Bunker).
+    pub rto_seconds: Option<f64>,
+    /// Why its last drill failed.
+    pub messages: Vec<String>,
+}
+
 /// A plan's status light.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -141,6 +163,14 @@ fn health(p: &PlanReport, last_backup_failed: bool) -> Health {
     if let Some(drill) = p.last_drill.as_ref().filter(|d| !d.passed) {
         amber.push(format!("the last drill failed ({})", drill.time));
     }
+    for m in &p.mirrors {
+        if m.last_drill.is_some() && !m.verified {
+            amber.push(format!("the last drill of mirror {} failed", m.mirror));
+        }
+        if m.last_refresh_failed {
+            amber.push(format!("the last refresh of mirror {} failed", m.mirror));
+        }
+    }
     for problem in &p.problems {
         red.push(problem.clone());
     }
@@ -173,7 +203,8 @@ pub struct PlanReport {
     pub name: String,
     /// Its repository's name.
     pub repository: String,
-    /// Age of the newest snapshot a drill verified, seconds.
+    /// Age of the newest recovery point a drill verified, seconds: a
+    /// snapshot, or for a plan of files alone, a verified mirror.
     pub rpo_seconds: Option<f64>,
     /// The RPO target, seconds.
     pub rpo_target_seconds: Option<u64>,
@@ -185,8 +216,13 @@ pub struct PlanReport {
     pub rto_seconds: Option<f64>,
     /// The RTO target, seconds.
     pub rto_target_seconds: Option<u64>,
-    /// `rto_seconds` within the target (`None` without a target or a measurement).
+    /// `rto_seconds` within the target, or a verified mirror covers the
+    /// plan (`None` without a target or a measurement).
     pub rto_met: Option<bool>,
+    /// The verified mirror counted as the plan's recovery point, if any.
+    pub recovery_via_mirror: Option<String>,
+    /// The plan's mirrors.
+    pub mirrors: Vec<MirrorPoint>,
     /// The measured recovery times of the last drills, oldest first.
     pub rto_trend_seconds: Vec<f64>,
     /// Backup success rates.
@@ -488,7 +524,12 @@ pub fn plan_report(
     since_ns: i64,
 ) -> PlanReport {
     let mine: Vec<&RunRecord> = records.iter().filter(|r| r.plan == name).collect();
-    let of = |kind: RunKind| mine.iter().copied().filter(move |r| r.kind == kind);
+    // A drill with a peer compared a mirror: it is reported with the mirror.
+    let of = |kind: RunKind| {
+        mine.iter()
+            .copied()
+            .filter(move |r| r.kind == kind && (kind != RunKind::Drill || r.peer.is_none()))
+    };
     let snaps: Vec<&SnapshotEntry> = plan_snapshots(snapshots, name).collect();
     let age = |t: i64| (now_ns - t) as f64 / 1e9;
 
@@ -509,7 +550,21 @@ pub fn plan_report(
     let rto_target = plan
         .and_then(|p| p.rto.map(|i| i.0.as_secs()))
         .or_else(|| mine.iter().rev().find_map(|r| r.rto_target_secs));
-    let rpo = newest_verified.map(age);
+    let mirrors = mirror_points(plan, &mine, now_ns);
+    // A mirror holds files only: it covers a plan without databases.
+    let has_databases = match plan {
+        Some(p) => !p.databases.is_empty(),
+        None => snaps.iter().any(|e| e.snapshot.database.is_some()),
+    };
+    let covering = mirrors
+        .iter()
+        .filter(|m| m.verified && !has_databases)
+        .filter_map(|m| m.age_seconds.map(|a| (a, m)))
+        .min_by(|a, b| a.0.total_cmp(&b.0));
+    let rpo = match (newest_verified.map(age), covering.map(|c| c.0)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let measured: Vec<(i64, f64)> = of(RunKind::Drill)
         .filter_map(|r| r.rto_micros.map(|m| (r.started_ns, m as f64 / 1e6)))
         .collect();
@@ -558,7 +613,12 @@ pub fn plan_report(
         newest_snapshot_age_seconds: newest.map(age),
         rto_seconds: rto,
         rto_target_seconds: rto_target,
-        rto_met: rto_target.and_then(|t| rto.map(|s| s <= t as f64)),
+        rto_met: rto_target.and_then(|t| match covering {
+            Some(_) => Some(true),
+            None => rto.map(|s| s <= t as f64),
+        }),
+        recovery_via_mirror: covering.map(|(_, m)| m.mirror.clone()),
+        mirrors: mirrors.clone(),
         rto_trend_seconds: measured
             .iter()
             .rev()
@@ -602,6 +662,52 @@ pub fn plan_report(
     };
     report.health = health(&report, last_backup_failed);
     report
+}
+
+/// The plan's mirrors (the config's, and any its records name) as
+/// recovery points: their last complete refresh and their last drill.
+fn mirror_points(plan: Option<&PlanConfig>, mine: &[&RunRecord], now_ns: i64) -> Vec<MirrorPoint> {
+    let mut names: Vec<String> = plan
+        .map(|p| p.mirrors.iter().map(|m| m.display().to_string()).collect())
+        .unwrap_or_default();
+    for r in mine.iter().filter(|r| r.kind == RunKind::Mirror) {
+        if let Some(peer) = &r.peer {
+            if !names.contains(peer) {
+                names.push(peer.clone());
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let peer = name.as_str();
+            let of = |kind: RunKind| {
+                mine.iter()
+                    .copied()
+                    .filter(move |r| r.kind == kind && r.peer.as_deref() == Some(peer))
+            };
+            let complete = |r: &&RunRecord| r.status == RunStatus::Success && r.messages.is_empty();
+            let refreshed = of(RunKind::Mirror)
+                .filter(complete)
+                .map(|r| r.finished_ns)
+                .max();
+            let last_refresh_failed = of(RunKind::Mirror)
+                .max_by_key(|r| r.started_ns)
+                .is_some_and(|r| !complete(&r));
+            let drill = of(RunKind::Drill).max_by_key(|r| r.started_ns);
+            let verified = drill.is_some_and(|r| r.status == RunStatus::Success);
+            MirrorPoint {
+                last_refresh: refreshed.map(rfc3339),
+                age_seconds: refreshed.map(|t| (now_ns - t) as f64 / 1e9),
+                last_refresh_failed,
+                last_drill: drill.map(|r| rfc3339(r.started_ns)),
+                verified,
+                rto_seconds: verified.then_some(0.0),
+                messages: drill.map(|r| r.messages.clone()).unwrap_or_default(),
+                mirror: name.clone(),
+            }
+        })
+        .collect()
 }
 
 /// Success rates of `runs` over 7, 30 and 90 days before `now_ns`.

@@ -6,6 +6,7 @@
 //! each of those in the plan's repository. One failed source or target
 //! fails the run and is named; the others still complete.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use bunker_engine::format::id::SnapshotId;
 use bunker_engine::format::run_record::{Phase, RunKind, RunRecord, RunStatus};
 use bunker_engine::format::snapshot::{BackupMode, Snapshot};
 use bunker_engine::identity::now_ns;
+use bunker_engine::mirror::{mirror, MirrorOptions, MirrorSummary};
 use bunker_engine::prune::{prune, PruneOptions};
 use bunker_engine::source::database::{Connection, DatabaseUrl, DumpOptions};
 use bunker_engine::source::{PatternSet, ProtectedPaths, WalkOptions};
@@ -130,11 +132,13 @@ pub fn run_plan(ops: &Operations, name: &str, options: &RunOptions) -> Result<Pl
         }
     };
     let mut made = Vec::new();
+    let mut files_snapshot = None;
     if ready {
         let known = base.snapshots().unwrap_or_default();
         let mode = |paths: &[String]| choose_mode(plan, &known, &ops.host, name, paths, started_ns);
         if !plan.paths.is_empty() {
             let outcome = back_up_files(ops, plan, name, &base, options, &mode);
+            files_snapshot = outcome.as_ref().ok().and_then(|(id, _)| *id);
             account(&mut run, &mut record, &mut made, "files", outcome);
         }
         for url in &plan.databases {
@@ -158,6 +162,22 @@ pub fn run_plan(ops: &Operations, name: &str, options: &RunOptions) -> Result<Pl
         retention(ops, plan, name, &base, options, &mut run);
         for target in &plan.copy_to {
             copy_to(ops, plan, name, &base, target.get_ref(), options, &mut run);
+        }
+    }
+    // A mirror is a recovery point of its own: refreshed even when the
+    // repository could not take this run's backup.
+    if ready {
+        for mirror in &plan.mirrors {
+            refresh_mirror(
+                ops,
+                plan,
+                name,
+                &base,
+                mirror,
+                files_snapshot,
+                options,
+                &mut run,
+            );
         }
     }
     let failed: Vec<String> = run
@@ -468,6 +488,99 @@ fn retention(
     if !matches!(result, Ok(None)) {
         save(ops, base, run, record);
     }
+}
+
+/// Refreshes the mirror `dest` from the plan's paths, recording the
+/// snapshot this run took of them (the one a drill compares it with).
+#[allow(clippy::too_many_arguments)]
+fn refresh_mirror(
+    ops: &Operations,
+    plan: &PlanConfig,
+    name: &str,
+    base: &Repository<Open>,
+    dest: &Path,
+    snapshot: Option<SnapshotId>,
+    options: &RunOptions,
+    run: &mut PlanRun,
+) {
+    let started_ns = options.time_ns.map_or_else(now_ns, |t| t + 3);
+    let clock = Instant::now();
+    let mut record = ops.record(RunKind::Mirror, name, plan, started_ns);
+    record.peer = Some(dest.display().to_string());
+    record.snapshots.extend(snapshot);
+    let what = format!("mirror to {}", dest.display());
+    let mut step = PlanRun::default();
+    let result = (|| -> Result<MirrorSummary, String> {
+        let excludes = PatternSet::new(plan.exclude.clone()).map_err(|e| e.to_string())?;
+        let mirror_options = MirrorOptions {
+            delete: true,
+            // After a drill found the mirror differing from its snapshot,
+            // size and time cannot be trusted: compare content once.
+            checksum: last_mirror_drill_failed(base, name, &record.peer),
+            max_delete: plan.mirror_max_delete,
+            selection: WalkOptions {
+                excludes,
+                protected: ProtectedPaths::new(ops.own_paths(plan.repository.get_ref())),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut total = MirrorSummary::default();
+        for pair in plan.mirror_pairs(dest) {
+            if let Some(parent) = pair.replica.parent() {
+                std::fs::create_dir_all(parent)
+                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            }
+            let done = mirror(
+                &pair.source,
+                &pair.replica,
+                &mirror_options,
+                &ops.open.cancel,
+            )
+            .map_err(|e| format!("{}: {e}", pair.source.display()))?;
+            total.absorb(done);
+        }
+        Ok(total)
+    })();
+    match result {
+        Ok(m) => {
+            record.files = m.entries_checked;
+            record.bytes = m.bytes_checked;
+            record.bytes_added = m.bytes_copied;
+            record.messages.extend(m.errors.iter().cloned());
+            let line = format!(
+                "{} entries checked, {} files copied ({} bytes), {} deleted",
+                m.entries_checked, m.files_copied, m.bytes_copied, m.deleted
+            );
+            match m.errors.is_empty() {
+                true => step.step(&what, StepStatus::Done, line),
+                false => step.step(
+                    &what,
+                    StepStatus::Partial,
+                    format!("{line}; {} entries could not be copied", m.errors.len()),
+                ),
+            }
+        }
+        Err(message) => {
+            record.messages.push(message.clone());
+            step.step(&what, StepStatus::Failed, message)
+        }
+    }
+    finish(&mut record, &step, started_ns, &clock);
+    run.steps.append(&mut step.steps);
+    save(ops, base, run, record);
+}
+
+/// True when the newest drill of the mirror `peer` failed.
+fn last_mirror_drill_failed(base: &Repository<Open>, name: &str, peer: &Option<String>) -> bool {
+    base.run_records().is_ok_and(|list| {
+        list.records
+            .iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.plan == name && r.kind == RunKind::Drill && &r.peer == peer)
+            .max_by_key(|r| r.started_ns)
+            .is_some_and(|r| r.status == RunStatus::Failure)
+    })
 }
 
 /// Copies the plan's snapshots that `target` lacks into it.

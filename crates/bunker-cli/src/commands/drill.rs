@@ -43,6 +43,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
                 "method": d.method,
                 "snapshots": d.drilled.iter().map(|(id, what)| json!({"id": id.to_hex(), "what": what})).collect::<Vec<_>>(),
                 "problems": d.problems,
+                "mirrors": d.mirrors.iter().map(|m| json!({
+                    "mirror": m.mirror,
+                    "snapshot": m.snapshot.map(|s| s.to_hex()),
+                    "passed": m.passed(),
+                    "entries_equal": m.equal,
+                    "bytes_equal": m.bytes_equal,
+                    "newer": m.newer,
+                    "seconds": m.seconds,
+                    "problems": m.problems,
+                })).collect::<Vec<_>>(),
                 "record": record_json(&d.record),
             })
         );
@@ -71,6 +81,19 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             format::duration(d.rto_seconds),
             d.method
         );
+        for m in &d.mirrors {
+            crate::outln!(
+                "mirror {}: {} against snapshot {}: {} entries equal ({}), {} files newer than the snapshot, {} problem(s) in {}",
+                m.mirror.display(),
+                if m.passed() { "verified" } else { "NOT verified" },
+                m.snapshot.map_or("(none)".into(), |s| s.short()),
+                m.equal,
+                format::bytes(m.bytes_equal),
+                m.newer,
+                m.problems.len(),
+                format::duration(m.seconds)
+            );
+        }
         for p in &d.problems {
             crate::errln!("bunker: drill: {p}");
         }

@@ -148,6 +148,29 @@ fn print_plan(p: &PlanReport) {
         target(p.rto_target_seconds),
         verdict(p.rto_met)
     );
+    for m in &p.mirrors {
+        let drill = match (&m.last_drill, m.verified) {
+            (None, _) => "not drilled yet".to_string(),
+            (Some(t), true) => format!("verified by the drill of {t}: RTO a switch away"),
+            (Some(t), false) => format!("the drill of {t} FAILED"),
+        };
+        crate::outln!(
+            "  mirror  {}: refreshed {}{}; {drill}{}",
+            m.mirror,
+            m.last_refresh.as_deref().unwrap_or("never"),
+            m.age_seconds
+                .map(|a| format!(" ({} ago)", format::duration(a)))
+                .unwrap_or_default(),
+            if m.last_refresh_failed {
+                "; the last refresh FAILED"
+            } else {
+                ""
+            }
+        );
+    }
+    if let Some(m) = &p.recovery_via_mirror {
+        crate::outln!("       RPO and RTO count the verified mirror {m}");
+    }
     crate::outln!(
         "  success  backups {}; restores {}",
         rates(&p.backup_success_rate),

@@ -15,6 +15,7 @@ mod copy;
 mod deletions;
 pub mod itemize;
 mod scan;
+mod snapshot_check;
 mod verify;
 mod write;
 
@@ -32,6 +33,8 @@ use itemize::{line, Attrs, Update};
 use scan::Scanned;
 use verify::verify;
 use write::{set_metadata, Writer};
+
+pub use snapshot_check::{compare_with_snapshot, SnapshotComparison};
 
 /// How to mirror.
 #[derive(Default)]
@@ -88,7 +91,7 @@ pub struct MirrorSummary {
 
 impl MirrorSummary {
     /// Adds another part's counts and errors.
-    fn absorb(&mut self, other: MirrorSummary) {
+    pub fn absorb(&mut self, other: MirrorSummary) {
         self.entries_checked += other.entries_checked;
         self.bytes_checked += other.bytes_checked;
         self.files_copied += other.files_copied;

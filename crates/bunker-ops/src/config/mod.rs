@@ -161,6 +161,14 @@ pub struct PlanConfig {
     /// Exclude patterns.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Folders kept as exact replicas of the paths, refreshed after each
+    /// backup (one path: the folder is its replica; several: one folder
+    /// inside it per path, named as the path's last component).
+    #[serde(default)]
+    pub mirrors: Vec<PathBuf>,
+    /// Refuse a mirror refresh that would delete more entries than this.
+    #[serde(default)]
+    pub mirror_max_delete: Option<u64>,
     /// Database URLs (`postgres://…`, `mysql://…`).
     #[serde(default)]
     pub databases: Vec<String>,
@@ -201,6 +209,75 @@ pub struct PlanConfig {
     /// How long run records are kept (at most 20,000 per plan).
     #[serde(default = "default_keep_records", deserialize_with = "interval")]
     pub keep_records: Interval,
+}
+
+/// One mirror refresh: a source path and the folder that replicates it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MirrorPair {
+    /// The plan's path.
+    pub source: PathBuf,
+    /// Its replica.
+    pub replica: PathBuf,
+}
+
+impl PlanConfig {
+    /// What `mirror` (one of `mirrors`) replicates: with one path, the
+    /// folder is its replica; with several, each gets a folder inside it
+    /// named as its last component.
+    pub fn mirror_pairs(&self, mirror: &Path) -> Vec<MirrorPair> {
+        match self.paths.as_slice() {
+            [one] => vec![MirrorPair {
+                source: one.clone(),
+                replica: mirror.to_path_buf(),
+            }],
+            many => many
+                .iter()
+                .map(|p| MirrorPair {
+                    source: p.clone(),
+                    replica: mirror.join(p.file_name().unwrap_or(p.as_os_str())),
+                })
+                .collect(),
+        }
+    }
+
+    fn check_mirrors(&self) -> Result<(), String> {
+        if self.mirrors.is_empty() {
+            return Ok(());
+        }
+        if self.paths.is_empty() {
+            return Err("a mirror replicates the plan's paths, and it has none".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        if self.paths.len() > 1 {
+            for p in &self.paths {
+                let name = p.file_name().ok_or_else(|| {
+                    format!("{} has no name to give its folder in a mirror", p.display())
+                })?;
+                if !names.insert(name) {
+                    return Err(format!(
+                        "two paths end in {name:?}: their replicas would share a folder"
+                    ));
+                }
+            }
+        }
+        for m in &self.mirrors {
+            if !m.is_absolute() {
+                return Err(format!("{} must be absolute", m.display()));
+            }
+            if let Some(p) = self
+                .paths
+                .iter()
+                .find(|p| m.starts_with(p) || p.starts_with(m))
+            {
+                return Err(format!(
+                    "{} and the path {} contain one another",
+                    m.display(),
+                    p.display()
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A plan's restore drills.
@@ -470,6 +547,13 @@ impl Config {
                     path: self.path.clone(),
                     place: None,
                     message: format!("plan {name:?}: path {} must be absolute", p.display()),
+                });
+            }
+            if let Err(message) = plan.check_mirrors() {
+                return Err(ConfigError::Invalid {
+                    path: self.path.clone(),
+                    place: None,
+                    message: format!("plan {name:?}: mirrors: {message}"),
                 });
             }
         }

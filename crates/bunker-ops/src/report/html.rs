@@ -63,6 +63,36 @@ pub fn html(report: &Report) -> String {
     out
 }
 
+/// The plan's mirrors, as a table (nothing without mirrors).
+pub(crate) fn mirrors(out: &mut String, p: &PlanReport) {
+    if p.mirrors.is_empty() {
+        return;
+    }
+    out.push_str("<table class=\"mirrors\"><tr><th>Mirror</th><th>Refreshed</th><th>Age (RPO)</th><th>Last drill</th><th>RTO</th></tr>");
+    for m in &p.mirrors {
+        let drill = match (&m.last_drill, m.verified) {
+            (None, _) => "not drilled yet".to_string(),
+            (Some(t), true) => format!("<span class=\"met\">✔ verified</span> {}", escape(t)),
+            (Some(t), false) => format!("<span class=\"missed\">✘ failed</span> {}", escape(t)),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}{}</td><td>{}</td><td>{drill}</td><td>{}</td></tr>",
+            escape(&m.mirror),
+            escape(m.last_refresh.as_deref().unwrap_or("never")),
+            if m.last_refresh_failed {
+                " <span class=\"missed\">(last refresh failed)</span>"
+            } else {
+                ""
+            },
+            m.age_seconds.map_or("–".to_string(), duration),
+            m.rto_seconds
+                .map_or("–".to_string(), |_| "a switch".to_string()),
+        );
+    }
+    out.push_str("</table>");
+}
+
 fn plan(out: &mut String, p: &PlanReport) {
     let verdict = |met: Option<bool>| match met {
         Some(true) => "<span class=\"met\">✔ met</span>",
@@ -99,6 +129,7 @@ fn plan(out: &mut String, p: &PlanReport) {
         bytes(p.added_bytes as f64),
         p.snapshots,
     );
+    mirrors(out, p);
     for problem in &p.problems {
         let _ = write!(out, "<p class=\"missed\">{}</p>", escape(problem));
     }

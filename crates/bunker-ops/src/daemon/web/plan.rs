@@ -142,6 +142,12 @@ pub(super) async fn show(
         }
     }
     body.push_str("</dl>");
+    if let Some(f) = &figures {
+        if !f.mirrors.is_empty() {
+            body.push_str("<h2>Mirrors</h2>");
+            crate::report::html::mirrors(&mut body, f);
+        }
+    }
 
     if !view.last.is_empty() {
         body.push_str("<h2>Last results on this daemon</h2><ul class=\"results\">");
