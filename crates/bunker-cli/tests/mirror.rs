@@ -171,6 +171,18 @@ fn itemized_changes_read_as_rsyncs_and_the_guards_hold() {
     assert!(!src.join("inside").exists());
     let out = mirror(&env, &[d, s]);
     expect_code(&out, 0, "the other way round is fine");
+
+    // A DEST that exists and is not a folder is refused and left as it is.
+    let file = env.path("a-file");
+    fs::write(&file, b"precious").unwrap();
+    let out = mirror(&env, &[s, file.to_str().unwrap()]);
+    expect_code(&out, 1, "dest is a file");
+    assert!(
+        stderr(&out).contains("exists and is not a folder"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read(&file).unwrap(), b"precious");
 }
 
 #[test]
