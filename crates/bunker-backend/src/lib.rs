@@ -11,6 +11,7 @@ mod location;
 mod remote;
 mod runtime;
 mod settings;
+mod sftp_folder;
 mod staged;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -22,6 +23,7 @@ pub use local::LocalBackend;
 pub use location::Location;
 pub use remote::RemoteBackend;
 pub use settings::{Settings, OPTIONS};
+pub use sftp_folder::{RemoteAttrs, RemoteEntry, RemoteKind, RemoteOp, SftpFolder};
 pub use staged::{StagedFile, StagedInfo, StagingOwner};
 
 /// Opens the storage at `location`. A local directory that does not exist

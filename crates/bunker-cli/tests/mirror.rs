@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,8 +27,14 @@ fn lines(out: &[u8]) -> BTreeSet<String> {
 
 /// What rsync would itemize for the same mirror (without doing it).
 fn rsync_would(src: &Path, dest: &Path) -> Option<BTreeSet<String>> {
+    rsync_would_with(src, dest, &[])
+}
+
+/// [`rsync_would`] with more rsync options.
+fn rsync_would_with(src: &Path, dest: &Path, more: &[&str]) -> Option<BTreeSet<String>> {
     let out = std::process::Command::new("rsync")
         .args(["-aHAXn", "--delete", "--itemize-changes", "--numeric-ids"])
+        .args(more)
         .arg(format!("{}/", src.display()))
         .arg(format!("{}/", dest.display()))
         .output()
@@ -346,4 +353,86 @@ fn verify_rereads_the_mirror_and_catches_silent_changes() {
         "repaired",
     );
     assert_eq!(fs::read(dest.join("a/b")).unwrap(), b"original bytes");
+}
+
+#[test]
+fn a_mirror_over_sftp_leaves_nothing_for_rsync_to_do_and_says_what_it_cannot_keep() {
+    let Some(services) = bunker_backend::testing::TestServices::get("mirror_over_sftp") else {
+        return;
+    };
+    let url = services.url(bunker_backend::testing::Service::Sftp, "mirror");
+    let served = Path::new(url.split_once("bunker-sftp").unwrap().1).to_path_buf();
+    let env = TestEnv::remote(
+        url.clone(),
+        services.env(bunker_backend::testing::Service::Sftp),
+    );
+    let src = env.path("src");
+    let mut rng = Rng::new(3);
+    write_random(&src.join("a/big.bin"), 2_000_000, &mut rng);
+    write_file(&src.join("a/b/small"), b"small");
+    write_file(&src.join("gone/soon"), b"soon");
+    fs::hard_link(src.join("a/b/small"), src.join("twin")).unwrap();
+    std::os::unix::fs::symlink("a/b/small", src.join("link")).unwrap();
+    chmod(&src.join("a/b/small"), 0o640);
+    set_mtime_of(&src.join("a/b"), 1_000_000_000);
+    let s = src.to_str().unwrap();
+    // SFTP cannot set a symlink's own time (SETSTAT follows links).
+    let rsync_lists =
+        |dest: &Path| rsync_would_with(&src, dest, &["--omit-link-times"]).unwrap_or_default();
+
+    let out = mirror(&env, &[s, &url]);
+    expect_code(&out, 0, "first mirror over sftp");
+    assert_eq!(
+        rsync_lists(&served),
+        BTreeSet::new(),
+        "rsync finds nothing to do"
+    );
+    assert_eq!(
+        fs::metadata(served.join("twin")).unwrap().nlink(),
+        2,
+        "hard link kept"
+    );
+
+    // Changes of every kind; what was there beside the source goes.
+    fs::remove_dir_all(src.join("gone")).unwrap();
+    write_file(&src.join("gone"), b"a file where a folder was");
+    write_random(&src.join("a/big.bin"), 2_000_001, &mut rng);
+    std::os::unix::fs::symlink("elsewhere", src.join("link2")).unwrap();
+    write_file(&served.join("extra/inside"), b"not in the source");
+    let out = mirror(&env, &["-i", "--verify", s, &url]);
+    expect_code(&out, 0, "second mirror over sftp");
+    let itemized = lines(&out.stdout);
+    for want in [
+        "*deleting   extra/",
+        ">f+++++++++ gone",
+        ">f.st...... a/big.bin",
+        "cL+++++++++ link2",
+    ] {
+        assert!(itemized.contains(want), "{want} in {itemized:?}");
+    }
+    assert!(
+        stderr(&out).contains("the mirror equals the source"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(rsync_lists(&served), BTreeSet::new());
+
+    // A FIFO cannot be kept over SFTP: said, not an error.
+    let fifo = std::ffi::CString::new(src.join("fifo").as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let out = mirror(&env, &[s, &url]);
+    expect_code(&out, 0, "a FIFO in the source");
+    assert!(
+        stderr(&out).contains("warning: 1 special file"),
+        "{}",
+        stderr(&out)
+    );
+
+    // An emptied source is refused by --max-delete, changing nothing.
+    fs::remove_dir_all(&src).unwrap();
+    fs::create_dir(&src).unwrap();
+    let out = mirror(&env, &["--max-delete", "2", s, &url]);
+    expect_code(&out, 1, "max-delete over sftp");
+    assert!(served.join("a/big.bin").exists());
 }

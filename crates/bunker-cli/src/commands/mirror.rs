@@ -1,9 +1,10 @@
 //! `bunker mirror`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use bunker_engine::mirror::{mirror, MirrorOptions};
+use bunker_backend::{Location, SftpFolder};
+use bunker_engine::mirror::{mirror, mirror_to_sftp, MirrorOptions};
 use bunker_engine::source::WalkOptions;
 
 use crate::context::GlobalArgs;
@@ -16,8 +17,8 @@ use crate::exit;
 pub struct Args {
     /// The folder to copy (its contents become DEST's contents)
     src: PathBuf,
-    /// The replica (created when missing)
-    dest: PathBuf,
+    /// The replica (created when missing): a folder, or sftp://[user@]host[:port]/path
+    dest: String,
     /// Keep what DEST has and SRC lacks (by default it is deleted)
     #[arg(long)]
     no_delete: bool,
@@ -59,12 +60,27 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         itemize: args.itemize_changes,
         verify: args.verify,
     };
-    let summary = mirror(&args.src, &args.dest, &options, crate::interrupt())?;
+    let summary = match args.dest.starts_with("sftp://") {
+        true => {
+            let location = Location::parse(&args.dest)?;
+            let folder = SftpFolder::connect(&location, &global.storage_settings()?)?;
+            mirror_to_sftp(&args.src, &folder, &options, crate::interrupt())?
+        }
+        false => mirror(
+            &args.src,
+            Path::new(&args.dest),
+            &options,
+            crate::interrupt(),
+        )?,
+    };
     for change in &summary.changes {
         crate::outln!("{change}");
     }
     for e in &summary.errors {
         crate::errln!("bunker: {e}");
+    }
+    for w in &summary.warnings {
+        crate::errln!("bunker: warning: {w}");
     }
     if global.json {
         super::print_json(&serde_json::to_value(&summary)?);

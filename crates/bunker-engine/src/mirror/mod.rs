@@ -14,6 +14,7 @@ mod compare;
 mod copy;
 mod deletions;
 pub mod itemize;
+mod remote;
 mod scan;
 mod snapshot_check;
 mod verify;
@@ -34,6 +35,7 @@ use scan::Scanned;
 use verify::verify;
 use write::{set_metadata, Writer};
 
+pub use remote::mirror_to_sftp;
 pub use snapshot_check::{compare_with_snapshot, SnapshotComparison};
 
 /// How to mirror.
@@ -76,6 +78,8 @@ pub struct MirrorSummary {
     pub deleted: u64,
     /// Entries of SRC that could not be read or written, one line each.
     pub errors: Vec<String>,
+    /// What the destination cannot keep, said once each (not errors).
+    pub warnings: Vec<String>,
     /// Folders whose deletions were held back because of an error below them.
     pub deletions_held_back: u64,
     /// rsync-style change lines (with `itemize`).
