@@ -317,7 +317,18 @@ pub fn mirror(
     if let Some(root) = root_node {
         dirs.push((PathBuf::new(), root, root_before));
     }
-    for (rel, node, before) in dirs {
+    // Which folders need their metadata set, read on every core; then set
+    // in order, deepest first (setting changes nothing below).
+    let needed: Vec<bool> = match options.dry_run {
+        true => vec![false; dirs.len()],
+        false => pool.install(|| {
+            use rayon::prelude::*;
+            dirs.par_iter()
+                .map(|(rel, node, _)| !attrs(&dest.join(rel), node).none())
+                .collect()
+        }),
+    };
+    for ((rel, node, before), needed) in dirs.into_iter().zip(needed) {
         let path = dest.join(&rel);
         // Told as they differed before the mirror wrote inside them; a
         // folder created now was told as created.
@@ -338,7 +349,7 @@ pub fn mirror(
                 ));
             }
         }
-        if !options.dry_run && !attrs(&path, &node).none() {
+        if needed {
             if let Err(e) = set_metadata(&path, &node) {
                 summary.errors.push(format!("{}: {e}", path.display()));
             }
