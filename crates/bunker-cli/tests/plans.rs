@@ -552,3 +552,44 @@ fn mirrors_of_a_plan_without_paths_or_inside_a_source_are_refused() {
         assert!(stderr(&out).contains(says), "{}", stderr(&out));
     }
 }
+
+#[test]
+fn a_plan_keeps_a_mirror_on_an_sftp_host_and_the_drill_compares_its_listing() {
+    use bunker_backend::testing::{Service, TestServices};
+    let Some(services) = TestServices::get("plan_mirror_over_sftp") else {
+        return;
+    };
+    let mut plans = Plans::new();
+    plans.env.extra_env = services.env(Service::Sftp);
+    let url = services.url(Service::Sftp, "plan-mirror");
+    let served = PathBuf::from(url.split_once("bunker-sftp").unwrap().1);
+    plans.plan(&format!(
+        "{}\nmirrors = [\"{url}\"]\n\n[plans.www.drill]\nscratch = \"{}\"\n",
+        paths_line(&plans.source),
+        plans.env.path("scratch").display()
+    ));
+    expect_code(&plans.bunker(&["run", "www"]), 0, "run with an sftp mirror");
+    assert_same_contents(&plans.source, &served);
+    let drill = plans.json(&["drill", "www", "--json"], 0);
+    let mirror = &drill["mirrors"][0];
+    assert_eq!(mirror["passed"], true, "{drill}");
+    assert_eq!(mirror["content_read"], false);
+    assert_eq!(mirror["entries_equal"], 5, "{mirror}");
+
+    // A file removed from the standby host behind Bunker's back.
+    std::fs::remove_file(served.join("three.txt")).unwrap();
+    let out = plans.bunker(&["drill", "www"]);
+    expect_code(&out, 1, "drill of a mirror missing a file");
+    assert!(
+        stderr(&out).contains("three.txt: missing"),
+        "{}",
+        stderr(&out)
+    );
+    expect_code(
+        &plans.bunker(&["run", "www"]),
+        0,
+        "the next run restores it",
+    );
+    assert_same_contents(&plans.source, &served);
+    assert_eq!(plans.json(&["drill", "www", "--json"], 0)["passed"], true);
+}

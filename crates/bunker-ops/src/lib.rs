@@ -23,7 +23,9 @@ use std::sync::Arc;
 use bunker_engine::format::run_record::{RunKind, RunRecord};
 use bunker_engine::{Open, Progress, Repository};
 
-pub use config::{Config, ConfigError, DrillConfig, PlanConfig, RepositoryConfig, Retention};
+pub use config::{
+    Config, ConfigError, DrillConfig, MirrorDest, PlanConfig, RepositoryConfig, Retention,
+};
 pub use error::OpsError;
 pub use open::OpenContext;
 pub use schedule::{Interval, Schedule};

@@ -668,7 +668,7 @@ pub fn plan_report(
 /// recovery points: their last complete refresh and their last drill.
 fn mirror_points(plan: Option<&PlanConfig>, mine: &[&RunRecord], now_ns: i64) -> Vec<MirrorPoint> {
     let mut names: Vec<String> = plan
-        .map(|p| p.mirrors.iter().map(|m| m.display().to_string()).collect())
+        .map(|p| p.mirrors.iter().map(|m| m.to_string()).collect())
         .unwrap_or_default();
     for r in mine.iter().filter(|r| r.kind == RunKind::Mirror) {
         if let Some(peer) = &r.peer {

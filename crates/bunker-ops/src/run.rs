@@ -6,10 +6,10 @@
 //! each of those in the plan's repository. One failed source or target
 //! fails the run and is named; the others still complete.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bunker_engine::backend::{Settings, SftpFolder};
 use bunker_engine::backup::{backup, source_paths, BackupOptions, BackupSource};
 use bunker_engine::copy::{copy, CopyOptions};
 use bunker_engine::database::DatabaseSource;
@@ -17,7 +17,7 @@ use bunker_engine::format::id::SnapshotId;
 use bunker_engine::format::run_record::{Phase, RunKind, RunRecord, RunStatus};
 use bunker_engine::format::snapshot::{BackupMode, Snapshot};
 use bunker_engine::identity::now_ns;
-use bunker_engine::mirror::{mirror, MirrorOptions, MirrorSummary};
+use bunker_engine::mirror::{mirror, mirror_to_sftp, MirrorOptions, MirrorSummary};
 use bunker_engine::prune::{prune, PruneOptions};
 use bunker_engine::source::database::{Connection, DatabaseUrl, DumpOptions};
 use bunker_engine::source::{PatternSet, ProtectedPaths, WalkOptions};
@@ -27,7 +27,7 @@ use crate::config::Between;
 use crate::hooks::run_hooks;
 use crate::notify::Event;
 use crate::records::{plan_snapshots, trim_records};
-use crate::{Operations, OpsError, PlanConfig};
+use crate::{MirrorDest, Operations, OpsError, PlanConfig};
 
 /// How one run goes.
 #[derive(Clone, Debug, Default)]
@@ -405,6 +405,21 @@ fn save(ops: &Operations, repo: &Repository<Open>, run: &mut PlanRun, record: Ru
     run.records.push(record);
 }
 
+/// Ends a step's record, adds the step to the run and saves the record.
+fn conclude(
+    ops: &Operations,
+    base: &Repository<Open>,
+    run: &mut PlanRun,
+    mut record: RunRecord,
+    mut step: PlanRun,
+    started_ns: i64,
+    clock: &Instant,
+) {
+    finish(&mut record, &step, started_ns, clock);
+    run.steps.append(&mut step.steps);
+    save(ops, base, run, record);
+}
+
 /// Forgets what the plan's retention no longer keeps, then prunes when
 /// something was forgotten; trims old run records.
 fn retention(
@@ -498,7 +513,7 @@ fn refresh_mirror(
     plan: &PlanConfig,
     name: &str,
     base: &Repository<Open>,
-    dest: &Path,
+    dest: &MirrorDest,
     snapshot: Option<SnapshotId>,
     options: &RunOptions,
     run: &mut PlanRun,
@@ -506,17 +521,14 @@ fn refresh_mirror(
     let started_ns = options.time_ns.map_or_else(now_ns, |t| t + 3);
     let clock = Instant::now();
     let mut record = ops.record(RunKind::Mirror, name, plan, started_ns);
-    record.peer = Some(dest.display().to_string());
+    record.peer = Some(dest.to_string());
     record.snapshots.extend(snapshot);
-    let what = format!("mirror to {}", dest.display());
+    let what = format!("mirror to {dest}");
     let mut step = PlanRun::default();
     let result = (|| -> Result<MirrorSummary, String> {
         let excludes = PatternSet::new(plan.exclude.clone()).map_err(|e| e.to_string())?;
-        let mirror_options = MirrorOptions {
+        let mut mirror_options = MirrorOptions {
             delete: true,
-            // After a drill found the mirror differing from its snapshot,
-            // size and time cannot be trusted: compare content once.
-            checksum: last_mirror_drill_failed(base, name, &record.peer),
             max_delete: plan.mirror_max_delete,
             selection: WalkOptions {
                 excludes,
@@ -527,16 +539,24 @@ fn refresh_mirror(
         };
         let mut total = MirrorSummary::default();
         for pair in plan.mirror_pairs(dest) {
-            if let Some(parent) = pair.replica.parent() {
-                std::fs::create_dir_all(parent)
-                    .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+            let done = match &pair.replica {
+                MirrorDest::Local(path) => {
+                    // After a drill found the mirror differing from its
+                    // snapshot, size and time cannot be trusted: compare
+                    // content once.
+                    mirror_options.checksum = last_mirror_drill_failed(base, name, &record.peer);
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+                    }
+                    mirror(&pair.source, path, &mirror_options, &ops.open.cancel)
+                }
+                MirrorDest::Sftp(location) => {
+                    let folder = SftpFolder::connect(location, &Settings::from_process())
+                        .map_err(|e| e.to_string())?;
+                    mirror_to_sftp(&pair.source, &folder, &mirror_options, &ops.open.cancel)
+                }
             }
-            let done = mirror(
-                &pair.source,
-                &pair.replica,
-                &mirror_options,
-                &ops.open.cancel,
-            )
             .map_err(|e| format!("{}: {e}", pair.source.display()))?;
             total.absorb(done);
         }
@@ -566,9 +586,7 @@ fn refresh_mirror(
             step.step(&what, StepStatus::Failed, message)
         }
     }
-    finish(&mut record, &step, started_ns, &clock);
-    run.steps.append(&mut step.steps);
-    save(ops, base, run, record);
+    conclude(ops, base, run, record, step, started_ns, &clock);
 }
 
 /// True when the newest drill of the mirror `peer` failed.
@@ -631,7 +649,5 @@ fn copy_to(
             step.step(&what, StepStatus::Failed, message)
         }
     }
-    finish(&mut record, &step, started_ns, &clock);
-    run.steps.append(&mut step.steps);
-    save(ops, base, run, record);
+    conclude(ops, base, run, record, step, started_ns, &clock);
 }

@@ -47,6 +47,7 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
                     "mirror": m.mirror,
                     "snapshot": m.snapshot.map(|s| s.to_hex()),
                     "passed": m.passed(),
+                    "content_read": m.content_read,
                     "entries_equal": m.equal,
                     "bytes_equal": m.bytes_equal,
                     "newer": m.newer,
@@ -83,10 +84,11 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         );
         for m in &d.mirrors {
             crate::outln!(
-                "mirror {}: {} against snapshot {}: {} entries equal ({}), {} files newer than the snapshot, {} problem(s) in {}",
-                m.mirror.display(),
+                "mirror {}: {} against snapshot {}{}: {} entries equal ({}), {} files newer than the snapshot, {} problem(s) in {}",
+                m.mirror,
                 if m.passed() { "verified" } else { "NOT verified" },
                 m.snapshot.map_or("(none)".into(), |s| s.short()),
+                if m.content_read { "" } else { " (listing only: content is not read back over SFTP)" },
                 m.equal,
                 format::bytes(m.bytes_equal),
                 m.newer,

@@ -36,7 +36,9 @@ use verify::verify;
 use write::{set_metadata, Writer};
 
 pub use remote::mirror_to_sftp;
-pub use snapshot_check::{compare_with_snapshot, SnapshotComparison};
+pub use snapshot_check::{
+    compare_listing_with_snapshot, compare_with_snapshot, SnapshotComparison,
+};
 
 /// How to mirror.
 #[derive(Default)]
@@ -106,6 +108,7 @@ impl MirrorSummary {
         self.deleted += other.deleted;
         self.deletions_held_back += other.deletions_held_back;
         self.errors.extend(other.errors);
+        self.warnings.extend(other.warnings);
         self.changes.extend(other.changes);
     }
 }
@@ -129,6 +132,41 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> EngineError + '_ {
     move |e| EngineError::io(path, e)
 }
 
+/// SRC as a canonical path, after checking it is a folder.
+fn source_folder(src: &Path) -> Result<PathBuf> {
+    let src = src.canonicalize().map_err(io(src))?;
+    match src.is_dir() {
+        true => Ok(src),
+        false => Err(EngineError::Invalid(format!(
+            "{} is not a folder",
+            src.display()
+        ))),
+    }
+}
+
+/// Scans SRC on a pool of threads of this mirror's own (a daemon may run
+/// several); the summary starts with what could not be read.
+fn scan_source(
+    src: &Path,
+    options: &MirrorOptions,
+    cancel: &Cancel,
+) -> Result<(rayon::ThreadPool, Scanned, MirrorSummary)> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("bunker-mirror-{i}"))
+        .build()
+        .map_err(|e| EngineError::Invalid(format!("cannot start the mirror's threads: {e}")))?;
+    let scanned = pool.install(|| scan::scan(src, &options.selection, cancel))?;
+    let summary = MirrorSummary {
+        errors: scanned
+            .errors
+            .iter()
+            .map(|(p, e)| format!("{}: {e}", src.join(p).display()))
+            .collect(),
+        ..Default::default()
+    };
+    Ok((pool, scanned, summary))
+}
+
 /// Mirrors `src` into `dest` according to `options`; `cancel` stops it
 /// between entries (each file already written is whole).
 pub fn mirror(
@@ -138,13 +176,7 @@ pub fn mirror(
     cancel: &Cancel,
 ) -> Result<MirrorSummary> {
     let started = Instant::now();
-    let src = src.canonicalize().map_err(io(src))?;
-    if !src.is_dir() {
-        return Err(EngineError::Invalid(format!(
-            "{} is not a folder",
-            src.display()
-        )));
-    }
+    let src = source_folder(src)?;
     let dest_abs = std::path::absolute(dest).map_err(io(dest))?;
     let dest_real = resolve_existing(&dest_abs);
     if dest_real.starts_with(&src) || src.starts_with(&dest_real) {
@@ -162,24 +194,16 @@ pub fn mirror(
     }
     let dest = dest_abs;
 
-    // One pool of threads for this mirror (a daemon may run several).
-    let pool = rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("bunker-mirror-{i}"))
-        .build()
-        .map_err(|e| EngineError::Invalid(format!("cannot start the mirror's threads: {e}")))?;
-    let Scanned {
-        root,
-        entries,
-        errors,
-    } = pool.install(|| scan::scan(&src, &options.selection, cancel))?;
+    let (
+        pool,
+        Scanned {
+            root,
+            entries,
+            errors,
+        },
+        mut summary,
+    ) = scan_source(&src, options, cancel)?;
     let root_node = Some(root);
-    let mut summary = MirrorSummary {
-        errors: errors
-            .iter()
-            .map(|(p, e)| format!("{}: {e}", src.join(p).display()))
-            .collect(),
-        ..Default::default()
-    };
 
     // What DEST must lose, counted before anything changes.
     let deletions = if options.delete {

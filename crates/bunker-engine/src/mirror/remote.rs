@@ -18,15 +18,15 @@ use bunker_backend::{RemoteAttrs, RemoteEntry, RemoteKind, RemoteOp, SftpFolder}
 use bunker_format::tree::{Node, NodeKind};
 
 use super::itemize::{deleting, line, Attrs, Update};
-use super::scan::{scan, Scanned};
-use super::{io, shown, MirrorOptions, MirrorSummary};
+use super::scan::Scanned;
+use super::{scan_source, shown, source_folder, MirrorOptions, MirrorSummary};
 use crate::restore::metadata::is_root;
 use crate::{Cancel, EngineError, Result};
 
 /// Requests in flight at once: enough to hide the round trip.
 const IN_FLIGHT: usize = 32;
 
-fn remote_kind(kind: NodeKind) -> RemoteKind {
+pub(super) fn remote_kind(kind: NodeKind) -> RemoteKind {
     match kind {
         NodeKind::File => RemoteKind::File,
         NodeKind::Dir => RemoteKind::Dir,
@@ -73,32 +73,19 @@ pub fn mirror_to_sftp(
             "--checksum is not offered for sftp:// mirrors: it would read the whole mirror back over the network".into(),
         ));
     }
-    let src = src.canonicalize().map_err(io(src))?;
-    if !src.is_dir() {
-        return Err(EngineError::Invalid(format!(
-            "{} is not a folder",
-            src.display()
-        )));
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("bunker-mirror-{i}"))
-        .build()
-        .map_err(|e| EngineError::Invalid(format!("cannot start the mirror's threads: {e}")))?;
-    let Scanned {
-        root,
-        entries,
-        errors,
-    } = pool.install(|| scan(&src, &options.selection, cancel))?;
+    let src = source_folder(src)?;
+    let (
+        _pool,
+        Scanned {
+            root,
+            entries,
+            errors,
+        },
+        mut summary,
+    ) = scan_source(&src, options, cancel)?;
     let listed = folder.list()?;
     let remote: HashMap<&Path, &RemoteEntry> =
         listed.iter().map(|e| (e.rel.as_path(), e)).collect();
-    let mut summary = MirrorSummary {
-        errors: errors
-            .iter()
-            .map(|(p, e)| format!("{}: {e}", src.join(p).display()))
-            .collect(),
-        ..Default::default()
-    };
     let wanted: HashMap<&Path, &Node> =
         entries.iter().map(|e| (e.rel.as_path(), &e.node)).collect();
 
@@ -153,7 +140,7 @@ pub fn mirror_to_sftp(
     }
 
     // The changes, in batches that may each run concurrently.
-    let mut removals: BTreeMap<std::cmp::Reverse<usize>, Vec<RemoteOp>> = BTreeMap::new();
+    let mut removals: Removals = BTreeMap::new();
     for d in &doomed {
         if options.itemize {
             summary
@@ -240,13 +227,7 @@ pub fn mirror_to_sftp(
                                 rel,
                             );
                             if there.is_some() {
-                                removals
-                                    .entry(std::cmp::Reverse(usize::MAX))
-                                    .or_default()
-                                    .push(RemoteOp::Remove {
-                                        rel: rel.clone(),
-                                        dir: false,
-                                    });
+                                remove_first(&mut removals, rel);
                             }
                             links.push(RemoteOp::HardLink {
                                 rel: rel.clone(),
@@ -302,13 +283,7 @@ pub fn mirror_to_sftp(
                     there.is_some_and(|t| t.link_target.as_deref() == Some(target.as_path()));
                 if !same {
                     if there.is_some() {
-                        removals
-                            .entry(std::cmp::Reverse(usize::MAX))
-                            .or_default()
-                            .push(RemoteOp::Remove {
-                                rel: rel.clone(),
-                                dir: false,
-                            });
+                        remove_first(&mut removals, rel);
                     }
                     summary.created += 1;
                     change(
@@ -403,6 +378,20 @@ pub fn mirror_to_sftp(
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Removals by depth, deepest first.
+type Removals = BTreeMap<std::cmp::Reverse<usize>, Vec<RemoteOp>>;
+
+/// Removes the file or link `rel` before anything else (it is replaced).
+fn remove_first(removals: &mut Removals, rel: &Path) {
+    removals
+        .entry(std::cmp::Reverse(usize::MAX))
+        .or_default()
+        .push(RemoteOp::Remove {
+            rel: rel.to_path_buf(),
+            dir: false,
+        });
 }
 
 fn node_kind(kind: RemoteKind) -> NodeKind {

@@ -3,15 +3,19 @@
 //! (each file is chunked at the snapshot's chunk lengths and every chunk's
 //! id checked, so no data is fetched from the repository).
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use bunker_backend::{RemoteEntry, RemoteKind};
 
 use bunker_format::id::BlobId;
 use bunker_format::tree::{Node, NodeKind};
 
 use super::compare::{attrs_of, kind_of};
+use super::remote::remote_kind;
 use crate::repository::{Indexed, Repository};
 use crate::restore::verify_file;
 use crate::walk_tree::{find_node, visit_tree};
@@ -45,26 +49,13 @@ pub fn compare_with_snapshot(
     cancel: &Cancel,
 ) -> Result<SnapshotComparison> {
     use rayon::prelude::*;
-    let top = find_node(repo, root, subpath)?;
-    let (NodeKind::Dir, Some(subtree)) = (top.kind, top.subtree) else {
-        return Err(EngineError::Invalid(format!(
-            "{subpath} is not a folder in the snapshot"
-        )));
-    };
     if !dir.is_dir() {
         return Err(EngineError::Invalid(format!(
             "{} is not a folder",
             dir.display()
         )));
     }
-    let mut nodes: Vec<(Vec<u8>, Node)> = Vec::new();
-    visit_tree(repo, &subtree, b"", &mut |rel, node| {
-        if cancel.is_cancelled() {
-            return Err(EngineError::Interrupted("the comparison was interrupted"));
-        }
-        nodes.push((rel.to_vec(), node.clone()));
-        Ok(())
-    })?;
+    let nodes = nodes_below(repo, root, subpath, cancel)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .thread_name(|i| format!("bunker-compare-{i}"))
         .build()
@@ -76,8 +67,7 @@ pub fn compare_with_snapshot(
                 if cancel.is_cancelled() {
                     return Outcome::Problem("interrupted".into());
                 }
-                let rel = rel.strip_prefix(b"/").unwrap_or(rel);
-                check_entry(repo, &dir.join(OsStr::from_bytes(rel)), node)
+                check_entry(repo, &dir.join(rel), node)
             })
             .collect()
     });
@@ -96,6 +86,88 @@ pub fn compare_with_snapshot(
             }
             Outcome::Newer => comparison.newer += 1,
             Outcome::Problem(p) => comparison.problems.push(p),
+        }
+    }
+    comparison.problems.sort();
+    Ok(comparison)
+}
+
+/// Every node below the snapshot folder `subpath`, with its path
+/// relative to it.
+fn nodes_below(
+    repo: &Repository<Indexed>,
+    root: &BlobId,
+    subpath: &str,
+    cancel: &Cancel,
+) -> Result<Vec<(PathBuf, Node)>> {
+    let top = find_node(repo, root, subpath)?;
+    let (NodeKind::Dir, Some(subtree)) = (top.kind, top.subtree) else {
+        return Err(EngineError::Invalid(format!(
+            "{subpath} is not a folder in the snapshot"
+        )));
+    };
+    let mut nodes = Vec::new();
+    visit_tree(repo, &subtree, b"", &mut |rel, node| {
+        if cancel.is_cancelled() {
+            return Err(EngineError::Interrupted("the comparison was interrupted"));
+        }
+        let rel = rel.strip_prefix(b"/").unwrap_or(rel);
+        nodes.push((PathBuf::from(OsStr::from_bytes(rel)), node.clone()));
+        Ok(())
+    })?;
+    Ok(nodes)
+}
+
+/// Compares a listing of a remote mirror (SFTP) with the snapshot folder
+/// `subpath`, as far as a listing tells: every entry SFTP can hold must be
+/// listed with its type, permissions and link target; a file whose size or
+/// time (whole seconds) differs is counted as newer. Content is not read.
+pub fn compare_listing_with_snapshot(
+    repo: &Repository<Indexed>,
+    root: &BlobId,
+    subpath: &str,
+    listed: &[RemoteEntry],
+    cancel: &Cancel,
+) -> Result<SnapshotComparison> {
+    let nodes = nodes_below(repo, root, subpath, cancel)?;
+    let by_rel: HashMap<&Path, &RemoteEntry> =
+        listed.iter().map(|e| (e.rel.as_path(), e)).collect();
+    let mut comparison = SnapshotComparison::default();
+    for (rel, node) in &nodes {
+        let kind = remote_kind(node.kind);
+        if kind == RemoteKind::Other {
+            continue;
+        }
+        comparison.entries += 1;
+        let shown = rel.display();
+        match by_rel.get(rel.as_path()) {
+            None => comparison.problems.push(format!("{shown}: missing")),
+            Some(t) if t.kind != kind => comparison
+                .problems
+                .push(format!("{shown}: not a {}", node.kind.name())),
+            Some(t)
+                if kind == RemoteKind::File
+                    && (t.size != node.size || t.mtime != node.mtime_sec) =>
+            {
+                comparison.newer += 1
+            }
+            Some(t)
+                if kind == RemoteKind::Symlink
+                    && t.link_target.as_deref().map(|p| p.as_os_str().as_bytes())
+                        != Some(node.link_target.as_slice()) =>
+            {
+                comparison
+                    .problems
+                    .push(format!("{shown}: the link points elsewhere"))
+            }
+            Some(t) if kind != RemoteKind::Symlink && t.mode != node.mode & 0o7777 => {
+                comparison.problems.push(format!(
+                    "{shown}: permissions {:o}, not {:o}",
+                    t.mode,
+                    node.mode & 0o7777
+                ))
+            }
+            Some(_) => comparison.equal += 1,
         }
     }
     comparison.problems.sort();

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use bunker_engine::backend::Location;
 use bunker_engine::forget::{KeepDuration, KeepPolicy};
 use bunker_engine::source::database::DatabaseUrl;
 use serde::Deserialize;
@@ -164,8 +165,8 @@ pub struct PlanConfig {
     /// Folders kept as exact replicas of the paths, refreshed after each
     /// backup (one path: the folder is its replica; several: one folder
     /// inside it per path, named as the path's last component).
-    #[serde(default)]
-    pub mirrors: Vec<PathBuf>,
+    #[serde(default, deserialize_with = "mirror_list")]
+    pub mirrors: Vec<MirrorDest>,
     /// Refuse a mirror refresh that would delete more entries than this.
     #[serde(default)]
     pub mirror_max_delete: Option<u64>,
@@ -211,24 +212,89 @@ pub struct PlanConfig {
     pub keep_records: Interval,
 }
 
+/// Where a plan keeps a mirror.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MirrorDest {
+    /// A folder here (a local or mounted disk): full fidelity.
+    Local(PathBuf),
+    /// A folder on an SSH host (`sftp://`): what SFTP can keep.
+    Sftp(Location),
+}
+
+impl MirrorDest {
+    /// An absolute path or an `sftp://` URL.
+    pub fn parse(text: &str) -> Result<MirrorDest, String> {
+        if text.starts_with("sftp://") {
+            return Location::parse(text)
+                .map(MirrorDest::Sftp)
+                .map_err(|e| e.to_string());
+        }
+        if text.contains("://") {
+            return Err(format!(
+                "{text}: a mirror is a folder (an absolute path) or an sftp:// URL"
+            ));
+        }
+        let path = PathBuf::from(text);
+        match path.is_absolute() {
+            true => Ok(MirrorDest::Local(path)),
+            false => Err(format!("{text} must be absolute")),
+        }
+    }
+
+    /// The folder `name` inside this one.
+    pub fn join(&self, name: &std::ffi::OsStr) -> MirrorDest {
+        match self {
+            MirrorDest::Local(p) => MirrorDest::Local(p.join(name)),
+            MirrorDest::Sftp(Location::Sftp {
+                user,
+                host,
+                port,
+                path,
+            }) => MirrorDest::Sftp(Location::Sftp {
+                user: user.clone(),
+                host: host.clone(),
+                port: *port,
+                path: format!("{}/{}", path.trim_end_matches('/'), name.to_string_lossy()),
+            }),
+            MirrorDest::Sftp(other) => MirrorDest::Sftp(other.clone()),
+        }
+    }
+}
+
+impl std::fmt::Display for MirrorDest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MirrorDest::Local(p) => write!(f, "{}", p.display()),
+            MirrorDest::Sftp(l) => write!(f, "{l}"),
+        }
+    }
+}
+
+fn mirror_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<MirrorDest>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|t| MirrorDest::parse(t).map_err(serde::de::Error::custom))
+        .collect()
+}
+
 /// One mirror refresh: a source path and the folder that replicates it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MirrorPair {
     /// The plan's path.
     pub source: PathBuf,
     /// Its replica.
-    pub replica: PathBuf,
+    pub replica: MirrorDest,
 }
 
 impl PlanConfig {
     /// What `mirror` (one of `mirrors`) replicates: with one path, the
     /// folder is its replica; with several, each gets a folder inside it
     /// named as its last component.
-    pub fn mirror_pairs(&self, mirror: &Path) -> Vec<MirrorPair> {
+    pub fn mirror_pairs(&self, mirror: &MirrorDest) -> Vec<MirrorPair> {
         match self.paths.as_slice() {
             [one] => vec![MirrorPair {
                 source: one.clone(),
-                replica: mirror.to_path_buf(),
+                replica: mirror.clone(),
             }],
             many => many
                 .iter()
@@ -261,9 +327,7 @@ impl PlanConfig {
             }
         }
         for m in &self.mirrors {
-            if !m.is_absolute() {
-                return Err(format!("{} must be absolute", m.display()));
-            }
+            let MirrorDest::Local(m) = m else { continue };
             if let Some(p) = self
                 .paths
                 .iter()

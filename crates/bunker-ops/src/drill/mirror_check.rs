@@ -2,21 +2,24 @@
 //! in the run that last refreshed it, read from the mirror alone. A mirror
 //! that holds what its snapshot holds is a recovery point a switch away.
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use bunker_engine::backend::{Settings, SftpFolder};
 use bunker_engine::format::id::SnapshotId;
 use bunker_engine::format::run_record::{Phase, RunKind, RunRecord, RunStatus};
-use bunker_engine::mirror::compare_with_snapshot;
+use bunker_engine::mirror::{compare_listing_with_snapshot, compare_with_snapshot};
 use bunker_engine::{Indexed, Repository};
 
-use crate::{Operations, PlanConfig};
+use crate::{MirrorDest, Operations, PlanConfig};
 
 /// What the drill found in one mirror.
 #[derive(Debug)]
 pub struct MirrorCheck {
     /// The mirror.
-    pub mirror: PathBuf,
+    pub mirror: String,
+    /// Its files were read back and their chunks checked (a local mirror);
+    /// over SFTP only the listing is compared.
+    pub content_read: bool,
     /// The snapshot it was compared with.
     pub snapshot: Option<SnapshotId>,
     /// Entries of the snapshot found equal in the mirror.
@@ -45,14 +48,15 @@ pub(super) fn check_mirror(
     base: &Repository<bunker_engine::Open>,
     repo: &Repository<Indexed>,
     plan: (&str, &PlanConfig),
-    mirror: &Path,
+    mirror: &MirrorDest,
     started_ns: i64,
 ) -> MirrorCheck {
     let (name, config) = plan;
     let clock = Instant::now();
-    let shown = mirror.display().to_string();
+    let shown = mirror.to_string();
     let mut check = MirrorCheck {
-        mirror: mirror.to_path_buf(),
+        mirror: shown.clone(),
+        content_read: matches!(mirror, MirrorDest::Local(_)),
         snapshot: None,
         equal: 0,
         bytes_equal: 0,
@@ -91,8 +95,7 @@ pub(super) fn check_mirror(
     };
     if let Err(e) = ops.write_record(base, &record) {
         check.problems.push(format!(
-            "{}: the drill's record could not be written: {e}",
-            mirror.display()
+            "{mirror}: the drill's record could not be written: {e}"
         ));
     }
     check
@@ -101,7 +104,7 @@ pub(super) fn check_mirror(
 fn compare(
     repo: &Repository<Indexed>,
     config: &PlanConfig,
-    mirror: &Path,
+    mirror: &MirrorDest,
     id: SnapshotId,
     ops: &Operations,
     check: &mut MirrorCheck,
@@ -115,16 +118,26 @@ fn compare(
     };
     for pair in config.mirror_pairs(mirror) {
         let subpath = pair.source.to_string_lossy();
-        match compare_with_snapshot(repo, &entry.tree, &subpath, &pair.replica, &ops.open.cancel) {
+        let cancel = &ops.open.cancel;
+        let compared = match &pair.replica {
+            MirrorDest::Local(dir) => {
+                compare_with_snapshot(repo, &entry.tree, &subpath, dir, cancel)
+            }
+            MirrorDest::Sftp(location) => SftpFolder::connect(location, &Settings::from_process())
+                .and_then(|folder| folder.list())
+                .map_err(Into::into)
+                .and_then(|listed| {
+                    compare_listing_with_snapshot(repo, &entry.tree, &subpath, &listed, cancel)
+                }),
+        };
+        match compared {
             Ok(c) => {
                 check.equal += c.equal;
                 check.bytes_equal += c.bytes_equal;
                 check.newer += c.newer;
                 check.problems.extend(c.problems);
             }
-            Err(e) => check
-                .problems
-                .push(format!("{}: {e}", pair.replica.display())),
+            Err(e) => check.problems.push(format!("{}: {e}", pair.replica)),
         }
     }
 }
