@@ -190,6 +190,16 @@ fn itemized_changes_read_as_rsyncs_and_the_guards_hold() {
         stderr(&out)
     );
     assert_eq!(fs::read(&file).unwrap(), b"precious");
+
+    // A DEST URL that is not sftp:// is a usage error, not a folder named "s3:".
+    let out = mirror(&env, &[s, "s3://bucket/www"]);
+    expect_code(&out, 2, "dest is an s3 URL");
+    assert!(
+        stderr(&out).contains("a folder or an sftp:// URL"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.root.join("s3:").exists());
 }
 
 #[test]
@@ -397,6 +407,8 @@ fn a_mirror_over_sftp_leaves_nothing_for_rsync_to_do_and_says_what_it_cannot_kee
     fs::remove_dir_all(src.join("gone")).unwrap();
     write_file(&src.join("gone"), b"a file where a folder was");
     write_random(&src.join("a/big.bin"), 2_000_001, &mut rng);
+    // Another second than the first copy's, whenever the test runs.
+    set_mtime_of(&src.join("a/big.bin"), 1_500_000_000);
     std::os::unix::fs::symlink("elsewhere", src.join("link2")).unwrap();
     write_file(&served.join("extra/inside"), b"not in the source");
     let out = mirror(&env, &["-i", "--verify", s, &url]);

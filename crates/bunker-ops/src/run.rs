@@ -527,9 +527,14 @@ fn refresh_mirror(
     let mut step = PlanRun::default();
     let result = (|| -> Result<MirrorSummary, String> {
         let excludes = PatternSet::new(plan.exclude.clone()).map_err(|e| e.to_string())?;
-        let mut mirror_options = MirrorOptions {
+        let mirror_options = MirrorOptions {
             delete: true,
             max_delete: plan.mirror_max_delete,
+            // After a drill found a local mirror differing from its
+            // snapshot, size and time cannot be trusted: compare content
+            // once (over SFTP content is not compared).
+            checksum: matches!(dest, MirrorDest::Local(_))
+                && last_mirror_drill_failed(base, name, &record.peer),
             selection: WalkOptions {
                 excludes,
                 protected: ProtectedPaths::new(ops.own_paths(plan.repository.get_ref())),
@@ -541,10 +546,6 @@ fn refresh_mirror(
         for pair in plan.mirror_pairs(dest) {
             let done = match &pair.replica {
                 MirrorDest::Local(path) => {
-                    // After a drill found the mirror differing from its
-                    // snapshot, size and time cannot be trusted: compare
-                    // content once.
-                    mirror_options.checksum = last_mirror_drill_failed(base, name, &record.peer);
                     if let Some(parent) = path.parent() {
                         std::fs::create_dir_all(parent)
                             .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;

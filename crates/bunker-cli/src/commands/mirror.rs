@@ -1,11 +1,12 @@
 //! `bunker mirror`
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
-use bunker_backend::{Location, SftpFolder};
+use bunker_backend::SftpFolder;
 use bunker_engine::mirror::{mirror, mirror_to_sftp, MirrorOptions};
 use bunker_engine::source::WalkOptions;
+use bunker_ops::MirrorDest;
 
 use crate::context::GlobalArgs;
 use crate::exit;
@@ -60,18 +61,16 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         itemize: args.itemize_changes,
         verify: args.verify,
     };
-    let summary = match args.dest.starts_with("sftp://") {
-        true => {
-            let location = Location::parse(&args.dest)?;
-            let folder = SftpFolder::connect(&location, &global.storage_settings()?)?;
+    let dest = match MirrorDest::parse(&args.dest) {
+        Ok(dest) => dest,
+        Err(e) => crate::usage!("{e}"),
+    };
+    let summary = match &dest {
+        MirrorDest::Sftp(location) => {
+            let folder = SftpFolder::connect(location, &global.storage_settings()?)?;
             mirror_to_sftp(&args.src, &folder, &options, crate::interrupt())?
         }
-        false => mirror(
-            &args.src,
-            Path::new(&args.dest),
-            &options,
-            crate::interrupt(),
-        )?,
+        MirrorDest::Local(path) => mirror(&args.src, path, &options, crate::interrupt())?,
     };
     for change in &summary.changes {
         crate::outln!("{change}");

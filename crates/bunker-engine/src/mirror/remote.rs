@@ -279,9 +279,7 @@ pub fn mirror_to_sftp(
             }
             NodeKind::Symlink => {
                 let target = PathBuf::from(std::ffi::OsStr::from_bytes(&node.link_target));
-                let same =
-                    there.is_some_and(|t| t.link_target.as_deref() == Some(target.as_path()));
-                if !same {
+                if !there.is_some_and(|t| links_to(t, node)) {
                     if there.is_some() {
                         remove_first(&mut removals, rel);
                     }
@@ -380,6 +378,11 @@ pub fn mirror_to_sftp(
     Ok(summary)
 }
 
+/// True when the remote symlink `t` points where `node` does.
+pub(super) fn links_to(t: &RemoteEntry, node: &Node) -> bool {
+    t.link_target.as_deref().map(|p| p.as_os_str().as_bytes()) == Some(node.link_target.as_slice())
+}
+
 /// Removals by depth, deepest first.
 type Removals = BTreeMap<std::cmp::Reverse<usize>, Vec<RemoteOp>>;
 
@@ -439,11 +442,7 @@ fn verify_listing(
                 "{name}: attributes differ ({:?})",
                 differs(t, &e.node)
             )),
-            Some(t)
-                if e.node.kind == NodeKind::Symlink
-                    && t.link_target.as_deref().map(|p| p.as_os_str().as_bytes())
-                        != Some(e.node.link_target.as_slice()) =>
-            {
+            Some(t) if e.node.kind == NodeKind::Symlink && !links_to(t, &e.node) => {
                 problems.push(format!("{name}: the link points elsewhere"))
             }
             Some(_) => {}

@@ -15,7 +15,7 @@ use bunker_format::id::BlobId;
 use bunker_format::tree::{Node, NodeKind};
 
 use super::compare::{attrs_of, kind_of};
-use super::remote::remote_kind;
+use super::remote::{links_to, remote_kind};
 use crate::repository::{Indexed, Repository};
 use crate::restore::verify_file;
 use crate::walk_tree::{find_node, visit_tree};
@@ -151,15 +151,9 @@ pub fn compare_listing_with_snapshot(
             {
                 comparison.newer += 1
             }
-            Some(t)
-                if kind == RemoteKind::Symlink
-                    && t.link_target.as_deref().map(|p| p.as_os_str().as_bytes())
-                        != Some(node.link_target.as_slice()) =>
-            {
-                comparison
-                    .problems
-                    .push(format!("{shown}: the link points elsewhere"))
-            }
+            Some(t) if kind == RemoteKind::Symlink && !links_to(t, node) => comparison
+                .problems
+                .push(format!("{shown}: the link points elsewhere")),
             Some(t) if kind != RemoteKind::Symlink && t.mode != node.mode & 0o7777 => {
                 comparison.problems.push(format!(
                     "{shown}: permissions {:o}, not {:o}",

@@ -222,7 +222,7 @@ pub enum MirrorDest {
 }
 
 impl MirrorDest {
-    /// An absolute path or an `sftp://` URL.
+    /// A path or an `sftp://` URL (the config file wants the path absolute).
     pub fn parse(text: &str) -> Result<MirrorDest, String> {
         if text.starts_with("sftp://") {
             return Location::parse(text)
@@ -230,15 +230,9 @@ impl MirrorDest {
                 .map_err(|e| e.to_string());
         }
         if text.contains("://") {
-            return Err(format!(
-                "{text}: a mirror is a folder (an absolute path) or an sftp:// URL"
-            ));
+            return Err(format!("{text}: a mirror is a folder or an sftp:// URL"));
         }
-        let path = PathBuf::from(text);
-        match path.is_absolute() {
-            true => Ok(MirrorDest::Local(path)),
-            false => Err(format!("{text} must be absolute")),
-        }
+        Ok(MirrorDest::Local(PathBuf::from(text)))
     }
 
     /// The folder `name` inside this one.
@@ -328,6 +322,9 @@ impl PlanConfig {
         }
         for m in &self.mirrors {
             let MirrorDest::Local(m) = m else { continue };
+            if !m.is_absolute() {
+                return Err(format!("{} must be absolute", m.display()));
+            }
             if let Some(p) = self
                 .paths
                 .iter()
