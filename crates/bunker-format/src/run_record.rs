@@ -239,5 +239,11 @@ mod tests {
             // 10:0, 11:0, 12:0, 13:[]; absent options (14..18) are left out
             "ae000101000261700361680401050206000780088009800a000b000c000d80"
         );
+        // A mirror refresh is kind 5, the rest as above.
+        r.kind = RunKind::Mirror;
+        assert_eq!(
+            hex::encode(r.encode()),
+            "ae000101050261700361680401050206000780088009800a000b000c000d80"
+        );
     }
 }
