@@ -141,6 +141,20 @@ fn run_backs_up_files_and_a_database_applies_retention_copies_and_drills() {
     assert_eq!(steps[0], "files");
     assert!(steps[1].starts_with("postgres://") && steps[1].ends_with(&db.name));
     assert!(steps.contains(&"copy to offsite"), "{steps:?}");
+    // Both backups wrote the copy from their one read of the source.
+    let copy_step = first["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["what"] == "copy to offsite")
+        .unwrap();
+    assert!(
+        copy_step["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 snapshot(s) written with the backups, 0 copied"),
+        "{copy_step}"
+    );
     assert_eq!(
         std::fs::read_to_string(&hooks).unwrap(),
         "www before\nafter success\n"

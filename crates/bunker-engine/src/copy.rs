@@ -23,8 +23,7 @@ use bunker_format::blob::{encode_blob, BlobType};
 use bunker_format::id::{BlobId, SnapshotId};
 use bunker_format::tree::{NodeKind, Tree};
 
-use crate::backup::PackSink;
-use crate::lock::LockGuard;
+use crate::backup::{commit_snapshot, PackSink};
 use crate::repository::{Indexed, Open, Repository, SnapshotEntry};
 use crate::{EngineError, Progress, Result};
 
@@ -133,10 +132,7 @@ pub fn copy(
             .and_then(|p| source_identity.get(&p))
             .and_then(|p| in_dest.get(p))
             .copied();
-        let copy = match &session {
-            None => None,
-            Some(session) => Some(write_snapshot(&dest, session, &snapshot)?),
-        };
+        let copy = commit_snapshot(&dest, session.as_ref(), &snapshot, options.dry_run)?;
         if let Some(id) = copy {
             in_dest.insert(identity, id);
         }
@@ -147,23 +143,6 @@ pub fn copy(
         progress.advance(1, 0);
     }
     Ok(report)
-}
-
-/// Writes a copied snapshot as backup writes its own: only while the
-/// session lock stands, withdrawn if it fell meanwhile.
-fn write_snapshot(
-    dest: &Repository<Indexed>,
-    session: &LockGuard,
-    snapshot: &bunker_format::snapshot::Snapshot,
-) -> Result<SnapshotId> {
-    session.confirm()?;
-    let id = dest.write_snapshot(snapshot)?;
-    if let Err(e) = session.confirm() {
-        let _ = dest.withdraw_snapshots(&[id]);
-        return Err(e);
-    }
-    dest.remember_snapshot(id, snapshot.time_ns);
-    Ok(id)
 }
 
 /// Moves blobs from the source into the destination's packs.

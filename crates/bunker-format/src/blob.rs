@@ -83,18 +83,58 @@ pub fn encode_blob(
     plaintext: &[u8],
     level: i32,
 ) -> EncodedBlob {
-    // Sized for the worst case, so neither step reallocates.
-    let mut bytes =
-        Vec::with_capacity(SEAL_OVERHEAD + compression::max_envelope_len(plaintext.len()));
-    bytes.extend_from_slice(&[0u8; NONCE_LEN]);
-    compression::compress_into(plaintext, level, &mut bytes);
-    let (ad, len) = associated_data(keys, kind, &id);
-    keys.seal_in_place(&ad[..len], &mut bytes);
-    EncodedBlob {
-        id,
-        kind,
-        raw_length: plaintext.len() as u32,
-        bytes,
+    CompressedBlob::new(kind, id, plaintext, level).seal_owned(keys)
+}
+
+/// A blob compressed but not yet sealed: one compression serves every
+/// repository a backup writes it to, each sealing it with its own keys.
+#[derive(Debug, Clone)]
+pub struct CompressedBlob {
+    id: BlobId,
+    kind: BlobType,
+    raw_length: u32,
+    /// Room for the nonce, then the compressed envelope.
+    buffer: Vec<u8>,
+}
+
+impl CompressedBlob {
+    /// Compresses `plaintext` (whose keyed hash is `id`) at `level`.
+    pub fn new(kind: BlobType, id: BlobId, plaintext: &[u8], level: i32) -> Self {
+        // Sized for the worst case, so neither step reallocates.
+        let mut buffer =
+            Vec::with_capacity(SEAL_OVERHEAD + compression::max_envelope_len(plaintext.len()));
+        buffer.extend_from_slice(&[0u8; NONCE_LEN]);
+        compression::compress_into(plaintext, level, &mut buffer);
+        CompressedBlob {
+            id,
+            kind,
+            raw_length: plaintext.len() as u32,
+            buffer,
+        }
+    }
+
+    /// Seals a copy for the repository of `keys`.
+    pub fn seal(&self, keys: &RepoKeys) -> EncodedBlob {
+        let mut copy = Vec::with_capacity(self.buffer.len() + SEAL_OVERHEAD);
+        copy.extend_from_slice(&self.buffer);
+        self.finish(keys, copy)
+    }
+
+    /// Seals it for the repository of `keys`, with no copy.
+    pub fn seal_owned(mut self, keys: &RepoKeys) -> EncodedBlob {
+        let buffer = std::mem::take(&mut self.buffer);
+        self.finish(keys, buffer)
+    }
+
+    fn finish(&self, keys: &RepoKeys, mut bytes: Vec<u8>) -> EncodedBlob {
+        let (ad, len) = associated_data(keys, self.kind, &self.id);
+        keys.seal_in_place(&ad[..len], &mut bytes);
+        EncodedBlob {
+            id: self.id,
+            kind: self.kind,
+            raw_length: self.raw_length,
+            bytes,
+        }
     }
 }
 
@@ -144,6 +184,28 @@ mod tests {
         // The same key, another repository id or version: refused.
         for other in [master.derive().bound(2, [2; 32]), master.derive()] {
             assert!(decode_blob(&other, BlobType::Data, &id, enc.raw_length, &enc.bytes).is_err());
+        }
+    }
+
+    #[test]
+    fn one_compression_is_sealed_for_each_repository() {
+        let master = MasterKey::generate();
+        let (a, b) = (
+            master.derive().bound(2, [1; 32]),
+            master.derive().bound(2, [2; 32]),
+        );
+        let data = b"shared content ".repeat(50);
+        let id = a.blob_id(&data);
+        let compressed = CompressedBlob::new(BlobType::Data, id, &data, 3);
+        let for_a = compressed.seal(&a);
+        let for_b = compressed.seal_owned(&b);
+        assert_ne!(for_a.bytes, for_b.bytes);
+        for (keys, other, enc) in [(&a, &b, &for_a), (&b, &a, &for_b)] {
+            assert_eq!(
+                decode_blob(keys, BlobType::Data, &id, enc.raw_length, &enc.bytes).unwrap(),
+                data
+            );
+            assert!(decode_blob(other, BlobType::Data, &id, enc.raw_length, &enc.bytes).is_err());
         }
     }
 

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bunker_engine::backend::{Settings, SftpFolder};
-use bunker_engine::backup::{backup, source_paths, BackupOptions, BackupSource};
+use bunker_engine::backup::{
+    backup_to_many, source_paths, BackupOptions, BackupSource, FanOutOutcome,
+};
 use bunker_engine::copy::{copy, CopyOptions};
 use bunker_engine::database::DatabaseSource;
 use bunker_engine::format::id::SnapshotId;
@@ -133,16 +135,21 @@ pub fn run_plan(ops: &Operations, name: &str, options: &RunOptions) -> Result<Pl
     };
     let mut made = Vec::new();
     let mut files_snapshot = None;
+    // The copies are written by each backup from its one read of the source
+    // (`backup --copy-to`); the copy step after retention then adds only
+    // what they missed.
+    let mut copies = Copies::open(ops, plan, ready);
     if ready {
         let known = base.snapshots().unwrap_or_default();
         let mode = |paths: &[String]| choose_mode(plan, &known, &ops.host, name, paths, started_ns);
         if !plan.paths.is_empty() {
-            let outcome = back_up_files(ops, plan, name, &base, options, &mode);
+            let outcome = back_up_files(ops, plan, name, &base, options, &mode, &mut copies);
             files_snapshot = outcome.as_ref().ok().and_then(|(id, _)| *id);
             account(&mut run, &mut record, &mut made, "files", outcome);
         }
         for url in &plan.databases {
-            for (shown, outcome) in back_up_databases(ops, plan, name, &base, url, options, &mode) {
+            let each = back_up_databases(ops, plan, name, &base, url, options, &mode, &mut copies);
+            for (shown, outcome) in each {
                 account(&mut run, &mut record, &mut made, &shown, outcome);
             }
         }
@@ -161,7 +168,9 @@ pub fn run_plan(ops: &Operations, name: &str, options: &RunOptions) -> Result<Pl
     if !made.is_empty() {
         retention(ops, plan, name, &base, options, &mut run);
         for target in &plan.copy_to {
-            copy_to(ops, plan, name, &base, target.get_ref(), options, &mut run);
+            let target = target.get_ref();
+            let written = copies.written_to(target);
+            copy_to(ops, plan, name, &base, target, written, options, &mut run);
         }
     }
     // A mirror is a recovery point of its own: refreshed even when the
@@ -199,6 +208,73 @@ pub fn run_plan(ops: &Operations, name: &str, options: &RunOptions) -> Result<Pl
 
 /// A finished backup of one source: its snapshot, or why there is none.
 type BackupResult = Result<(Option<SnapshotId>, Snapshot), String>;
+
+/// The plan's `copy-to` repositories that could be opened, and the
+/// snapshots the backups wrote to each.
+struct Copies {
+    opened: Vec<(String, Repository<Open>)>,
+    /// Each copy, a snapshot written to it, and the bytes that stored.
+    written: Vec<(String, SnapshotId, u64)>,
+}
+
+/// What the backups of a run stored in one copy.
+struct Written {
+    snapshots: Vec<SnapshotId>,
+    bytes_stored: u64,
+}
+
+impl Copies {
+    /// Opens the copies (one that cannot be opened is left to the copy
+    /// step, which names the failure).
+    fn open(ops: &Operations, plan: &PlanConfig, ready: bool) -> Self {
+        let opened = match ready {
+            true => plan
+                .copy_to
+                .iter()
+                .filter_map(|t| {
+                    let t = t.get_ref();
+                    ops.open_repository(t).ok().map(|r| (t.clone(), r))
+                })
+                .collect(),
+            false => Vec::new(),
+        };
+        Copies {
+            opened,
+            written: Vec::new(),
+        }
+    }
+
+    /// Fresh handles on the copies, for one backup.
+    fn handles(&self) -> Vec<Repository<Open>> {
+        self.opened.iter().map(|(_, r)| r.reopened()).collect()
+    }
+
+    /// Takes a backup's outcome, noting what each copy received.
+    fn absorb(&mut self, outcome: FanOutOutcome) -> BackupResult {
+        for ((name, _), c) in self.opened.iter().zip(&outcome.copies) {
+            if let Ok(stored) = &c.result {
+                for id in stored.id.iter().chain(&stored.caught_up) {
+                    self.written.push((name.clone(), *id, 0));
+                }
+                if let Some(last) = self.written.last_mut() {
+                    last.2 = stored.bytes_stored;
+                }
+            }
+        }
+        outcome
+            .primary
+            .map(|o| (o.id, o.snapshot))
+            .map_err(|e| e.to_string())
+    }
+
+    fn written_to(&self, target: &str) -> Written {
+        let mine = || self.written.iter().filter(|(t, ..)| t == target);
+        Written {
+            snapshots: mine().map(|(_, id, _)| *id).collect(),
+            bytes_stored: mine().map(|(.., bytes)| bytes).sum(),
+        }
+    }
+}
 
 /// Adds one backup's outcome to the run and its record.
 fn account(
@@ -308,6 +384,7 @@ fn back_up_files(
     base: &Repository<Open>,
     options: &RunOptions,
     mode: &dyn Fn(&[String]) -> BackupMode,
+    copies: &mut Copies,
 ) -> BackupResult {
     let paths = source_paths(&plan.paths).map_err(|e| e.to_string())?;
     let shown: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
@@ -320,17 +397,19 @@ fn back_up_files(
         protected: ProtectedPaths::new(ops.own_paths(plan.repository.get_ref())),
         ..Default::default()
     };
-    let outcome = backup(
+    let outcome = backup_to_many(
         base.reopened(),
+        copies.handles(),
         BackupSource::Paths(paths),
         backup_options,
         Arc::clone(&ops.progress),
     )
     .map_err(|e| e.to_string())?;
-    Ok((outcome.id, outcome.snapshot))
+    copies.absorb(outcome)
 }
 
 /// Backs up the database `url` names, or every database of its server.
+#[allow(clippy::too_many_arguments)]
 fn back_up_databases(
     ops: &Operations,
     plan: &PlanConfig,
@@ -339,6 +418,7 @@ fn back_up_databases(
     url: &str,
     options: &RunOptions,
     mode: &dyn Fn(&[String]) -> BackupMode,
+    copies: &mut Copies,
 ) -> Vec<(String, BackupResult)> {
     let parsed = match DatabaseUrl::parse(url) {
         Ok(u) => u,
@@ -356,19 +436,22 @@ fn back_up_databases(
         .into_iter()
         .map(|db| {
             let shown = conn.url.with_database(&db).to_string();
-            let outcome = DatabaseSource::new(conn.clone(), &db, DumpOptions::default())
-                .and_then(|source| {
+            let outcome =
+                DatabaseSource::new(conn.clone(), &db, DumpOptions::default()).and_then(|source| {
                     let mut backup_options = snapshot_options(ops, plan, name, options);
                     backup_options.mode = mode(std::slice::from_ref(&shown));
-                    backup(
+                    backup_to_many(
                         base.reopened(),
+                        copies.handles(),
                         BackupSource::Streams(Box::new(source)),
                         backup_options,
                         Arc::clone(&ops.progress),
                     )
-                })
-                .map(|o| (o.id, o.snapshot))
-                .map_err(|e| e.to_string());
+                });
+            let outcome = match outcome {
+                Ok(outcome) => copies.absorb(outcome),
+                Err(e) => Err(e.to_string()),
+            };
             (shown, outcome)
         })
         .collect()
@@ -602,13 +685,16 @@ fn last_mirror_drill_failed(base: &Repository<Open>, name: &str, peer: &Option<S
     })
 }
 
-/// Copies the plan's snapshots that `target` lacks into it.
+/// Copies the plan's snapshots that `target` lacks into it; `written`
+/// are those this run's backups stored there already.
+#[allow(clippy::too_many_arguments)]
 fn copy_to(
     ops: &Operations,
     plan: &PlanConfig,
     name: &str,
     base: &Repository<Open>,
     target: &str,
+    written: Written,
     options: &RunOptions,
     run: &mut PlanRun,
 ) {
@@ -633,14 +719,18 @@ fn copy_to(
             Arc::clone(&ops.progress),
         )
         .map_err(|e| e.to_string())?;
-        record.snapshots = report.copied.iter().filter_map(|c| c.copy).collect();
+        let n = written.snapshots.len();
+        record.snapshots = written.snapshots.clone();
+        record
+            .snapshots
+            .extend(report.copied.iter().filter_map(|c| c.copy));
         record.bytes = report.bytes;
-        record.bytes_added = report.stored_bytes;
+        record.bytes_added = written.bytes_stored + report.stored_bytes;
         Ok(format!(
-            "{} snapshot(s) copied, {} already there; {} bytes stored",
+            "{n} snapshot(s) written with the backups, {} copied, {} already there; {} bytes stored",
             report.copied.len(),
-            report.present.len(),
-            report.stored_bytes
+            report.present.len().saturating_sub(n),
+            record.bytes_added
         ))
     })();
     match result {

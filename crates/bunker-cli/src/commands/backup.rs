@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bunker_engine::backup::{
-    backup, source_paths, stream_filename, BackupOptions, BackupOutcome, BackupSource,
-    CommandSource, StdinSource,
+    backup_to_many, source_paths, stream_filename, BackupOptions, BackupOutcome, BackupSource,
+    CommandSource, CopyOutcome, StdinSource,
 };
 use bunker_engine::find::{find_snapshot, SnapshotFilter};
 use bunker_engine::format::snapshot::BackupMode;
@@ -15,6 +15,7 @@ use bunker_engine::source::WalkOptions;
 use serde_json::json;
 
 use crate::context::{GlobalArgs, Target};
+use crate::password::{self, Whose};
 use crate::{exit, format, progress};
 
 /// Back up files and directories (or standard input).
@@ -69,6 +70,15 @@ pub struct Args {
     /// Snapshot time instead of now (RFC 3339, or "YYYY-MM-DD HH:MM:SS" local)
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     time: Option<i64>,
+    /// Also store the snapshot in this repository (repeatable), from the
+    /// same read of the source
+    #[arg(long = "copy-to", value_name = "URL")]
+    copy_to: Vec<String>,
+    /// The --copy-to repository's password file (repeatable, in the order of
+    /// --copy-to; one serves all; or BUNKER_TO_PASSWORD_FILE, BUNKER_TO_PASSWORD,
+    /// BUNKER_TO_PASSWORD_COMMAND)
+    #[arg(long, value_name = "FILE", requires = "copy_to")]
+    to_password_file: Vec<PathBuf>,
 }
 
 fn parse_stdin_filename(text: &str) -> Result<String, String> {
@@ -129,7 +139,17 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     };
 
     let target = Target::select(global)?;
+    let copy_targets = copy_targets(&args.copy_to, &args.to_password_file, global)?;
     let repo = target.open_or_create_default(global)?;
+    // A copy that cannot be opened fails alone; the backup goes on.
+    let mut unopened = Vec::new();
+    let mut copies = Vec::new();
+    for (url, opened) in copy_targets {
+        match opened {
+            Ok(copy) => copies.push(copy),
+            Err(e) => unopened.push((url, e)),
+        }
+    }
     let parent = match &args.parent {
         Some(name) => Some(find_snapshot(
             &repo.snapshots()?,
@@ -158,26 +178,146 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
         scan_totals: !global.quiet && !global.json,
     };
     let started = Instant::now();
-    let outcome = backup(repo, source, options, reporter.clone());
+    let outcome = backup_to_many(repo, copies, source, options, reporter.clone());
     reporter.finish();
     let outcome = outcome?;
+    let seconds = started.elapsed().as_secs_f64();
+    let failed = outcome.failed() || !unopened.is_empty();
+    let primary = match outcome.primary {
+        Ok(primary) => primary,
+        Err(e) if outcome.copies.is_empty() && unopened.is_empty() => return Err(e.into()),
+        Err(e) => {
+            crate::errln!(
+                "bunker: {}: the snapshot could not be saved: {e}",
+                target.location
+            );
+            print_copies(&outcome.copies, &unopened, global, None);
+            return Ok(exit::FAILURE);
+        }
+    };
     print_summary(
-        &outcome,
-        started.elapsed().as_secs_f64(),
+        &primary,
+        seconds,
         global,
         args.dry_run,
+        &outcome.copies,
+        &unopened,
     );
-    Ok(if outcome.snapshot.is_incomplete() {
-        exit::PARTIAL
-    } else {
-        exit::OK
+    Ok(match (failed, primary.snapshot.is_incomplete()) {
+        (true, _) => exit::FAILURE,
+        (false, true) => exit::PARTIAL,
+        (false, false) => exit::OK,
     })
 }
 
-fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry_run: bool) {
+/// Each `--copy-to` repository, opened with its password; one that cannot
+/// be opened is kept as its error. A missing password is a usage error,
+/// told before anything is read.
+fn copy_targets(
+    urls: &[String],
+    files: &[PathBuf],
+    global: &GlobalArgs,
+) -> Result<
+    Vec<(
+        String,
+        Result<bunker_engine::Repository<bunker_engine::Open>>,
+    )>,
+> {
+    if files.len() > 1 && files.len() != urls.len() {
+        crate::usage!(
+            "{} --to-password-file for {} --copy-to: give one for all, or one per --copy-to in the same order",
+            files.len(),
+            urls.len()
+        );
+    }
+    let mut out = Vec::new();
+    for (i, url) in urls.iter().enumerate() {
+        let target = Target::named(url, global)?;
+        let file = files.get(i).or(files.first());
+        let password = password::obtain_for(
+            Whose::CopyDestination,
+            file.map(PathBuf::as_path),
+            &format!("password of {url}: "),
+            "--to-password-file FILE",
+        )?;
+        out.push((url.clone(), target.open_with(global, &password)));
+    }
+    Ok(out)
+}
+
+/// One line per `--copy-to` repository (or its JSON), and one per failure on stderr.
+fn print_copies(
+    copies: &[CopyOutcome],
+    unopened: &[(String, anyhow::Error)],
+    global: &GlobalArgs,
+    json: Option<&mut Vec<serde_json::Value>>,
+) {
+    let mut lines = Vec::new();
+    for c in copies {
+        match &c.result {
+            Ok(s) => {
+                lines.push(json!({
+                    "repository": c.location,
+                    "snapshot_id": s.id.map(|i| i.to_hex()),
+                    "with_backup": s.with_backup,
+                    "blobs_added": s.blobs_added,
+                    "bytes_added": s.bytes_added,
+                    "bytes_stored": s.bytes_stored,
+                    "caught_up": s.caught_up.iter().map(|i| i.to_hex()).collect::<Vec<_>>(),
+                }));
+                if global.json || global.quiet {
+                    continue;
+                }
+                let how = match s.with_backup {
+                    true => "saved with the backup",
+                    false => "copied from the primary (it names blobs differently)",
+                };
+                let id = s.id.map_or("dry run: nothing was written".into(), |i| {
+                    format!("snapshot {} {how}", i.short())
+                });
+                let missed = match s.caught_up.len() {
+                    0 => String::new(),
+                    n => format!("; {n} earlier snapshot(s) it had missed copied too"),
+                };
+                crate::outln!(
+                    "copy to {}: {id}; added {} ({} stored){missed}",
+                    c.location,
+                    format::bytes(s.bytes_added),
+                    format::bytes(s.bytes_stored)
+                );
+            }
+            Err(e) => {
+                lines.push(json!({"repository": c.location, "error": e.to_string()}));
+                crate::errln!("bunker: copy to {} failed: {e}", c.location);
+            }
+        }
+    }
+    for (url, e) in unopened {
+        lines.push(json!({"repository": url, "error": format!("{e:#}")}));
+        crate::errln!("bunker: copy to {url} failed: {e:#}");
+    }
+    match json {
+        Some(out) => *out = lines,
+        None if global.json => {
+            super::print_json(&json!({"message_type": "copies", "copies": lines}))
+        }
+        None => {}
+    }
+}
+
+fn print_summary(
+    outcome: &BackupOutcome,
+    seconds: f64,
+    global: &GlobalArgs,
+    dry_run: bool,
+    copies: &[CopyOutcome],
+    unopened: &[(String, anyhow::Error)],
+) {
     let s = &outcome.snapshot;
     let m = &s.summary;
     if global.json {
+        let mut lines = Vec::new();
+        print_copies(copies, unopened, global, Some(&mut lines));
         crate::outln!(
             "{}",
             json!({
@@ -198,6 +338,7 @@ fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry
                 "seconds": seconds,
                 "skipped": s.skipped,
                 "warnings": s.warnings,
+                "copies": lines,
             })
         );
         return;
@@ -206,7 +347,7 @@ fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry
         crate::errln!("bunker: {note}");
     }
     if global.quiet {
-        return;
+        return print_copies(copies, unopened, global, None);
     }
     let against = match (s.parent, s.mode) {
         (Some(p), _) => format!(" against parent {}", p.short()),
@@ -240,6 +381,7 @@ fn print_summary(outcome: &BackupOutcome, seconds: f64, global: &GlobalArgs, dry
         Some(id) => crate::outln!("snapshot {} saved", id.short()),
         None => crate::outln!("dry run: nothing was written"),
     }
+    print_copies(copies, unopened, global, None);
 }
 
 pub fn parse_time(text: &str) -> Result<i64, String> {

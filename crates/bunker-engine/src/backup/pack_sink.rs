@@ -101,6 +101,17 @@ impl PackSink {
         }
     }
 
+    /// True if the repository or this backup holds `id` already (an index
+    /// that cannot be read counts as not holding it).
+    pub fn holds(&self, id: &BlobId) -> bool {
+        self.claimed.lock().expect("lock").contains(id) || self.known.contains(id).unwrap_or(false)
+    }
+
+    /// True once a storage failure stopped this sink.
+    pub fn failed(&self) -> bool {
+        self.failure.lock().expect("lock").is_some()
+    }
+
     /// Appends a sealed blob; stores the pack when full.
     pub fn add(&self, blob: EncodedBlob) -> Result<()> {
         self.check_failure()?;

@@ -17,7 +17,7 @@ pub struct ParentChoice {
 }
 
 /// True if `entry` backed up the same source: same host and the same set of paths.
-fn same_source(entry: &SnapshotEntry, host: &str, paths: &[String]) -> bool {
+pub(crate) fn same_source(entry: &SnapshotEntry, host: &str, paths: &[String]) -> bool {
     let mut a = entry.snapshot.paths.clone();
     let mut b = paths.to_vec();
     a.sort();

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use bunker_format::blob::{encode_blob, BlobType};
+use bunker_format::blob::BlobType;
 use bunker_format::chunker::Chunker;
 use bunker_format::crypto::RepoKeys;
 use bunker_format::id::BlobId;
@@ -16,7 +16,8 @@ use bunker_format::tree::{Node, NodeKind, Tree};
 use bunker_source::{walk, ReachablePath, Visitor, WalkOptions};
 use crossbeam_channel::{bounded, Sender};
 
-use super::pack_sink::{PackSink, SinkStats};
+use super::pack_sink::SinkStats;
+use super::targets::{Mask, Targets};
 use super::tree_builder::{build_trees, store_tree, TreeEvent};
 use super::{stream_filename, StreamSource};
 use crate::cancel::Cancel;
@@ -50,23 +51,49 @@ pub(super) enum ReadError {
 pub(super) struct Stage {
     pub keys: RepoKeys,
     pub chunker: Chunker,
-    pub sink: Arc<PackSink>,
+    pub targets: Arc<Targets>,
     pub progress: Arc<dyn Progress>,
-    seal_tx: Sender<(BlobType, BlobId, Vec<u8>)>,
+    seal_tx: Sender<(BlobType, BlobId, Vec<u8>, Mask)>,
     bytes_read: AtomicU64,
     /// This backup's cancellation.
     pub cancel: Cancel,
 }
 
 impl Stage {
-    /// Queues a blob for sealing unless the repository or this backup has it.
+    /// Queues a blob for sealing for every repository that lacks it.
     pub fn submit(&self, kind: BlobType, id: BlobId, data: Vec<u8>) -> Result<(), ReadError> {
-        if self.sink.claim(&id).map_err(|_| ReadError::Aborted)? {
+        let mask = self.targets.claim(&id).map_err(|_| ReadError::Aborted)?;
+        if mask != 0 {
             self.seal_tx
-                .send((kind, id, data))
+                .send((kind, id, data, mask))
                 .map_err(|_| ReadError::Aborted)?;
         }
         Ok(())
+    }
+
+    /// Brings an unchanged file's content to the copies that lack it, read
+    /// from the primary, where it is stored: the source is not read again
+    /// unless the primary cannot give a blob back.
+    fn fill_copies(
+        &self,
+        path: &Path,
+        ids: Vec<BlobId>,
+        size: u64,
+    ) -> Result<FileContent, ReadError> {
+        for id in &ids {
+            if !self.targets.copies_lack_any(std::slice::from_ref(id)) {
+                continue;
+            }
+            match self.targets.primary().read_blob(BlobType::Data, id) {
+                Ok(data) => self.submit(BlobType::Data, *id, data)?,
+                Err(_) => return self.store_file(path),
+            }
+        }
+        Ok(FileContent {
+            ids,
+            size,
+            changed: false,
+        })
     }
 
     /// Chunks a stream and submits its chunks; returns the blob list and length.
@@ -152,7 +179,7 @@ pub(super) struct Counts {
 pub(super) struct RunResult {
     pub root: BlobId,
     pub counts: Counts,
-    pub stats: SinkStats,
+    pub stored: Stored,
     pub skipped: Vec<String>,
     pub warnings: Vec<String>,
 }
@@ -161,29 +188,27 @@ struct Sealers {
     handles: Vec<JoinHandle<()>>,
 }
 
+/// Starts the sealers for `repos` (the primary first, whose keys name blobs
+/// and whose chunker cuts them).
 fn start(
-    repo: &Arc<Repository<Indexed>>,
+    repos: &[Arc<Repository<Indexed>>],
     progress: Arc<dyn Progress>,
     dry_run: bool,
 ) -> (Arc<Stage>, Sealers) {
-    let sink = Arc::new(PackSink::new(repo.clone(), dry_run));
+    let repo = &repos[0];
+    let targets = Arc::new(Targets::new(repos, dry_run));
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let (seal_tx, seal_rx) = bounded::<(BlobType, BlobId, Vec<u8>)>(2 * threads);
-    let level = repo.config().compression_level;
+    let (seal_tx, seal_rx) = bounded::<(BlobType, BlobId, Vec<u8>, Mask)>(2 * threads);
     let handles = (0..threads)
         .map(|i| {
             let rx = seal_rx.clone();
-            let sink = sink.clone();
-            let keys = repo.keys().clone();
+            let targets = targets.clone();
             std::thread::Builder::new()
                 .name(format!("bunker-seal-{i}"))
                 .spawn(move || {
-                    for (kind, id, data) in rx {
+                    for (kind, id, data, mask) in rx {
                         crate::failpoint::panic_at("backup-seal");
-                        if sink
-                            .add(encode_blob(&keys, kind, id, &data, level))
-                            .is_err()
-                        {
+                        if !targets.store(kind, id, &data, mask) {
                             return;
                         }
                     }
@@ -194,7 +219,7 @@ fn start(
     let stage = Arc::new(Stage {
         keys: repo.keys().clone(),
         chunker: repo.chunker().clone(),
-        sink,
+        targets,
         progress,
         seal_tx,
         bytes_read: AtomicU64::new(0),
@@ -203,17 +228,18 @@ fn start(
     (stage, Sealers { handles })
 }
 
-/// Waits for the sealers and the sink; `outcome` is what the producing side
-/// returned. A storage failure wins over the `Aborted` it caused upstream.
+/// Waits for the sealers and the sinks; `outcome` is what the producing side
+/// returned. A storage failure wins over the `Aborted` it caused upstream;
+/// while one repository still stands, each one's result is returned.
 fn complete<T>(
     stage: Arc<Stage>,
     sealers: Sealers,
     outcome: Result<T>,
-) -> Result<(T, SinkStats, u64)> {
+) -> Result<(T, Stored, u64)> {
     let stage = Arc::try_unwrap(stage)
         .unwrap_or_else(|_| panic!("pipeline stage still shared after its threads ended"));
     let Stage {
-        sink,
+        targets,
         seal_tx,
         bytes_read,
         cancel,
@@ -222,25 +248,32 @@ fn complete<T>(
     let cancelled = cancel.is_cancelled();
     drop(seal_tx);
     let panicked = join_all(sealers.handles);
-    // The sink is finished in every case: packs already sealed are written and
-    // indexed, so an interrupted or failed backup leaves them for the next one.
-    let sink_result = sink.finish();
-    match (outcome, sink_result) {
-        // A sealer that died may have dropped a blob the trees reference.
-        _ if panicked.is_some() => Err(EngineError::Internal(format!(
-            "a backup thread failed: {}",
-            panicked.unwrap_or_default()
-        ))),
-        (_, Err(e)) => Err(e),
-        // An interrupted walk ends early without an error of its own: never
-        // let its partial tree become a snapshot.
-        _ if cancelled => Err(EngineError::Interrupted(
-            "what was already stored is kept, and the next backup reuses it",
-        )),
-        (Ok(v), Ok(stats)) => Ok((v, stats, bytes_read.into_inner())),
-        (Err(e), Ok(_)) => Err(e),
+    // The sinks are finished in every case: packs already sealed are written
+    // and indexed, so an interrupted or failed backup leaves them for the next one.
+    let mut stored = targets.finish();
+    // A sealer that died may have dropped a blob the trees reference.
+    if let Some(p) = panicked {
+        return Err(EngineError::Internal(format!(
+            "a backup thread failed: {p}"
+        )));
     }
+    if outcome.is_err() || stored.iter().all(Result::is_err) {
+        if let Some(i) = stored.iter().position(Result::is_err) {
+            return Err(stored.swap_remove(i).expect_err("an error"));
+        }
+    }
+    // An interrupted walk ends early without an error of its own: never let
+    // its partial tree become a snapshot.
+    if cancelled {
+        return Err(EngineError::Interrupted(
+            "what was already stored is kept, and the next backup reuses it",
+        ));
+    }
+    outcome.map(|v| (v, stored, bytes_read.into_inner()))
 }
+
+/// What each repository stored (the primary first), or why it failed.
+pub(super) type Stored = Vec<Result<SinkStats>>;
 
 /// Joins threads; the message of the first that panicked, if any did.
 fn join_all(handles: Vec<JoinHandle<()>>) -> Option<String> {
@@ -264,19 +297,23 @@ pub(crate) fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
 
 struct FileJob {
     path: PathBuf,
+    /// Content the primary holds, unchanged, that a copy lacks: read from
+    /// the primary instead of the source.
+    fill: Option<(Vec<BlobId>, u64)>,
     reply: Sender<Result<FileContent, ReadError>>,
 }
 
-/// Walks the paths and stores everything.
+/// Walks the paths and stores everything in `repos` (the primary first).
 pub(super) fn run_walk(
-    repo: Arc<Repository<Indexed>>,
+    repos: &[Arc<Repository<Indexed>>],
     paths: &[PathBuf],
     options: &WalkOptions,
     progress: Arc<dyn Progress>,
     dry_run: bool,
     parent: Option<BlobId>,
 ) -> Result<RunResult> {
-    let (stage, sealers) = start(&repo, progress, dry_run);
+    let repo = repos[0].clone();
+    let (stage, sealers) = start(repos, progress, dry_run);
     let (job_tx, job_rx) = bounded::<FileJob>(FILE_QUEUE);
     let readers: Vec<JoinHandle<()>> = (0..2)
         .map(|i| {
@@ -286,7 +323,11 @@ pub(super) fn run_walk(
                 .name(format!("bunker-read-{i}"))
                 .spawn(move || {
                     for job in rx {
-                        let _ = job.reply.send(stage.store_file(&job.path));
+                        let content = match job.fill {
+                            Some((ids, size)) => stage.fill_copies(&job.path, ids, size),
+                            None => stage.store_file(&job.path),
+                        };
+                        let _ = job.reply.send(content);
                     }
                 })
                 .expect("spawn reader thread")
@@ -310,6 +351,7 @@ pub(super) fn run_walk(
         progress: stage.progress.clone(),
         parents: Vec::new(),
         repo: repo.clone(),
+        targets: stage.targets.clone(),
     };
     let root = parent.and_then(|id| feeder.load_parent_tree(&id, Path::new("/")));
     feeder.parents.push(root);
@@ -335,13 +377,13 @@ pub(super) fn run_walk(
         ))),
         None => built,
     };
-    let (built, stats, bytes_read) = complete(stage, sealers, built)?;
+    let (built, stored, bytes_read) = complete(stage, sealers, built)?;
     counts.bytes_read = bytes_read;
     skipped.extend(built.skipped);
     Ok(RunResult {
         root: built.root,
         counts,
-        stats,
+        stored,
         skipped,
         warnings: built.warnings,
     })
@@ -349,12 +391,12 @@ pub(super) fn run_walk(
 
 /// Stores one stream as a file at the root of the snapshot.
 pub(super) fn run_stream(
-    repo: Arc<Repository<Indexed>>,
+    repos: &[Arc<Repository<Indexed>>],
     source: &mut dyn StreamSource,
     progress: Arc<dyn Progress>,
     dry_run: bool,
 ) -> Result<RunResult> {
-    let (stage, sealers) = start(&repo, progress, dry_run);
+    let (stage, sealers) = start(repos, progress, dry_run);
     let outcome = (|| {
         let mut nodes: Vec<Node> = Vec::new();
         let mut total = 0;
@@ -388,7 +430,7 @@ pub(super) fn run_stream(
         let files = nodes.len() as u64;
         store_tree(&stage, nodes).map(|root| (root, total, files))
     })();
-    let ((root, size, files), stats, bytes_read) = complete(stage, sealers, outcome)?;
+    let ((root, size, files), stored, bytes_read) = complete(stage, sealers, outcome)?;
     let counts = Counts {
         files,
         new: files,
@@ -399,7 +441,7 @@ pub(super) fn run_stream(
     Ok(RunResult {
         root,
         counts,
-        stats,
+        stored,
         skipped: Vec::new(),
         warnings: Vec::new(),
     })
@@ -418,6 +460,7 @@ struct Feeder {
     /// (`None` where the parent has no such directory).
     parents: Vec<Option<Tree>>,
     repo: Arc<Repository<Indexed>>,
+    targets: Arc<Targets>,
 }
 
 /// True if a file's metadata says its content cannot have changed since `old`.
@@ -492,11 +535,23 @@ impl Visitor for Feeder {
         if let Some(ids) = self.reusable_content(&node) {
             self.counts.unmodified += 1;
             self.progress.advance(1, node.size);
-            let _ = tx.send(Ok(FileContent {
-                ids,
-                size: node.size,
-                changed: false,
-            }));
+            if self.targets.copies_lack_any(&ids) {
+                let job = FileJob {
+                    path: path.to_path_buf(),
+                    fill: Some((ids, node.size)),
+                    reply: tx,
+                };
+                if self.jobs.send(job).is_err() {
+                    self.stopped = true;
+                    return;
+                }
+            } else {
+                let _ = tx.send(Ok(FileContent {
+                    ids,
+                    size: node.size,
+                    changed: false,
+                }));
+            }
             return self.event(TreeEvent::File {
                 node,
                 path: path.to_path_buf(),
@@ -512,6 +567,7 @@ impl Visitor for Feeder {
             .jobs
             .send(FileJob {
                 path: path.to_path_buf(),
+                fill: None,
                 reply: tx,
             })
             .is_err()
