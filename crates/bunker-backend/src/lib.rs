@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub use error::{BackendError, ErrorKind};
 pub use local::LocalBackend;
 pub use location::Location;
-pub use remote::RemoteBackend;
+pub use remote::{PastBackend, RemoteBackend};
 pub use settings::{Settings, OPTIONS};
 pub use sftp_folder::{RemoteAttrs, RemoteEntry, RemoteKind, RemoteOp, SftpFolder};
 pub use staged::{StagedFile, StagedInfo, StagingOwner};
@@ -34,9 +34,19 @@ pub fn open(
     settings: &Settings,
     create: bool,
 ) -> Result<Arc<dyn Backend>, BackendError> {
-    Ok(match location {
-        Location::Local(path) => Arc::new(LocalBackend::open(path, create)?),
-        _ => Arc::new(RemoteBackend::open(location, settings)?),
+    Ok(match (location, settings.as_of) {
+        (Location::S3 { .. }, Some(at)) => {
+            Arc::new(PastBackend::new(RemoteBackend::open(location, settings)?, at))
+        }
+        (_, Some(_)) => {
+            return Err(BackendError::new(
+                ErrorKind::Permanent,
+                format!("open {location} as of a past time"),
+                "--as-of reads the object versions of an S3 bucket with versioning on; this storage keeps no versions Bunker can read",
+            ))
+        }
+        (Location::Local(path), None) => Arc::new(LocalBackend::open(path, create)?),
+        (_, None) => Arc::new(RemoteBackend::open(location, settings)?),
     })
 }
 

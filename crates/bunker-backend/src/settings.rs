@@ -60,6 +60,9 @@ pub struct Settings {
     pub limit_upload: Option<u32>,
     /// Download cap, in bytes per second.
     pub limit_download: Option<u32>,
+    /// Read the repository as it was at this time (Unix nanoseconds), from
+    /// the object versions of a versioned bucket; read-only.
+    pub as_of: Option<i64>,
 }
 
 impl Settings {

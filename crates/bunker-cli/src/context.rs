@@ -48,6 +48,12 @@ pub struct GlobalArgs {
     #[arg(long, global = true, value_name = "KIB/S", value_parser = clap::value_parser!(u32).range(1..))]
     pub limit_download: Option<u32>,
 
+    /// Read the repository (-r) as it was at TIME, from the object versions
+    /// of a versioned S3 bucket (RFC 3339 or "YYYY-MM-DD HH:MM:SS" local);
+    /// read-only: snapshots, ls, restore, dump, check
+    #[arg(long, global = true, value_name = "TIME", value_parser = crate::commands::backup::parse_time)]
+    pub as_of: Option<i64>,
+
     /// Read the repository password from the first line of this file
     #[arg(long, env = "BUNKER_PASSWORD_FILE", global = true, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
@@ -190,12 +196,19 @@ impl Target {
     /// Resolves `-r`/`BUNKER_REPOSITORY`, else the default.
     pub fn select(global: &GlobalArgs) -> Result<Self> {
         match &global.repo {
-            Some(url) => Ok(Target {
-                location: Location::parse(url)?,
-                settings: global.storage_settings()?,
-                default: None,
-            }),
+            Some(url) => {
+                let mut settings = global.storage_settings()?;
+                settings.as_of = global.as_of;
+                Ok(Target {
+                    location: Location::parse(url)?,
+                    settings,
+                    default: None,
+                })
+            }
             None => {
+                if global.as_of.is_some() {
+                    crate::usage!("--as-of reads an S3 bucket's object versions: name the repository with -r s3://BUCKET/PREFIX");
+                }
                 let d = DefaultPaths::resolve()?;
                 Ok(Target {
                     location: Location::Local(d.repository.clone()),

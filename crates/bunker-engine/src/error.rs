@@ -16,6 +16,9 @@ pub enum EngineError {
         /// What to do.
         hint: String,
     },
+    /// The key in use is append-only and the operation deletes or rewrites.
+    #[error("refusing to {0}: the key in use is append-only (it may back up, list and restore); open the repository with a full key")]
+    AppendOnly(String),
     /// The repository exists but lost a part it cannot be opened without.
     #[error("the repository at {location} is damaged: {detail}")]
     RepositoryDamaged {

@@ -383,6 +383,7 @@ fn subtract(t: DateTime<Local>, d: KeepDuration) -> DateTime<Local> {
 /// Removes snapshots (readable, damaged, or already gone) for good: see
 /// [`Repository::withdraw_snapshots`]. Their data stays until `prune`.
 pub fn remove(repo: &Repository<Open>, ids: &[SnapshotId]) -> Result<()> {
+    repo.require_full_key("forget snapshots")?;
     repo.withdraw_snapshots(ids)
 }
 

@@ -24,6 +24,7 @@ use crossbeam_channel::{bounded, RecvTimeoutError, Sender};
 
 use crate::cache::Cache;
 use crate::identity::{hostname, now_ns};
+use crate::notices::Notices;
 use crate::repository::Repository;
 use crate::{EngineError, Result};
 
@@ -37,6 +38,7 @@ pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 pub struct LockStore {
     backend: Arc<dyn Backend>,
     keys: RepoKeys,
+    notices: Arc<Notices>,
     /// What this client has seen of each lock (kept in the local cache, so
     /// that observations span runs).
     watch: Arc<Mutex<Watch>>,
@@ -72,6 +74,7 @@ impl LockStore {
         LockStore {
             backend: repo.backend().clone(),
             keys: repo.keys().clone(),
+            notices: repo.shared_notices(),
             watch: Arc::new(Mutex::new(Watch { cache, seen })),
         }
     }
@@ -246,7 +249,15 @@ impl Drop for LockGuard {
         if let Some(t) = self.refresher.take() {
             let _ = t.join();
         }
-        let _ = self.store.remove(&self.id);
+        // Storage that refuses deletes (append-only credentials) keeps the
+        // lock: harmless, as it goes stale; a maintenance run clears it.
+        if let Err(EngineError::Backend(e)) = self.store.remove(&self.id) {
+            if e.kind == ErrorKind::PermissionDenied {
+                self.store.notices.add(
+                    "the storage refused to delete this run's lock file (credentials without delete): it is left for a maintenance run with full credentials (`bunker prune`) to clear",
+                );
+            }
+        }
     }
 }
 

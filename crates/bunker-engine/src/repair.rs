@@ -35,6 +35,7 @@ pub struct IndexRepair {
 /// Rebuilds the index from every pack's own header and replaces the index
 /// files that existed when it started. Packs a prune condemned are left out.
 pub fn repair_index(repo: Repository<Open>) -> Result<IndexRepair> {
+    repo.require_full_key("rewrite the index")?;
     let _lock = lock::exclusive(&repo, "repair index")?;
     // Index files only: a stray file in index/ is not ours to remove.
     let old: Vec<String> = repo
@@ -116,6 +117,9 @@ pub fn repair_snapshots(
     forget: bool,
     dry_run: bool,
 ) -> Result<SnapshotsRepair> {
+    if !dry_run {
+        repo.require_full_key("rewrite snapshots")?;
+    }
     let session = match dry_run {
         true => None,
         false => Some(lock::session(&repo, "repair snapshots")?),

@@ -109,6 +109,17 @@ pub struct Kdf {
     pub salt: String,
 }
 
+/// Who made a key file, when: shown by `key list`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyOrigin {
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// Host that created it.
+    pub hostname: String,
+    /// User that created it.
+    pub username: String,
+}
+
 /// The JSON document stored under `keys/`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,6 +136,12 @@ pub struct KeyFile {
     pub kdf: Kdf,
     /// The sealed master key, base64.
     pub data: String,
+    /// Whoever opens the repository with this key may back up, list and
+    /// restore, but Bunker refuses to forget, prune, remove keys or rewrite
+    /// anything (docs/FORMAT.md §2: a client-side policy; the storage's
+    /// credentials are the real boundary). Absent when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub append_only: bool,
 }
 
 impl KeyFile {
@@ -135,14 +152,18 @@ impl KeyFile {
         master: &MasterKey,
         password: &[u8],
         params: KdfParams,
-        created: String,
-        hostname: String,
-        username: String,
+        origin: KeyOrigin,
         version: u32,
+        append_only: bool,
     ) -> Result<Self, FormatError> {
         let mut salt = [0u8; 32];
         fill_random(&mut salt);
         let cipher = params.derive(password, &salt)?;
+        let KeyOrigin {
+            created,
+            hostname,
+            username,
+        } = origin;
         let mut kf = KeyFile {
             version,
             created,
@@ -154,6 +175,7 @@ impl KeyFile {
                 salt: B64.encode(salt),
             },
             data: String::new(),
+            append_only,
         };
         kf.data = B64.encode(seal_with(
             &cipher,
@@ -183,6 +205,10 @@ impl KeyFile {
                 }
                 for v in [p.memory_kib, p.iterations, p.parallelism] {
                     ad.extend_from_slice(&v.to_le_bytes());
+                }
+                // Only when set, so every earlier key file stays as it was.
+                if self.append_only {
+                    ad.extend_from_slice(b"append-only");
                 }
                 Ok(ad)
             }
@@ -246,10 +272,13 @@ mod tests {
             &master,
             b"pw",
             cheap(),
-            "now".into(),
-            "h".into(),
-            "u".into(),
+            KeyOrigin {
+                created: "now".into(),
+                hostname: "h".into(),
+                username: "u".into(),
+            },
             2,
+            false,
         )
         .unwrap();
         assert!(kf.open(b"pw").is_ok());
@@ -265,16 +294,58 @@ mod tests {
     }
 
     #[test]
+    fn the_append_only_mark_is_authenticated() {
+        let master = MasterKey::generate();
+        let kf = KeyFile::create(
+            &master,
+            b"pw",
+            cheap(),
+            KeyOrigin {
+                created: "now".into(),
+                hostname: "h".into(),
+                username: "u".into(),
+            },
+            2,
+            true,
+        )
+        .unwrap();
+        assert!(kf.to_json().windows(11).any(|w| w == b"append_only"));
+        let parsed = KeyFile::from_json(&kf.to_json()).unwrap();
+        assert!(parsed.append_only && parsed.open(b"pw").is_ok());
+        // Dropping the mark from the file makes the key open nothing.
+        let mut freed = parsed.clone();
+        freed.append_only = false;
+        assert!(freed.open(b"pw").is_err());
+        let plain = KeyFile::create(
+            &master,
+            b"pw",
+            cheap(),
+            KeyOrigin {
+                created: "now".into(),
+                hostname: "h".into(),
+                username: "u".into(),
+            },
+            2,
+            false,
+        )
+        .unwrap();
+        assert!(!plain.to_json().windows(11).any(|w| w == b"append_only"));
+    }
+
+    #[test]
     fn wrap_unwrap() {
         let master = MasterKey::generate();
         let kf = KeyFile::create(
             &master,
             b"secret",
             cheap(),
-            "now".into(),
-            "h".into(),
-            "u".into(),
+            KeyOrigin {
+                created: "now".into(),
+                hostname: "h".into(),
+                username: "u".into(),
+            },
             1,
+            false,
         )
         .unwrap();
         let parsed = KeyFile::from_json(&kf.to_json()).unwrap();
@@ -310,9 +381,19 @@ mod tests {
                 ..KdfParams::MIN
             },
         ] {
-            assert!(
-                KeyFile::create(&master, b"p", bad, "".into(), "".into(), "".into(), 2).is_err()
-            );
+            assert!(KeyFile::create(
+                &master,
+                b"p",
+                bad,
+                KeyOrigin {
+                    created: "".into(),
+                    hostname: "".into(),
+                    username: "".into()
+                },
+                2,
+                false
+            )
+            .is_err());
         }
         assert!(KdfParams::default().validate().is_ok());
     }

@@ -12,7 +12,7 @@ use bunker_format::crypto::MasterKey;
 use bunker_format::fuzzing::{fixed_keys, fixed_keys_v2, TARGETS};
 use bunker_format::id::{BlobId, IndexId, LockId, PackId, SnapshotId};
 use bunker_format::index::{IndexFile, IndexedPack};
-use bunker_format::keyfile::{KdfParams, KeyFile};
+use bunker_format::keyfile::{KdfParams, KeyFile, KeyOrigin};
 use bunker_format::lock::{Lock, LockKind};
 use bunker_format::pack::{PackEntry, PackLayout};
 use bunker_format::parity;
@@ -117,10 +117,13 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         &MasterKey::from_bytes([9; 32]),
         b"password",
         KdfParams::MIN,
-        "2026-11-24T00:00:00Z".into(),
-        "host".into(),
-        "user".into(),
+        KeyOrigin {
+            created: "2026-11-24T00:00:00Z".into(),
+            hostname: "host".into(),
+            username: "user".into(),
+        },
         2,
+        false,
     )
     .unwrap();
     let lock = Lock {

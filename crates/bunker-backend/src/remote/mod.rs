@@ -7,6 +7,7 @@
 mod azblob;
 mod gcs;
 mod pacer;
+mod past;
 mod s3;
 mod sftp;
 
@@ -25,6 +26,7 @@ use crate::{
     StagedFile, StagedInfo, StagingOwner,
 };
 use pacer::Pacer;
+pub use past::PastBackend;
 
 /// Directory for files being uploaded where the service writes in place.
 const TMP_DIR: &str = "tmp";

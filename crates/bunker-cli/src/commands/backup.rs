@@ -140,14 +140,31 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
 
     let target = Target::select(global)?;
     let copy_targets = copy_targets(&args.copy_to, &args.to_password_file, global)?;
-    let repo = target.open_or_create_default(global)?;
+    // Every repository opened at once: each password's key derivation is
+    // a quarter second of one core.
+    let (repo, opened) = std::thread::scope(|scope| {
+        let opening: Vec<_> = copy_targets
+            .iter()
+            .map(|(_, copy, password)| scope.spawn(move || copy.open_with(global, password)))
+            .collect();
+        let repo = target.open_or_create_default(global);
+        let opened: Vec<_> = opening
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("opening it failed unexpectedly")))
+            })
+            .collect();
+        (repo, opened)
+    });
+    let repo = repo?;
     // A copy that cannot be opened fails alone; the backup goes on.
     let mut unopened = Vec::new();
     let mut copies = Vec::new();
-    for (url, opened) in copy_targets {
+    for ((url, ..), opened) in copy_targets.iter().zip(opened) {
         match opened {
             Ok(copy) => copies.push(copy),
-            Err(e) => unopened.push((url, e)),
+            Err(e) => unopened.push((url.clone(), e)),
         }
     }
     let parent = match &args.parent {
@@ -210,19 +227,13 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     })
 }
 
-/// Each `--copy-to` repository, opened with its password; one that cannot
-/// be opened is kept as its error. A missing password is a usage error,
-/// told before anything is read.
+/// Each `--copy-to` repository with its password. A missing password is a
+/// usage error, told before anything is read.
 fn copy_targets(
     urls: &[String],
     files: &[PathBuf],
     global: &GlobalArgs,
-) -> Result<
-    Vec<(
-        String,
-        Result<bunker_engine::Repository<bunker_engine::Open>>,
-    )>,
-> {
+) -> Result<Vec<(String, Target, password::Secret)>> {
     if files.len() > 1 && files.len() != urls.len() {
         crate::usage!(
             "{} --to-password-file for {} --copy-to: give one for all, or one per --copy-to in the same order",
@@ -240,7 +251,7 @@ fn copy_targets(
             &format!("password of {url}: "),
             "--to-password-file FILE",
         )?;
-        out.push((url.clone(), target.open_with(global, &password)));
+        out.push((url.clone(), target, password));
     }
     Ok(out)
 }

@@ -25,6 +25,11 @@ enum Action {
         /// Read the new password from this file
         #[arg(long, value_name = "FILE")]
         new_password_file: Option<PathBuf>,
+        /// A key for clients that may back up, list and restore, but not
+        /// forget, prune, remove keys or rewrite (enforced by Bunker; give
+        /// such clients storage credentials without delete as well)
+        #[arg(long)]
+        append_only: bool,
     },
     /// Remove a key, damaged or not (not the one in use)
     Remove {
@@ -44,10 +49,21 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
     let mut repo = Target::select(global)?.open(global)?;
     match args.action {
         Action::List => list(&repo, global)?,
-        Action::Add { new_password_file } => {
+        Action::Add {
+            new_password_file,
+            append_only,
+        } => {
             let pw = new_password(new_password_file)?;
-            let name = repo.add_key(&pw, kdf_params()?)?;
-            report(global, "added", &name);
+            let name = repo.add_key(&pw, kdf_params()?, append_only)?;
+            match (append_only, global.json) {
+                (true, true) => super::print_json(
+                    &json!({ "message_type": "added", "id": name, "append_only": true }),
+                ),
+                (true, false) if !global.quiet => {
+                    crate::outln!("added append-only key {}", short_name(&name))
+                }
+                _ => report(global, "added", &name),
+            }
         }
         Action::Remove { id } => {
             let names: Vec<String> = repo
@@ -90,7 +106,7 @@ fn list(repo: &bunker_engine::Repository, global: &GlobalArgs) -> Result<()> {
         let list: Vec<_> = keys
             .iter()
             .map(|k| match &k.key {
-                Ok(f) => json!({ "id": k.name, "current": k.name == repo.key_name(), "created": f.created, "hostname": f.hostname, "username": f.username }),
+                Ok(f) => json!({ "id": k.name, "current": k.name == repo.key_name(), "created": f.created, "hostname": f.hostname, "username": f.username, "append_only": f.append_only }),
                 Err(e) => json!({ "id": k.name, "current": false, "damaged": e.to_string() }),
             })
             .collect();
@@ -102,11 +118,12 @@ fn list(repo: &bunker_engine::Repository, global: &GlobalArgs) -> Result<()> {
         let mark = if k.name == repo.key_name() { "*" } else { " " };
         match &k.key {
             Ok(f) => crate::outln!(
-                "{mark} {:<10}  {:<12}  {:<16}  {}",
+                "{mark} {:<10}  {:<12}  {:<16}  {}{}",
                 short_name(&k.name),
                 printable(&f.username),
                 printable(&f.hostname),
-                printable(&f.created)
+                printable(&f.created),
+                if f.append_only { "  append-only" } else { "" }
             ),
             Err(e) => crate::outln!(
                 "{mark} {:<10}  damaged: {e} (`bunker key remove {}` removes it)",

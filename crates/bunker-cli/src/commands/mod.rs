@@ -1,6 +1,6 @@
 //! One module per command, each with its arguments and `run`.
 
-mod backup;
+pub(crate) mod backup;
 mod check;
 mod config;
 mod copy;

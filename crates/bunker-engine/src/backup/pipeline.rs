@@ -197,7 +197,9 @@ fn start(
 ) -> (Arc<Stage>, Sealers) {
     let repo = &repos[0];
     let targets = Arc::new(Targets::new(repos, dry_run));
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // One set of sealers per repository: a sealer that filled a pack waits
+    // for its storage (an fsync, an upload) while the others go on sealing.
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * repos.len();
     let (seal_tx, seal_rx) = bounded::<(BlobType, BlobId, Vec<u8>, Mask)>(2 * threads);
     let handles = (0..threads)
         .map(|i| {

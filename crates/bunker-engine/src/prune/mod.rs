@@ -103,6 +103,7 @@ pub struct PruneReport {
 
 /// Prunes the repository; see the module docs.
 pub fn prune(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneReport> {
+    repo.require_full_key("prune")?;
     if !(0.0..=1.0).contains(&options.repack_threshold) {
         return Err(EngineError::Invalid(
             "the repack threshold must be between 0 and 100 %".into(),

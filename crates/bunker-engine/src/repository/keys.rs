@@ -3,7 +3,7 @@
 use bunker_backend::{Backend, ErrorKind, FileKind};
 use bunker_format::crypto::MasterKey;
 use bunker_format::id::{storage_name, KeyId};
-use bunker_format::keyfile::{KdfParams, KeyFile};
+use bunker_format::keyfile::{KdfParams, KeyFile, KeyOrigin};
 use bunker_format::FormatError;
 
 use super::{parse_name, Repository};
@@ -45,15 +45,19 @@ pub(super) fn write_key(
     password: &[u8],
     kdf: KdfParams,
     version: u32,
+    append_only: bool,
 ) -> Result<String> {
     let kf = KeyFile::create(
         master,
         password,
         kdf,
-        chrono::Utc::now().to_rfc3339(),
-        hostname(),
-        username(),
+        KeyOrigin {
+            created: chrono::Utc::now().to_rfc3339(),
+            hostname: hostname(),
+            username: username(),
+        },
         bunker_format::object::layout_version(version as u8) as u32,
+        append_only,
     )
     .map_err(|e| EngineError::Invalid(e.to_string()))?;
     let bytes = kf.to_json();
@@ -82,21 +86,39 @@ impl<S> Repository<S> {
         Ok(out)
     }
 
-    /// Adds a key file wrapping the same master key under a new password.
-    pub fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<String> {
+    /// Adds a key file wrapping the same master key under a new password;
+    /// an `append_only` key lets its holder back up, list and restore only.
+    pub fn add_key(&self, password: &[u8], kdf: KdfParams, append_only: bool) -> Result<String> {
+        self.require_full_key("add a key")?;
         write_key(
             &*self.backend,
             &self.master,
             password,
             kdf,
             self.config.version,
+            append_only,
         )
+    }
+
+    /// True when the key in use is append-only.
+    pub fn append_only(&self) -> bool {
+        self.append_only
+    }
+
+    /// Refuses `what` when the key in use is append-only (a client-side
+    /// policy, docs/FORMAT.md §2).
+    pub fn require_full_key(&self, what: &str) -> Result<()> {
+        match self.append_only {
+            true => Err(EngineError::AppendOnly(what.to_string())),
+            false => Ok(()),
+        }
     }
 
     /// Removes a key file (damaged or not) for good: a tombstone names it
     /// first, so the file opens nothing if storage brings it back. The key
     /// in use cannot be removed.
     pub fn remove_key(&self, name: &str) -> Result<()> {
+        self.require_full_key("remove a key")?;
         if name == self.key_name {
             return Err(EngineError::Invalid(
                 "refusing to remove the key in use; open with another key first".into(),
@@ -118,7 +140,7 @@ impl<S> Repository<S> {
     /// is written and proved to open the repository before the old one is
     /// removed. Returns the new key's name.
     pub fn change_password(&mut self, password: &[u8], kdf: KdfParams) -> Result<String> {
-        let name = self.add_key(password, kdf)?;
+        let name = self.add_key(password, kdf, false)?;
         let opened = read_key_file(&*self.backend, &name).and_then(|kf| {
             kf.open(password)
                 .map_err(|e| EngineError::corrupt(format!("keys/{name}"), e))

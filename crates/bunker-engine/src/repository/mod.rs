@@ -60,6 +60,8 @@ pub struct Repository<S = Open> {
     config: RepoConfig,
     chunker: Chunker,
     key_name: String,
+    /// The key in use refuses deletions and rewrites (docs/FORMAT.md §2).
+    append_only: bool,
     notices: Arc<Notices>,
     cache: Option<Arc<Cache>>,
     /// Read index files and packs from storage even where the cache has
@@ -198,7 +200,14 @@ impl Repository<Open> {
         }
         backend.create()?;
         let master = MasterKey::generate();
-        let key_name = write_key(&*backend, &master, password, options.kdf, config.version)?;
+        let key_name = write_key(
+            &*backend,
+            &master,
+            password,
+            options.kdf,
+            config.version,
+            false,
+        )?;
         fill_random(&mut config.id);
         let keys = master.derive().bound(config.version as u8, config.id);
         let stored = seal_object(
@@ -281,7 +290,8 @@ impl Repository<Open> {
                 .map_err(|e| EngineError::corrupt("config", e))?;
             let config =
                 RepoConfig::decode(&plain).map_err(|e| EngineError::corrupt("config", e))?;
-            let repo = Self::assemble(backend.clone(), master, config, name, notices.clone());
+            let mut repo = Self::assemble(backend.clone(), master, config, name, notices.clone());
+            repo.append_only = kf.append_only;
             // A removed key file that came back opens nothing.
             if repo.is_revoked(&repo.withdrawn()?) {
                 revoked.get_or_insert(repo.key_name);
@@ -337,6 +347,7 @@ impl Repository<Open> {
             config,
             chunker,
             key_name,
+            append_only: false,
             notices,
             cache: None,
             storage_only: false,
@@ -358,6 +369,7 @@ impl<S> Repository<S> {
             config,
             chunker,
             key_name,
+            append_only,
             notices,
             cache,
             storage_only,
@@ -373,6 +385,7 @@ impl<S> Repository<S> {
             config,
             chunker,
             key_name,
+            append_only,
             notices,
             cache,
             storage_only,
@@ -381,6 +394,11 @@ impl<S> Repository<S> {
             cancel,
             state,
         }
+    }
+
+    /// The notices of this handle, for parts that outlive a borrow of it.
+    pub(crate) fn shared_notices(&self) -> Arc<Notices> {
+        self.notices.clone()
     }
 
     /// A second handle on the same repository, without its index.
@@ -392,6 +410,7 @@ impl<S> Repository<S> {
             config: self.config.clone(),
             chunker: self.chunker.clone(),
             key_name: self.key_name.clone(),
+            append_only: self.append_only,
             notices: self.notices.clone(),
             cache: self.cache.clone(),
             storage_only: self.storage_only,

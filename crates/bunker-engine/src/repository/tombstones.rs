@@ -118,11 +118,20 @@ impl<S> Repository<S> {
             snapshots: ids.to_vec(),
             keys: Vec::new(),
         })?;
+        let mut refused = 0;
         for id in ids {
             match self.backend.remove(FileKind::Snapshot, &id.to_hex()) {
+                // Storage without delete rights: the tombstone has withdrawn
+                // the snapshot already; its file waits for a maintenance run.
+                Err(e) if e.kind == ErrorKind::PermissionDenied => refused += 1,
                 Err(e) if e.kind != ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
             }
+        }
+        if refused > 0 {
+            self.notices.add(format!(
+                "the storage refused to delete {refused} withdrawn snapshot file(s) (credentials without delete): the tombstone withdraws them; a maintenance run with full credentials removes the files"
+            ));
         }
         Ok(())
     }
