@@ -21,7 +21,7 @@ use std::sync::Arc;
 pub use error::{BackendError, ErrorKind};
 pub use local::LocalBackend;
 pub use location::Location;
-pub use remote::{PastBackend, RemoteBackend};
+pub use remote::{PastBackend, RemoteBackend, RetentionMode};
 pub use settings::{Settings, OPTIONS};
 pub use sftp_folder::{RemoteAttrs, RemoteEntry, RemoteKind, RemoteOp, SftpFolder};
 pub use staged::{StagedFile, StagedInfo, StagingOwner};
@@ -75,6 +75,22 @@ pub fn already_exists(path: &str) -> BackendError {
         format!("create {path}"),
         "already exists",
     )
+}
+
+/// The error for Object Lock asked of storage without it.
+pub fn no_object_lock(location: &str) -> BackendError {
+    BackendError::new(
+        ErrorKind::Permanent,
+        format!("Object Lock on {location}"),
+        "this storage has no Object Lock: it needs an S3 bucket created with Object Lock enabled",
+    )
+}
+
+/// Seconds since 1970, now.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The kinds of files in a repository, each in its own directory.
@@ -241,6 +257,24 @@ pub trait Backend: Send + Sync {
     /// Removes a staged file left behind by a dead writer.
     fn remove_staged(&self, _name: &str) -> Result<(), BackendError> {
         Ok(())
+    }
+    /// True when the storage can keep files unchangeable until a date
+    /// (an S3 bucket made with Object Lock enabled).
+    fn object_lock_enabled(&self) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+    /// From now on, every file written (locks apart) is retained `days`
+    /// days in `mode`; refused where the storage has no Object Lock.
+    fn retain_writes(&self, _mode: RetentionMode, _days: u32) -> Result<(), BackendError> {
+        Err(no_object_lock(&self.location()))
+    }
+    /// Extends the retention of a file to the policy's days from now.
+    fn extend_retention(&self, _kind: FileKind, _name: &str) -> Result<(), BackendError> {
+        Err(no_object_lock(&self.location()))
+    }
+    /// A file's retention date (Unix seconds), if it has one.
+    fn retention_until(&self, _kind: FileKind, _name: &str) -> Result<Option<i64>, BackendError> {
+        Err(no_object_lock(&self.location()))
     }
     /// True if the file exists.
     fn exists(&self, kind: FileKind, name: &str) -> Result<bool, BackendError> {

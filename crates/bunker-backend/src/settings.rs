@@ -27,6 +27,10 @@ pub const OPTIONS: &[(&str, &str)] = &[
         "s3.instance-metadata",
         "true: ask the EC2 instance-metadata service for credentials",
     ),
+    (
+        "s3.object-lock-mode",
+        "with init --object-lock: governance (default) or compliance",
+    ),
     ("azblob.endpoint", "Azure Blob endpoint URL"),
     ("azblob.account", "storage account name"),
     ("gcs.endpoint", "GCS endpoint URL"),

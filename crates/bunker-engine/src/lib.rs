@@ -22,6 +22,7 @@ pub mod lock;
 pub mod memory;
 pub mod mirror;
 pub mod notices;
+pub mod object_lock;
 pub mod progress;
 pub mod prune;
 pub mod repair;

@@ -36,7 +36,26 @@ pub struct RepoConfig {
     /// The content keys (version 3 on; before, they derive from the master key).
     #[cbor(n(7), default, skip_if = "Option::is_none")]
     pub content_keys: Option<ContentKeys>,
+    /// Every file but locks is written with an Object Lock retention date,
+    /// renewed by maintenance (S3 buckets with Object Lock only).
+    #[cbor(n(8), default, skip_if = "Option::is_none")]
+    pub object_lock: Option<ObjectLockPolicy>,
 }
+
+/// How long files stay unchangeable, and how strictly (docs/FORMAT.md §4.2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
+#[cbor(map)]
+pub struct ObjectLockPolicy {
+    /// Days each file is retained after it is written or renewed.
+    #[n(0)]
+    pub days: u32,
+    /// Compliance mode (no one can lift it); otherwise governance mode.
+    #[cbor(n(1), default, skip_if = "is_false")]
+    pub compliance: bool,
+}
+
+/// The longest retention Bunker sets: 100 years.
+pub const MAX_RETENTION_DAYS: u32 = 36_500;
 
 fn is_false(b: &bool) -> bool {
     !*b
@@ -54,6 +73,7 @@ impl RepoConfig {
             created,
             parity: false,
             content_keys: Some(ContentKeys::generate()),
+            object_lock: None,
         }
     }
 
@@ -102,6 +122,13 @@ impl RepoConfig {
         }
         if !(-7..=22).contains(&c.compression_level) {
             return Err(FormatError::Malformed("compression level outside -7..22"));
+        }
+        if c.object_lock
+            .is_some_and(|l| !(1..=MAX_RETENTION_DAYS).contains(&l.days))
+        {
+            return Err(FormatError::Malformed(
+                "Object Lock retention outside 1..36500 days",
+            ));
         }
         Ok(())
     }

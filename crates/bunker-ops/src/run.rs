@@ -551,7 +551,10 @@ fn retention(
                     && last_prune.is_none_or(|t| r.started_ns > t)
             });
         let due = last_prune.is_none_or(|t| started_ns - t >= plan.prune_every.0.as_nanos() as i64);
-        if forgotten_since && due {
+        // Under Object Lock, prune also renews every file's retention: it
+        // runs at each `prune-every` even when nothing was forgotten.
+        let renews = base.config().object_lock.is_some();
+        if (forgotten_since || renews) && due {
             let clock = Instant::now();
             let report =
                 prune(base.reopened(), &PruneOptions::default()).map_err(|e| e.to_string())?;
@@ -564,6 +567,12 @@ fn retention(
                 "pruned {} pack(s), {} bytes freed",
                 report.packs_deleted, report.bytes_deleted
             ));
+            if report.retention_renewed > 0 {
+                said.push(format!(
+                    "Object Lock retention of {} file(s) extended",
+                    report.retention_renewed
+                ));
+            }
         }
         let trimmed =
             trim_records(base, name, plan.keep_records, started_ns).map_err(|e| e.to_string())?;

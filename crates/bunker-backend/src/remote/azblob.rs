@@ -64,6 +64,7 @@ pub(super) fn service(
     }
     let b = b.container(container).root(&format!("/{prefix}"));
     Ok(Service {
+        object_lock: None,
         op: Operator::new(b)?,
         secrets,
         upload: Upload::Multipart,

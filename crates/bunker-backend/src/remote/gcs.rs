@@ -40,6 +40,7 @@ pub(super) fn service(bucket: &str, prefix: &str, s: &Settings) -> Result<Servic
         )),
     }
     Ok(Service {
+        object_lock: None,
         op: Operator::new(b)?,
         secrets: Vec::new(),
         // Each object in one request: multipart (XML API) is not available

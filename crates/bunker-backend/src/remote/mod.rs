@@ -6,6 +6,7 @@
 
 mod azblob;
 mod gcs;
+mod object_lock;
 mod pacer;
 mod past;
 mod s3;
@@ -25,6 +26,8 @@ use crate::{
     Backend, BackendError, Capabilities, ErrorKind, FileInfo, FileKind, Location, Settings,
     StagedFile, StagedInfo, StagingOwner,
 };
+use object_lock::ObjectLockClient;
+pub use object_lock::RetentionMode;
 use pacer::Pacer;
 pub use past::PastBackend;
 
@@ -64,6 +67,8 @@ pub(crate) struct Service {
     pub missing_dir_is_empty: bool,
     /// Turns a failure the user can fix into words saying how.
     pub explain: Option<Explain>,
+    /// Object Lock requests, where the service has them (S3).
+    pub object_lock: Option<ObjectLockClient>,
 }
 
 /// Rewrites an error message into advice, when it recognises it.
@@ -88,6 +93,10 @@ pub struct RemoteBackend {
     missing_dir_is_empty: bool,
     explain: Option<Explain>,
     owner: StagingOwner,
+    object_lock: Option<std::sync::Arc<ObjectLockClient>>,
+    /// Set by [`Backend::retain_writes`]: every file written (locks apart)
+    /// is retained this long.
+    retention: std::sync::OnceLock<(RetentionMode, u32)>,
 }
 
 impl RemoteBackend {
@@ -165,6 +174,8 @@ impl RemoteBackend {
             missing_dir_is_empty: service.missing_dir_is_empty,
             explain: service.explain,
             owner: StagingOwner::this_process(),
+            object_lock: service.object_lock.map(std::sync::Arc::new),
+            retention: std::sync::OnceLock::new(),
         })
     }
 
@@ -203,6 +214,28 @@ impl RemoteBackend {
             Err(e) if e.kind == ErrorKind::NotFound => Ok(()),
             other => other,
         }
+    }
+
+    /// After a file is written: its retention, when the repository keeps
+    /// its files under Object Lock (locks apart: they are rewritten and
+    /// removed all the time, and protect nothing).
+    fn retain_new(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
+        match self.retention.get() {
+            Some(_) if kind != FileKind::Lock => self.extend_retention(kind, name),
+            _ => Ok(()),
+        }
+    }
+
+    fn lock_error(&self, op: &str, path: &str, message: String) -> BackendError {
+        let mut message = message;
+        for s in &self.secrets {
+            message = message.replace(s.as_str(), "***");
+        }
+        let kind = match message.contains("AccessDenied") {
+            true => ErrorKind::PermissionDenied,
+            false => ErrorKind::Permanent,
+        };
+        BackendError::new(kind, format!("{op} {path} on {}", self.location), message)
     }
 
     /// A fresh name under `tmp/` for a file written in place.
@@ -452,7 +485,8 @@ impl Backend for RemoteBackend {
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
-        self.upload_from(&kind.path(name), data, false)
+        self.upload_from(&kind.path(name), data, false)?;
+        self.retain_new(kind, name)
     }
 
     fn write_new(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {
@@ -460,7 +494,8 @@ impl Backend for RemoteBackend {
         if !self.atomic_create && self.exists(kind, name)? {
             return Err(crate::already_exists(&path));
         }
-        self.upload_from(&path, data, self.atomic_create)
+        self.upload_from(&path, data, self.atomic_create)?;
+        self.retain_new(kind, name)
     }
 
     fn stage(&self, _kind: FileKind) -> Result<StagedFile, BackendError> {
@@ -488,7 +523,49 @@ impl Backend for RemoteBackend {
                 false,
             ),
             Staging::Memory(bytes) => self.upload_from(&path, bytes.as_slice(), false),
+        }?;
+        self.retain_new(kind, name)
+    }
+
+    fn object_lock_enabled(&self) -> Result<bool, BackendError> {
+        let Some(client) = self.object_lock.clone() else {
+            return Ok(false);
+        };
+        self.runtime
+            .run(async move { client.enabled().await })
+            .map_err(|e| self.lock_error("read the Object Lock setting of", "the bucket", e))
+    }
+
+    fn retain_writes(&self, mode: RetentionMode, days: u32) -> Result<(), BackendError> {
+        if self.object_lock.is_none() {
+            return Err(crate::no_object_lock(&self.location));
         }
+        let _ = self.retention.set((mode, days));
+        Ok(())
+    }
+
+    fn extend_retention(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
+        let (Some(client), Some(&(mode, days))) = (self.object_lock.clone(), self.retention.get())
+        else {
+            return Err(crate::no_object_lock(&self.location));
+        };
+        let path = kind.path(name);
+        let until = crate::unix_now() + i64::from(days) * 86_400;
+        let p = path.clone();
+        self.runtime
+            .run(async move { client.retain(&p, mode, until).await })
+            .map_err(|e| self.lock_error("retain", &path, e))
+    }
+
+    fn retention_until(&self, kind: FileKind, name: &str) -> Result<Option<i64>, BackendError> {
+        let Some(client) = self.object_lock.clone() else {
+            return Err(crate::no_object_lock(&self.location));
+        };
+        let path = kind.path(name);
+        let p = path.clone();
+        self.runtime
+            .run(async move { client.retention(&p).await })
+            .map_err(|e| self.lock_error("read the retention of", &path, e))
     }
 
     fn list(&self, kind: FileKind) -> Result<Vec<FileInfo>, BackendError> {

@@ -4,6 +4,7 @@
 use opendal::services::S3;
 use opendal::Operator;
 
+use super::object_lock::ObjectLockClient;
 use super::{Service, ServiceError, Upload};
 use crate::Settings;
 
@@ -43,6 +44,7 @@ pub(super) fn service(bucket: &str, prefix: &str, s: &Settings) -> Result<Servic
         b = b.default_storage_class(class);
     }
     let mut secrets = Vec::new();
+    let lock_endpoint = endpoint.map(str::to_string);
     let keys = match (s.env("AWS_ACCESS_KEY_ID"), s.env("AWS_SECRET_ACCESS_KEY")) {
         (Some(id), Some(secret)) => Some((
             id.to_string(),
@@ -51,18 +53,27 @@ pub(super) fn service(bucket: &str, prefix: &str, s: &Settings) -> Result<Servic
         )),
         _ => credentials_file(s, &profile),
     };
-    if let Some((id, secret, token)) = keys {
-        b = b.access_key_id(&id).secret_access_key(&secret);
-        secrets.push(secret);
+    if let Some((id, secret, token)) = &keys {
+        b = b.access_key_id(id).secret_access_key(secret);
+        secrets.push(secret.clone());
         if let Some(token) = token {
-            b = b.session_token(&token);
-            secrets.push(token);
+            b = b.session_token(token);
+            secrets.push(token.clone());
         }
     } else if !s.flag("s3.instance-metadata")? {
         return Err(ServiceError::Config(format!(
             "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or profile {profile:?} in ~/.aws/credentials (or -o s3.instance-metadata=true on EC2)"
         )));
     }
+    let object_lock = ObjectLockClient::new(
+        lock_endpoint.as_deref(),
+        bucket,
+        prefix,
+        &region,
+        keys,
+        s.timeout()?,
+    )
+    .map_err(ServiceError::Config)?;
     Ok(Service {
         op: Operator::new(b)?,
         secrets,
@@ -71,6 +82,7 @@ pub(super) fn service(bucket: &str, prefix: &str, s: &Settings) -> Result<Servic
         batch_delete: true,
         missing_dir_is_empty: false,
         explain: None,
+        object_lock: Some(object_lock),
     })
 }
 

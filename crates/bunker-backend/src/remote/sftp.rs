@@ -46,6 +46,7 @@ pub(super) fn service(
         b = b.key(key);
     }
     Ok(Service {
+        object_lock: None,
         op: Operator::new(b)?,
         secrets: Vec::new(),
         upload: Upload::ViaTmp,

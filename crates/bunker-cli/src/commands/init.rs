@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
+use bunker_engine::backend::RetentionMode;
+use bunker_engine::format::config::{ObjectLockPolicy, MAX_RETENTION_DAYS};
 use bunker_engine::InitOptions;
 use serde_json::json;
 
@@ -24,6 +26,12 @@ pub struct Args {
     /// to 4 of a pack's 64 shards is repaired on read and by `check --repair`
     #[arg(long)]
     parity: bool,
+    /// Keep every file under S3 Object Lock for DAYS after it is written,
+    /// renewed by each prune (the bucket must have Object Lock enabled;
+    /// -o s3.object-lock-mode=compliance for compliance mode)
+    #[arg(long, value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=MAX_RETENTION_DAYS as i64))]
+    object_lock: Option<u32>,
     /// Write this format version (1 to 3; default the newest), for
     /// comparisons and compatibility tests
     #[arg(long, value_name = "N", hide = true,
@@ -72,12 +80,29 @@ pub fn run(args: Args, global: &GlobalArgs) -> Result<i32> {
             Some((source.config().chunker, source.keys().content_keys()))
         }
     };
+    let mode = target.settings.option("s3.object-lock-mode");
+    let object_lock = match (args.object_lock, mode) {
+        (None, Some(_)) => crate::usage!("-o s3.object-lock-mode needs --object-lock DAYS"),
+        (None, None) => None,
+        (Some(days), mode) => Some(ObjectLockPolicy {
+            days,
+            compliance: match mode.map(RetentionMode::parse) {
+                None | Some(Some(RetentionMode::Governance)) => false,
+                Some(Some(RetentionMode::Compliance)) => true,
+                Some(None) => crate::usage!(
+                    "-o s3.object-lock-mode={}: expected governance or compliance",
+                    mode.unwrap_or_default()
+                ),
+            },
+        }),
+    };
     let options = InitOptions {
         pack_size: args.pack_size,
         compression_level: args.compression,
         parity: args.parity,
         version: args.format_version,
         content_from,
+        object_lock,
         ..Default::default()
     };
     let (repo, key_file) = target.init(global, options)?;

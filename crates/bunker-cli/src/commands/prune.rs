@@ -83,6 +83,7 @@ fn print(r: &PruneReport, global: &GlobalArgs) {
             "staged_bytes_removed": r.staged_bytes,
             "withdrawn_snapshots_removed": r.withdrawn_removed,
             "tombstones_merged": r.tombstones_merged,
+            "retention_renewed": r.retention_renewed,
             "warnings": r.warnings,
         }));
         return;
@@ -130,6 +131,12 @@ fn print(r: &PruneReport, global: &GlobalArgs) {
         crate::outln!(
             "{verb} {} forgotten snapshot file(s) that were back in storage",
             r.withdrawn_removed
+        );
+    }
+    if r.retention_renewed > 0 {
+        crate::outln!(
+            "Object Lock retention of {} files extended",
+            r.retention_renewed
         );
     }
     if r.packs_rescued > 0 {

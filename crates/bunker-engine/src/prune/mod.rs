@@ -95,6 +95,8 @@ pub struct PruneReport {
     pub withdrawn_removed: u64,
     /// Tombstone files merged into one (and deleted).
     pub tombstones_merged: u64,
+    /// Files whose Object Lock retention was extended.
+    pub retention_renewed: u64,
     /// Problems that did not stop the prune.
     pub warnings: Vec<String>,
     /// True for a dry run.
@@ -104,6 +106,17 @@ pub struct PruneReport {
 /// Prunes the repository; see the module docs.
 pub fn prune(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneReport> {
     repo.require_full_key("prune")?;
+    // Under Object Lock, what is left is then retained for the policy's
+    // days from now (docs/FORMAT.md §4.2).
+    let renew = (!options.dry_run && repo.config().object_lock.is_some()).then(|| repo.reopened());
+    let mut report = prune_once(repo, options)?;
+    if let Some(repo) = renew {
+        report.retention_renewed = crate::object_lock::renew(&repo)?;
+    }
+    Ok(report)
+}
+
+fn prune_once(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneReport> {
     if !(0.0..=1.0).contains(&options.repack_threshold) {
         return Err(EngineError::Invalid(
             "the repack threshold must be between 0 and 100 %".into(),

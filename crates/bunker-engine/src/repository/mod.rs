@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use bunker_backend::{Backend, ErrorKind, FileKind};
 use bunker_format::chunker::{Chunker, ChunkerParams};
-use bunker_format::config::RepoConfig;
+use bunker_format::config::{ObjectLockPolicy, RepoConfig};
 use bunker_format::crypto::{fill_random, ContentKeys, MasterKey, RepoKeys};
 use bunker_format::id::{storage_hash, storage_name, KeyId, TombstoneId};
 use bunker_format::keyfile::KdfParams;
@@ -90,6 +90,8 @@ pub struct InitOptions {
     /// Chunk size bounds and content keys of another repository, so that
     /// the new one chunks and names blobs as it does (version 3 on).
     pub content_from: Option<(ChunkerParams, ContentKeys)>,
+    /// Keep every file (locks apart) under S3 Object Lock for this long.
+    pub object_lock: Option<ObjectLockPolicy>,
 }
 
 impl InitOptions {
@@ -184,6 +186,14 @@ pub fn short_name(name: &str) -> &str {
     name.get(..8).unwrap_or(name)
 }
 
+/// The storage's retention mode for a policy.
+fn retention_mode(policy: ObjectLockPolicy) -> bunker_backend::RetentionMode {
+    match policy.compliance {
+        true => bunker_backend::RetentionMode::Compliance,
+        false => bunker_backend::RetentionMode::Governance,
+    }
+}
+
 impl Repository<Open> {
     /// Creates a repository: directories, first key, then config (written
     /// last, so a repository exists only once it is complete).
@@ -197,6 +207,16 @@ impl Repository<Open> {
                 location,
                 detail: format!("{detail}; refusing to create a repository over it"),
             });
+        }
+        if let Some(policy) = options.object_lock {
+            if !backend.object_lock_enabled()? {
+                return Err(EngineError::Invalid(format!(
+                    "--object-lock: {} has no Object Lock; create the bucket with Object Lock enabled (it cannot be turned on later for a bucket without versioning)",
+                    backend.location()
+                )));
+            }
+            backend.retain_writes(retention_mode(policy), policy.days)?;
+            config.object_lock = Some(policy);
         }
         backend.create()?;
         let master = MasterKey::generate();
@@ -290,6 +310,16 @@ impl Repository<Open> {
                 .map_err(|e| EngineError::corrupt("config", e))?;
             let config =
                 RepoConfig::decode(&plain).map_err(|e| EngineError::corrupt("config", e))?;
+            if let Some(policy) = config.object_lock {
+                // A copy of the repository on storage without Object Lock
+                // still opens; what it writes is simply not retained.
+                if let Err(e) = backend.retain_writes(retention_mode(policy), policy.days) {
+                    notices.add(format!(
+                        "this repository keeps its files under Object Lock, which {} cannot: {e}",
+                        backend.location()
+                    ));
+                }
+            }
             let mut repo = Self::assemble(backend.clone(), master, config, name, notices.clone());
             repo.append_only = kf.append_only;
             // A removed key file that came back opens nothing.

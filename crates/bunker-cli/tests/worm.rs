@@ -1,8 +1,7 @@
-//! `--as-of`: the repository as it was before an attack, read from the
-//! object versions of a versioned S3 bucket (moto, versioning and Object
-//! Lock on). The attacker holds the client's credentials: it deletes every
-//! object and overwrites some; the snapshots from before are still listed,
-//! checked and restored.
+//! Write once, read many, on S3 (moto with versioning and Object Lock on):
+//! `init --object-lock` retains every file and prune renews it; `--as-of`
+//! reads the repository as it was before an attack by a holder of the
+//! client's credentials that deleted every object and overwrote some.
 
 mod common;
 
@@ -128,4 +127,99 @@ fn after_an_attack_the_repository_as_it_was_is_listed_checked_and_restored() {
     let out = run(local.cmd().args(["--as-of", &before, "snapshots"]));
     expect_code(&out, 1, "--as-of on a local repository");
     assert!(stderr(&out).contains("S3 bucket"), "{}", stderr(&out));
+}
+
+/// The retention date of a repository file, read back from the bucket.
+fn retained_until(
+    storage: &dyn bunker_backend::Backend,
+    kind: FileKind,
+    name: &str,
+) -> Option<i64> {
+    storage.retention_until(kind, name).unwrap()
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+#[test]
+fn object_lock_retains_every_file_and_prune_renews_it() {
+    let Some(services) = TestServices::get("object_lock_retains_and_renews") else {
+        return;
+    };
+    // A bucket without Object Lock, and a local folder: refused, nothing made.
+    let plain = TestEnv::remote(
+        services.url(Service::S3, "nolock"),
+        services.env(Service::S3),
+    );
+    let out = run(plain.cmd().args(["init", "--object-lock", "7"]));
+    expect_code(&out, 1, "init --object-lock on a bucket without it");
+    assert!(
+        stderr(&out).contains("has no Object Lock"),
+        "{}",
+        stderr(&out)
+    );
+    expect_code(
+        &run(plain.cmd().arg("snapshots")),
+        10,
+        "nothing was created",
+    );
+    let local = TestEnv::new();
+    let out = run(local.cmd().args(["init", "--object-lock", "7"]));
+    expect_code(&out, 1, "init --object-lock on a local folder");
+    assert!(stderr(&out).contains("Object Lock"), "{}", stderr(&out));
+    let out = run(plain.cmd().args([
+        "-o",
+        "s3.object-lock-mode=forever",
+        "init",
+        "--object-lock",
+        "7",
+    ]));
+    expect_code(&out, 2, "an unknown retention mode");
+
+    let bucket = versioned_bucket(&services);
+    let url = format!("s3://{bucket}/repo");
+    let env = TestEnv::remote(url.clone(), services.env(Service::S3));
+    let out = run(env
+        .cmd()
+        .args(["init", "--pack-size", "1M", "--object-lock", "2"]));
+    expect_code(&out, 0, "init --object-lock 2");
+    let mut rng = Rng::new(83);
+    env.write_source_files(0..3, 600_000, &mut rng);
+    env.backup(&[env.path("src").to_str().unwrap()]);
+
+    let settings = Settings::from_env(services.env(Service::S3), None);
+    let storage = bunker_backend::open(&Location::parse(&url).unwrap(), &settings, false).unwrap();
+    let two_days = 2 * 86_400;
+    let pack = storage.list_names(FileKind::Pack).unwrap()[0].clone();
+    let snapshot = storage.list_names(FileKind::Snapshot).unwrap()[0].clone();
+    let key = storage.list_names(FileKind::Key).unwrap()[0].clone();
+    for (kind, name) in [
+        (FileKind::Config, ""),
+        (FileKind::Key, key.as_str()),
+        (FileKind::Pack, pack.as_str()),
+        (FileKind::Snapshot, snapshot.as_str()),
+    ] {
+        let until = retained_until(&*storage, kind, name)
+            .unwrap_or_else(|| panic!("{kind:?} {name} has no retention"));
+        assert!(
+            (until - now_secs() - two_days).abs() < 600,
+            "{kind:?} retained until {until}, not two days from now"
+        );
+    }
+
+    // Prune extends every file's retention from now.
+    let first = retained_until(&*storage, FileKind::Pack, &pack).unwrap();
+    std::thread::sleep(Duration::from_millis(2100));
+    let report = env.prune(&[]);
+    assert!(
+        report["retention_renewed"].as_u64().unwrap() >= 4,
+        "{report}"
+    );
+    let renewed = retained_until(&*storage, FileKind::Pack, &pack).unwrap();
+    assert!(renewed >= first + 2, "{first} -> {renewed}");
+    env.check_read_data();
 }
