@@ -34,6 +34,7 @@ pub fn for_operation(global: &GlobalArgs, verb: &'static str) -> Arc<Reporter> {
         items: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
         totals: Mutex::new((0, 0)),
+        stored: Mutex::new(Vec::new()),
         started: Instant::now(),
         last_json: Mutex::new(Instant::now()),
     })
@@ -52,6 +53,8 @@ pub struct Reporter {
     items: AtomicU64,
     bytes: AtomicU64,
     totals: Mutex<(u64, u64)>,
+    /// Bytes stored in each repository, when a backup writes several.
+    stored: Mutex<Vec<u64>>,
     started: Instant,
     last_json: Mutex<Instant>,
 }
@@ -79,6 +82,7 @@ impl Reporter {
             "bytes_done": self.bytes.load(Ordering::Relaxed),
             "total_items": total_items,
             "total_bytes": total_bytes,
+            "stored_bytes": *self.stored.lock().expect("lock"),
         });
         crate::outln!("{line}");
     }
@@ -105,6 +109,24 @@ impl Progress for Reporter {
             }
             Mode::Json => self.json_status(),
             Mode::Silent => {}
+        }
+    }
+
+    fn stored(&self, target: usize, bytes: u64) {
+        let shown = {
+            let mut stored = self.stored.lock().expect("lock");
+            if stored.len() <= target {
+                stored.resize(target + 1, 0);
+            }
+            stored[target] += bytes;
+            stored
+                .iter()
+                .map(|b| crate::format::bytes(*b))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if let Mode::Bar(bar) = &self.mode {
+            bar.set_prefix(format!("{} (stored: {shown})", self.verb));
         }
     }
 

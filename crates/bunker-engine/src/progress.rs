@@ -9,6 +9,9 @@ pub trait Progress: Send + Sync {
     fn advance(&self, _items: u64, _bytes: u64) {}
     /// Something was skipped or could not be processed; the operation goes on.
     fn warning(&self, _message: &str) {}
+    /// A backup into several repositories stored `bytes` more in repository
+    /// `target` (0: the primary, then each copy in the order given).
+    fn stored(&self, _target: usize, _bytes: u64) {}
 }
 
 /// Discards all progress.

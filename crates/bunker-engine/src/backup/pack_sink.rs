@@ -18,6 +18,7 @@ use bunker_format::index::{IndexFile, IndexedPack};
 use bunker_format::pack::PackLayout;
 
 use crate::index::MasterIndex;
+use crate::progress::Progress;
 use crate::repository::{Indexed, Repository};
 use crate::{EngineError, Result};
 
@@ -70,6 +71,8 @@ pub struct PackSink {
     blobs: AtomicU64,
     raw_bytes: AtomicU64,
     stored_bytes: AtomicU64,
+    /// Which repository this is among several, and where to say what it stored.
+    reporter: Option<(usize, Arc<dyn Progress>)>,
 }
 
 impl PackSink {
@@ -87,7 +90,14 @@ impl PackSink {
             blobs: AtomicU64::new(0),
             raw_bytes: AtomicU64::new(0),
             stored_bytes: AtomicU64::new(0),
+            reporter: None,
         }
+    }
+
+    /// Reports each pack stored as progress of repository `target`.
+    pub fn report_as(mut self, target: usize, progress: Arc<dyn Progress>) -> Self {
+        self.reporter = Some((target, progress));
+        self
     }
 
     /// True exactly once per new blob id: the caller then must [`add`](Self::add) it.
@@ -189,6 +199,9 @@ impl PackSink {
             }
         }
         self.stored_bytes.fetch_add(length, Ordering::Relaxed);
+        if let Some((target, progress)) = &self.reporter {
+            progress.stored(*target, length);
+        }
         self.pending.lock().expect("lock").packs.push(IndexedPack {
             id,
             length,

@@ -196,7 +196,7 @@ fn start(
     dry_run: bool,
 ) -> (Arc<Stage>, Sealers) {
     let repo = &repos[0];
-    let targets = Arc::new(Targets::new(repos, dry_run));
+    let targets = Arc::new(Targets::new(repos, dry_run, &progress));
     // One set of sealers per repository: a sealer that filled a pack waits
     // for its storage (an fsync, an upload) while the others go on sealing.
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * repos.len();

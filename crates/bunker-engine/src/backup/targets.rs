@@ -12,6 +12,7 @@ use bunker_format::blob::{BlobType, CompressedBlob};
 use bunker_format::id::BlobId;
 
 use super::pack_sink::{PackSink, SinkStats};
+use crate::progress::Progress;
 use crate::repository::{Indexed, Repository};
 use crate::{EngineError, Result};
 
@@ -33,8 +34,13 @@ pub(super) struct Targets {
 }
 
 impl Targets {
-    /// Sinks for `repos` (the primary first), writing nothing in a dry run.
-    pub fn new(repos: &[Arc<Repository<Indexed>>], dry_run: bool) -> Self {
+    /// Sinks for `repos` (the primary first), writing nothing in a dry run;
+    /// with several, each one's stored bytes are reported to `progress`.
+    pub fn new(
+        repos: &[Arc<Repository<Indexed>>],
+        dry_run: bool,
+        progress: &Arc<dyn Progress>,
+    ) -> Self {
         assert!(
             !repos.is_empty() && repos.len() <= MAX_TARGETS,
             "between 1 and {MAX_TARGETS} repositories"
@@ -42,9 +48,16 @@ impl Targets {
         Targets {
             list: repos
                 .iter()
-                .map(|repo| Target {
-                    repo: repo.clone(),
-                    sink: PackSink::new(repo.clone(), dry_run),
+                .enumerate()
+                .map(|(i, repo)| {
+                    let sink = PackSink::new(repo.clone(), dry_run);
+                    Target {
+                        repo: repo.clone(),
+                        sink: match repos.len() {
+                            1 => sink,
+                            _ => sink.report_as(i, progress.clone()),
+                        },
+                    }
                 })
                 .collect(),
         }
