@@ -11,6 +11,7 @@
 //! crash at any point leaves only complete files; a snapshot is never
 //! written before everything it references is indexed.
 
+mod fan_out;
 mod pack_sink;
 mod parent;
 mod pipeline;
@@ -18,7 +19,6 @@ mod stream;
 mod targets;
 mod tree_builder;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -26,11 +26,13 @@ use bunker_format::id::SnapshotId;
 use bunker_format::snapshot::{BackupMode, Snapshot, SnapshotSummary};
 use bunker_source::WalkOptions;
 
+pub use fan_out::{CopyOutcome, FanOutOutcome, StoredCopy};
 pub use pack_sink::{PackSink, SinkStats};
 pub use parent::{select_parent, ParentChoice};
+
+use fan_out::Copies;
 pub use stream::{CommandSource, StdinSource, StreamSource};
 
-use crate::copy::{copy, CopyOptions, CopyReport};
 use crate::failpoint;
 use crate::identity::{hostname, now_ns, username};
 use crate::lock::LockGuard;
@@ -124,49 +126,6 @@ pub fn stream_filename(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// What happened in one `--copy-to` repository.
-pub struct CopyOutcome {
-    /// Where it is (never with secrets).
-    pub location: String,
-    /// What was stored there, or why nothing was.
-    pub result: Result<StoredCopy>,
-}
-
-/// The snapshot as stored in a `--copy-to` repository.
-#[derive(Clone, Debug)]
-pub struct StoredCopy {
-    /// Its id there (none in a dry run).
-    pub id: Option<SnapshotId>,
-    /// Written with the backup, from the one read of the source (the
-    /// repository names blobs as the primary does); otherwise copied from
-    /// the primary afterwards.
-    pub with_backup: bool,
-    /// Blobs added to that repository.
-    pub blobs_added: u64,
-    /// Their plaintext bytes.
-    pub bytes_added: u64,
-    /// Bytes written to its storage.
-    pub bytes_stored: u64,
-    /// Earlier snapshots of the same source it had missed (a failed
-    /// run), copied from the primary now, oldest first.
-    pub caught_up: Vec<SnapshotId>,
-}
-
-/// What a backup into several repositories produced.
-pub struct FanOutOutcome {
-    /// The primary repository's snapshot, or why it was not saved.
-    pub primary: Result<BackupOutcome>,
-    /// Each `--copy-to` repository, in the order given.
-    pub copies: Vec<CopyOutcome>,
-}
-
-impl FanOutOutcome {
-    /// True when the primary or a copy could not take the snapshot.
-    pub fn failed(&self) -> bool {
-        self.primary.is_err() || self.copies.iter().any(|c| c.result.is_err())
-    }
-}
-
 /// Backs up `source` into `repo`: takes a session lock (so that a prune
 /// running meanwhile waits for this backup), loads the index a writer needs,
 /// stores what is new, and writes the snapshot last, after checking that
@@ -178,13 +137,6 @@ pub fn backup(
     progress: Arc<dyn Progress>,
 ) -> Result<BackupOutcome> {
     backup_to_many(repo, Vec::new(), source, options, progress)?.primary
-}
-
-/// A `--copy-to` repository that joined the backup's pipeline.
-struct Joined {
-    slot: usize,
-    repo: Arc<Repository<Indexed>>,
-    session: Option<LockGuard>,
 }
 
 /// Backs up `source` once into `repo` and every repository of `copies`
@@ -217,40 +169,8 @@ pub fn backup_to_many(
         false => Some(crate::lock::session(&repo, "backup")?),
     };
     let repo = Arc::new(repo.load_index_for_writing()?);
-    let mut outcomes: Vec<Option<CopyOutcome>> = Vec::new();
-    let mut joined = Vec::new();
-    let mut afterwards = Vec::new();
-    for (slot, copy) in copies.into_iter().enumerate() {
-        outcomes.push(None);
-        let location = copy.backend().location();
-        if copy.config().id == repo.config().id {
-            outcomes[slot] = Some(CopyOutcome {
-                location,
-                result: Err(EngineError::Invalid(
-                    "this is the repository backed up into".into(),
-                )),
-            });
-        } else if !copy.keys().same_blob_ids(repo.keys()) {
-            afterwards.push((slot, copy));
-        } else {
-            match join(copy, options.dry_run) {
-                Ok((repo, session)) => joined.push(Joined {
-                    slot,
-                    repo,
-                    session,
-                }),
-                Err(e) => {
-                    outcomes[slot] = Some(CopyOutcome {
-                        location,
-                        result: Err(e),
-                    })
-                }
-            }
-        }
-    }
-    let repos: Vec<Arc<Repository<Indexed>>> = std::iter::once(repo.clone())
-        .chain(joined.iter().map(|j| j.repo.clone()))
-        .collect();
+    let copies = Copies::prepare(copies, &repo, options.dry_run);
+    let repos = copies.repos(&repo);
 
     let started = now_ns();
     let shown: Vec<String> = match (&source, &paths) {
@@ -345,126 +265,10 @@ pub fn backup_to_many(
                 note: choice.note.clone(),
             })
         });
-    // The copies name the primary's snapshot as theirs, so `copy` knows
-    // it is there; and follow their own copy of the parent.
-    let identity = primary.as_ref().ok().and_then(|o| o.id);
-    let parent_identity = choice.parent.as_ref().map(|p| p.snapshot.identity(p.id));
-    let everything = match primary.is_ok() && !options.dry_run {
-        true => repo.snapshots().unwrap_or_default(),
-        false => Vec::new(),
-    };
-    // What the copies are filled from: the primary with the index files this
-    // backup wrote (loaded only when a copy needs it).
-    let filled_from = std::cell::OnceCell::new();
-    let source = || -> Result<&Repository<Indexed>> {
-        if filled_from.get().is_none() {
-            let _ = filled_from.set(repo.reopened().load_index()?);
-        }
-        Ok(filled_from.get().expect("just set"))
-    };
-    let missed_by = |dest: &[SnapshotEntry]| match &primary {
-        Ok(outcome) => missed(&everything, dest, outcome),
-        Err(_) => Vec::new(),
-    };
-    for (j, stats) in joined.iter().zip(stored) {
-        let held = j.repo.snapshots().unwrap_or_default();
-        let result = stats.and_then(|stats| {
-            let mut snapshot = snapshot.clone();
-            count_added(&mut snapshot.summary, &stats);
-            snapshot.original = identity;
-            snapshot.parent = parent_identity.and_then(|p| copy_of(&held, p));
-            let id = commit_snapshot(&j.repo, j.session.as_ref(), &snapshot, options.dry_run)?;
-            let mut stored = StoredCopy {
-                id,
-                with_backup: true,
-                blobs_added: stats.blobs,
-                bytes_added: stats.raw_bytes,
-                bytes_stored: stats.stored_bytes,
-                caught_up: Vec::new(),
-            };
-            let missed = missed_by(&held);
-            if !missed.is_empty() {
-                let report = copy(
-                    source()?,
-                    j.repo.reopened(),
-                    missed,
-                    &CopyOptions::default(),
-                    progress.clone(),
-                )?;
-                stored.absorb(&report);
-            }
-            Ok(stored)
-        });
-        outcomes[j.slot] = Some(CopyOutcome {
-            location: j.repo.backend().location(),
-            result,
-        });
-    }
-    drop(joined);
-    for (slot, dest) in afterwards {
-        let location = dest.backend().location();
-        let result = match &primary {
-            Ok(outcome) => source().and_then(|source| {
-                copy_from_primary(source, dest, outcome, &missed_by, options.dry_run, &progress)
-            }),
-            Err(_) => Err(EngineError::Invalid(
-                "it names blobs differently, so it is filled from the primary's snapshot, which could not be saved".into(),
-            )),
-        };
-        outcomes[slot] = Some(CopyOutcome { location, result });
-    }
-    let copies = outcomes
-        .into_iter()
-        .map(|o| o.expect("every copy has an outcome"))
-        .collect();
+    let copies = copies.store(
+        &repo, &primary, &snapshot, stored, &choice, &options, &progress,
+    );
     Ok(FanOutOutcome { primary, copies })
-}
-
-/// Takes a session lock on a copy and loads its index for writing.
-fn join(
-    copy: Repository<Open>,
-    dry_run: bool,
-) -> Result<(Arc<Repository<Indexed>>, Option<LockGuard>)> {
-    let session = match dry_run {
-        true => None,
-        false => Some(crate::lock::session(&copy, "backup")?),
-    };
-    Ok((Arc::new(copy.load_index_for_writing()?), session))
-}
-
-/// The id, among `held`, of the snapshot whose identity is `identity`.
-fn copy_of(held: &[SnapshotEntry], identity: SnapshotId) -> Option<SnapshotId> {
-    held.iter()
-        .find(|e| e.snapshot.identity(e.id) == identity)
-        .map(|e| e.id)
-}
-
-/// The snapshots of the same source as `new` that a copy holding `held`
-/// missed since its newest one of that source (runs that failed there),
-/// oldest first. A copy with none of this source starts from `new`: older
-/// snapshots are never copied again, so a copy may keep fewer than the
-/// primary.
-fn missed(
-    everything: &[SnapshotEntry],
-    held: &[SnapshotEntry],
-    new: &BackupOutcome,
-) -> Vec<SnapshotEntry> {
-    let s = &new.snapshot;
-    let same = |e: &&SnapshotEntry| parent::same_source(e, &s.hostname, &s.paths);
-    let Some(newest) = held.iter().filter(same).map(|e| e.snapshot.time_ns).max() else {
-        return Vec::new();
-    };
-    let known: HashSet<SnapshotId> = held.iter().map(|e| e.snapshot.identity(e.id)).collect();
-    everything
-        .iter()
-        .filter(same)
-        .filter(|e| {
-            e.snapshot.time_ns > newest
-                && Some(e.id) != new.id
-                && !known.contains(&e.snapshot.identity(e.id))
-        })
-        .cloned()
-        .collect()
 }
 
 /// Writes a snapshot only while the session lock stands (after everything
@@ -494,56 +298,6 @@ pub(crate) fn commit_snapshot(
     }
     repo.remember_snapshot(id, snapshot.time_ns);
     Ok(Some(id))
-}
-
-/// Fills a copy that names blobs differently from the primary: the new
-/// snapshot and what it missed, copied from the primary (the source is not
-/// read again).
-fn copy_from_primary(
-    primary: &Repository<Indexed>,
-    dest: Repository<Open>,
-    outcome: &BackupOutcome,
-    missed_by: &dyn Fn(&[SnapshotEntry]) -> Vec<SnapshotEntry>,
-    dry_run: bool,
-    progress: &Arc<dyn Progress>,
-) -> Result<StoredCopy> {
-    let mut selected = missed_by(&dest.snapshots()?);
-    selected.extend(outcome.id.map(|id| SnapshotEntry {
-        id,
-        snapshot: outcome.snapshot.clone(),
-    }));
-    let report = copy(
-        primary,
-        dest,
-        selected,
-        &CopyOptions { dry_run },
-        progress.clone(),
-    )?;
-    let mut stored = StoredCopy {
-        id: None,
-        with_backup: false,
-        blobs_added: 0,
-        bytes_added: 0,
-        bytes_stored: 0,
-        caught_up: Vec::new(),
-    };
-    stored.absorb(&report);
-    // The new snapshot, copied last, is this backup's; the rest caught up.
-    if outcome.id.is_some() {
-        stored.id = stored.caught_up.pop();
-    }
-    Ok(stored)
-}
-
-impl StoredCopy {
-    /// Adds what a copy from the primary did.
-    fn absorb(&mut self, report: &CopyReport) {
-        self.blobs_added += report.blobs;
-        self.bytes_added += report.bytes;
-        self.bytes_stored += report.stored_bytes;
-        self.caught_up
-            .extend(report.copied.iter().filter_map(|c| c.copy));
-    }
 }
 
 /// Records in a snapshot's summary what its repository's sink stored.
