@@ -30,6 +30,8 @@ use crate::{EngineError, Result};
 
 /// How often a holder proves it is alive.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
+/// The command of a lock whose holder finished but could not delete it.
+pub const RELEASED: &str = "released";
 /// A lock seen unchanged for this long (six missed refreshes) belongs to a dead holder.
 pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
 
@@ -155,7 +157,9 @@ impl LockStore {
                 }
                 let unchanged = Duration::from_secs(now.saturating_sub(seen.since));
                 let stale = lock.as_ref().is_some_and(|l| {
-                    (l.hostname == hostname() && !process_alive(l.pid)) || unchanged >= STALE_AFTER
+                    l.command == RELEASED
+                        || (l.hostname == hostname() && !process_alive(l.pid))
+                        || unchanged >= STALE_AFTER
                 });
                 Judged { id, lock, stale }
             })
@@ -174,6 +178,15 @@ impl LockStore {
         Ok(self.backend.remove(FileKind::Lock, &id.to_hex())?)
     }
 
+    /// Removes a stale lock; one the storage refuses to delete (no delete
+    /// rights) is left: stale, it stops no one.
+    fn remove_stale(&self, id: &LockId) -> Result<()> {
+        match self.remove(id) {
+            Err(EngineError::Backend(e)) if e.kind == ErrorKind::PermissionDenied => Ok(()),
+            other => other,
+        }
+    }
+
     /// Ids of the session locks whose holders may be alive (an unreadable
     /// lock counts as alive). With `remove_stale`, the locks of dead holders
     /// are removed, which tells such a holder, should it wake up, that it
@@ -185,7 +198,7 @@ impl LockStore {
                 Some(l) if l.kind == LockKind::Exclusive => {}
                 Some(_) if j.stale => {
                     if remove_stale {
-                        self.remove(&j.id)?;
+                        self.remove_stale(&j.id)?;
                     }
                 }
                 _ => live.push(j.id),
@@ -250,9 +263,15 @@ impl Drop for LockGuard {
             let _ = t.join();
         }
         // Storage that refuses deletes (append-only credentials) keeps the
-        // lock: harmless, as it goes stale; a maintenance run clears it.
+        // lock: it is rewritten as released (where overwrites are allowed,
+        // as on S3), so no one waits for it, not even a later run in this
+        // process; a maintenance run clears it.
         if let Err(EngineError::Backend(e)) = self.store.remove(&self.id) {
             if e.kind == ErrorKind::PermissionDenied {
+                if let Ok(Some(mut lock)) = self.store.read(&self.id) {
+                    lock.command = RELEASED.to_string();
+                    let _ = self.store.write(&self.id, &lock);
+                }
                 self.store.notices.add(
                     "the storage refused to delete this run's lock file (credentials without delete): it is left for a maintenance run with full credentials (`bunker prune`) to clear",
                 );
@@ -286,7 +305,7 @@ fn check_exclusive_free(store: &LockStore, ours: Option<LockId>) -> Result<()> {
         }
         match j.lock {
             Some(l) if l.kind == LockKind::Session => {}
-            Some(_) if j.stale => store.remove(&id)?,
+            Some(_) if j.stale => store.remove_stale(&id)?,
             Some(l) => return Err(EngineError::Locked(describe(&l))),
             None => {
                 return Err(EngineError::Locked(format!(

@@ -249,3 +249,52 @@ fn flipped_bits_on_read_are_detected_never_returned() {
         assert!(w.check(true).errors.is_empty());
     }
 }
+
+#[test]
+fn deletes_the_storage_refuses_are_not_yet_and_a_later_prune_finishes() {
+    for w in worlds("deletes_the_storage_refuses_are_not_yet") {
+        w.backup().unwrap();
+        // A second source state, so the first snapshot's data becomes garbage.
+        for i in 0..12 {
+            let path = w.source.join(format!("d{}/f{i}", i % 3));
+            let mut data = std::fs::read(&path).unwrap();
+            data.iter_mut().for_each(|b| *b = b.wrapping_add(1));
+            std::fs::write(path, data).unwrap();
+        }
+        w.backup().unwrap();
+        w.faulty.set(Fault::RefuseDeletes);
+        // forget withdraws by tombstone; the file it cannot delete stays.
+        let repo = w.open();
+        let first = repo.snapshots().unwrap()[0].id;
+        bunker_engine::forget::remove(&repo, &[first]).unwrap();
+        assert_eq!(w.snapshots(), 1);
+        // Two prunes (condemn, then delete) with deletes refused: each ends
+        // well, counting what it could not delete, and nothing is lost.
+        let options = bunker_engine::prune::PruneOptions::default();
+        let mut refused = 0;
+        for _ in 0..2 {
+            let report = bunker_engine::prune::prune(w.open(), &options).unwrap();
+            refused += report.deletes_refused;
+            assert_eq!(report.packs_deleted, 0, "{report:?}");
+        }
+        assert!(refused > 0);
+        assert!(w.check(true).errors.is_empty());
+        // With delete rights back, prune finishes the work.
+        w.faulty.set(Fault::None);
+        let mut deleted = 0;
+        for _ in 0..2 {
+            let report = bunker_engine::prune::prune(w.open(), &options).unwrap();
+            assert_eq!(report.deletes_refused, 0);
+            deleted += report.packs_deleted;
+        }
+        assert!(
+            deleted > 0,
+            "the first snapshot's packs are deleted at last"
+        );
+        assert!(w.check(true).errors.is_empty());
+        let target = w.root.join("out");
+        let errors = w.restore(&target);
+        assert!(errors.is_empty(), "{errors:?}");
+        w.assert_restored(&target, &errors);
+    }
+}

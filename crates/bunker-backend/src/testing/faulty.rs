@@ -19,6 +19,9 @@ pub enum Fault {
     DieMidWrite(usize),
     /// Every pack read returns its bytes with one bit flipped.
     FlipReads,
+    /// Every deletion is refused as by credentials without delete (S3
+    /// without `s3:DeleteObject`); writes, overwrites included, pass.
+    RefuseDeletes,
 }
 
 /// Wraps a backend; pack files pass through [`Fault`]s. Staged packs are
@@ -48,6 +51,19 @@ impl FaultyBackend {
 
     fn fault(&self) -> Fault {
         *self.fault.lock().expect("fault lock")
+    }
+}
+
+impl FaultyBackend {
+    fn refuse_delete(&self, path: &str) -> Result<(), BackendError> {
+        match self.fault() {
+            Fault::RefuseDeletes => Err(BackendError::new(
+                ErrorKind::PermissionDenied,
+                format!("delete {path}"),
+                "AccessDenied (injected: credentials without delete)",
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -112,12 +128,17 @@ impl Backend for FaultyBackend {
         self.inner.size(kind, name)
     }
     fn remove(&self, kind: FileKind, name: &str) -> Result<(), BackendError> {
+        self.refuse_delete(&kind.path(name))?;
         self.inner.remove(kind, name)
+    }
+    fn remove_many(&self, kind: FileKind, names: &[String]) -> Result<(), BackendError> {
+        names.iter().try_for_each(|n| self.remove(kind, n))
     }
     fn list_staged(&self) -> Result<Vec<crate::StagedInfo>, BackendError> {
         self.inner.list_staged()
     }
     fn remove_staged(&self, name: &str) -> Result<(), BackendError> {
+        self.refuse_delete(name)?;
         self.inner.remove_staged(name)
     }
 }

@@ -4,7 +4,7 @@
 
 use bunker_backend::FileKind;
 
-use super::PruneReport;
+use super::{removed, PruneReport};
 use crate::lock::LockStore;
 use crate::repository::{Open, Repository};
 use crate::Result;
@@ -30,7 +30,13 @@ pub(super) fn remove_abandoned_staged(
             continue;
         }
         if !report.dry_run {
-            repo.backend().remove_staged(&file.name)?;
+            match repo.backend().remove_staged(&file.name) {
+                Err(e) if e.kind == bunker_backend::ErrorKind::PermissionDenied => {
+                    report.deletes_refused += 1;
+                    continue;
+                }
+                other => other?,
+            }
         }
         report.staged_removed += 1;
         report.staged_bytes += file.size;
@@ -47,8 +53,8 @@ pub(super) fn remove_unreadable_records(
     report: &mut PruneReport,
 ) -> Result<()> {
     for (id, e) in repo.condemnation_list()?.unreadable {
-        if !report.dry_run {
-            repo.backend().remove(FileKind::Condemned, &id.to_hex())?;
+        if !report.dry_run && !removed(repo, FileKind::Condemned, &id.to_hex(), report)? {
+            continue;
         }
         report
             .warnings
@@ -63,8 +69,8 @@ pub(super) fn remove_unreadable_records(
 pub(super) fn settle_withdrawn(repo: &Repository<Open>, report: &mut PruneReport) -> Result<()> {
     let list = repo.snapshot_list()?;
     for id in &list.replayed {
-        if !report.dry_run {
-            repo.backend().remove(FileKind::Snapshot, &id.to_hex())?;
+        if !report.dry_run && !removed(repo, FileKind::Snapshot, &id.to_hex(), report)? {
+            continue;
         }
         report.withdrawn_removed += 1;
     }

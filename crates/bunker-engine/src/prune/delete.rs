@@ -8,7 +8,7 @@ use bunker_format::id::{BlobId, IndexId, PackId, RecordId};
 use bunker_format::index::{IndexFile, IndexedPack};
 
 use super::headers::PackHeaders;
-use super::{read_index_files, reference_blobs, PruneReport, INDEX_PACKS};
+use super::{read_index_files, reference_blobs, removed, PruneReport, INDEX_PACKS};
 use crate::repository::{Indexed, Repository};
 use crate::Result;
 
@@ -154,20 +154,33 @@ pub(super) fn delete_condemned(
     }
     // Index files first: a crash midway then leaves unindexed packs (which
     // the record still condemns), never an index naming a deleted pack.
+    // Storage that refuses a delete (retention, or credentials without
+    // delete) means "not yet": what stays is kept for a later prune, with
+    // the record that condemns it.
+    let refused_before = report.deletes_refused;
     for (index, _) in &replaced {
-        repo.backend().remove(FileKind::Index, &index.to_hex())?;
-        report.indexes_deleted += 1;
+        if removed(repo, FileKind::Index, &index.to_hex(), report)? {
+            report.indexes_deleted += 1;
+        }
+    }
+    if report.deletes_refused > refused_before {
+        return Ok(());
     }
     for pack in &deleting {
         if let Some(size) = stored.get(pack) {
-            repo.backend().remove(FileKind::Pack, &pack.to_hex())?;
+            if !removed(repo, FileKind::Pack, &pack.to_hex(), report)? {
+                continue;
+            }
             if repo.config().parity {
-                repo.backend().remove(FileKind::Parity, &pack.to_hex())?;
+                removed(repo, FileKind::Parity, &pack.to_hex(), report)?;
             }
             report.packs_deleted += 1;
             report.bytes_deleted += size;
         }
     }
-    repo.backend().remove(FileKind::Condemned, &id.to_hex())?;
+    // The record stays while something it condemns does.
+    if report.deletes_refused == refused_before {
+        removed(repo, FileKind::Condemned, &id.to_hex(), report)?;
+    }
     Ok(())
 }

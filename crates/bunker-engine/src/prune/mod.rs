@@ -23,6 +23,7 @@ mod repack;
 
 use std::collections::HashSet;
 
+use bunker_backend::FileKind;
 use bunker_format::condemnation::Condemnation;
 use bunker_format::crypto::fill_random;
 use bunker_format::id::{BlobId, IndexId, LockId, PackId, RecordId};
@@ -97,6 +98,8 @@ pub struct PruneReport {
     pub tombstones_merged: u64,
     /// Files whose Object Lock retention was extended.
     pub retention_renewed: u64,
+    /// Deletions the storage refused, left for a later prune.
+    pub deletes_refused: u64,
     /// Problems that did not stop the prune.
     pub warnings: Vec<String>,
     /// True for a dry run.
@@ -113,7 +116,32 @@ pub fn prune(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRepo
     if let Some(repo) = renew {
         report.retention_renewed = crate::object_lock::renew(&repo)?;
     }
+    if report.deletes_refused > 0 {
+        report.warnings.push(format!(
+            "the storage refused to delete {} file(s) (retention, or credentials without delete): they are kept, and a later prune tries again",
+            report.deletes_refused
+        ));
+    }
     Ok(report)
+}
+
+/// Deletes a file; false when the storage refused (retention, or
+/// credentials without delete): for prune that means "not yet", counted in
+/// the report, never an error that leaves the repository half-done.
+pub(super) fn removed<S>(
+    repo: &Repository<S>,
+    kind: FileKind,
+    name: &str,
+    report: &mut PruneReport,
+) -> Result<bool> {
+    match repo.backend().remove(kind, name) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind == bunker_backend::ErrorKind::PermissionDenied => {
+            report.deletes_refused += 1;
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn prune_once(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneReport> {
