@@ -197,9 +197,11 @@ fn start(
 ) -> (Arc<Stage>, Sealers) {
     let repo = &repos[0];
     let targets = Arc::new(Targets::new(repos, dry_run, &progress));
-    // One set of sealers per repository: a sealer that filled a pack waits
-    // for its storage (an fsync, an upload) while the others go on sealing.
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()) * repos.len();
+    // A sealer per core, and two more per extra repository: a sealer that
+    // filled a pack waits for its storage (an fsync, an upload) while the
+    // others go on sealing.
+    let threads =
+        std::thread::available_parallelism().map_or(2, |n| n.get()) + 2 * (repos.len() - 1);
     let (seal_tx, seal_rx) = bounded::<(BlobType, BlobId, Vec<u8>, Mask)>(2 * threads);
     let handles = (0..threads)
         .map(|i| {
