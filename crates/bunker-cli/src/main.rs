@@ -14,18 +14,23 @@ use std::sync::{Mutex, OnceLock};
 
 use bunker_engine::Cancel;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use crate::context::GlobalArgs;
 
 /// Versioned, deduplicated, compressed and encrypted backups.
 #[derive(Parser)]
-#[command(name = "bunker", version, about, max_term_width = 100)]
+#[command(name = "bunker", version, long_version = commands::version::long_version(), about, max_term_width = 100)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
     #[command(subcommand)]
     command: commands::Command,
+}
+
+/// The command line's definition, for completions and man pages.
+pub fn cli_command() -> clap::Command {
+    Cli::command()
 }
 
 /// The cancellation every operation of this process gets (see [`interrupt`]).

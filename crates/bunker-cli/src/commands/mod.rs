@@ -2,6 +2,7 @@
 
 pub(crate) mod backup;
 mod check;
+mod completions;
 mod config;
 mod copy;
 mod daemon;
@@ -13,6 +14,7 @@ mod forget;
 mod init;
 mod key;
 mod ls;
+mod man;
 mod mirror;
 mod prune;
 mod repair;
@@ -21,6 +23,7 @@ mod restore;
 mod run;
 mod snapshots;
 mod stats;
+pub(crate) mod version;
 
 use anyhow::Result;
 use bunker_engine::find::SnapshotFilter;
@@ -72,6 +75,12 @@ pub enum Command {
     Key(key::Args),
     /// Show sizes, deduplication and compression ratios
     Stats(stats::Args),
+    /// Show the version, commit, build date, repository formats and storage backends
+    Version(version::Args),
+    /// Print shell completions (bash, zsh, fish)
+    Completions(completions::Args),
+    /// Write a man page for bunker and each of its commands into a folder
+    Man(man::Args),
 }
 
 /// Runs a command; returns the exit code.
@@ -98,6 +107,9 @@ pub fn run(command: Command, global: &GlobalArgs) -> Result<i32> {
         Command::Daemon(a) => daemon::run(a, global),
         Command::Key(a) => key::run(a, global),
         Command::Stats(a) => stats::run(a, global),
+        Command::Version(a) => version::run(a, global),
+        Command::Completions(a) => completions::run(a, global),
+        Command::Man(a) => man::run(a, global),
     }
 }
 
