@@ -53,7 +53,7 @@ pub(super) fn file_metadata(file: &File, node: &Node) -> std::io::Result<()> {
         file.set_xattr(OsStr::from_bytes(&x.name), &x.value)?;
     }
     let mtime = libc::timespec {
-        tv_sec: node.mtime_sec as libc::time_t,
+        tv_sec: node.mtime_sec as _,
         tv_nsec: node.mtime_nsec as libc::c_long,
     };
     // SAFETY: as above; the array holds two timespecs.

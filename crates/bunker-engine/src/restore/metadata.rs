@@ -100,7 +100,7 @@ pub(crate) fn apply(path: &Path, node: &Node) -> std::io::Result<()> {
             return Err(std::io::Error::last_os_error());
         }
         let mtime = libc::timespec {
-            tv_sec: node.mtime_sec as libc::time_t,
+            tv_sec: node.mtime_sec as _,
             tv_nsec: node.mtime_nsec as libc::c_long,
         };
         let times = [mtime, mtime];
