@@ -68,19 +68,23 @@ fn copies(env: &TestEnv) -> (Copy, Copy) {
     (b, c)
 }
 
-/// `backup --json --copy-to b --copy-to c SRC`, each with its password file.
-fn fan_out(env: &TestEnv, b: &Copy, c: &Copy, src: &str, code: i32) -> Value {
-    let out = run(env
-        .cmd()
-        .args(["backup", "--json", "--copy-to"])
+/// `backup --copy-to b --copy-to c`, each with its password file.
+fn fan_out_cmd(env: &TestEnv, b: &Copy, c: &Copy) -> assert_cmd::Command {
+    let mut cmd = env.cmd();
+    cmd.args(["backup", "--copy-to"])
         .arg(&b.path)
         .arg("--copy-to")
         .arg(&c.path)
         .arg("--to-password-file")
         .arg(&b.password)
         .arg("--to-password-file")
-        .arg(&c.password)
-        .arg(src));
+        .arg(&c.password);
+    cmd
+}
+
+/// [`fan_out_cmd`] with `--json` on SRC: its summary.
+fn fan_out(env: &TestEnv, b: &Copy, c: &Copy, src: &str, code: i32) -> Value {
+    let out = run(fan_out_cmd(env, b, c).arg("--json").arg(src));
     expect_code(&out, code, "backup --copy-to");
     assert_no_panic(&out);
     let summary = backup_summary(&out);
@@ -148,17 +152,7 @@ fn a_failing_copy_stops_nothing_and_the_next_run_brings_it_up_to_date() {
     std::fs::rename(&data, env.path("b-data")).unwrap();
     std::fs::write(&data, b"not a folder").unwrap();
     write_random(&env.path("src/f1"), 600_000, &mut rng);
-    let out = run(env
-        .cmd()
-        .args(["backup", "--copy-to"])
-        .arg(&b.path)
-        .arg("--copy-to")
-        .arg(&c.path)
-        .arg("--to-password-file")
-        .arg(&b.password)
-        .arg("--to-password-file")
-        .arg(&c.password)
-        .arg(&src_arg));
+    let out = run(fan_out_cmd(&env, &b, &c).arg(&src_arg));
     expect_code(&out, 1, "backup with a failing copy");
     assert_no_panic(&out);
     let err = stderr(&out);

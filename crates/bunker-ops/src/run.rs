@@ -6,6 +6,7 @@
 //! each of those in the plan's repository. One failed source or target
 //! fails the run and is named; the others still complete.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -213,11 +214,12 @@ type BackupResult = Result<(Option<SnapshotId>, Snapshot), String>;
 /// snapshots the backups wrote to each.
 struct Copies {
     opened: Vec<(String, Repository<Open>)>,
-    /// Each copy, a snapshot written to it, and the bytes that stored.
-    written: Vec<(String, SnapshotId, u64)>,
+    /// What the backups stored in each copy, by its name.
+    written: HashMap<String, Written>,
 }
 
 /// What the backups of a run stored in one copy.
+#[derive(Default)]
 struct Written {
     snapshots: Vec<SnapshotId>,
     bytes_stored: u64,
@@ -240,7 +242,7 @@ impl Copies {
         };
         Copies {
             opened,
-            written: Vec::new(),
+            written: HashMap::new(),
         }
     }
 
@@ -253,12 +255,11 @@ impl Copies {
     fn absorb(&mut self, outcome: FanOutOutcome) -> BackupResult {
         for ((name, _), c) in self.opened.iter().zip(&outcome.copies) {
             if let Ok(stored) = &c.result {
-                for id in stored.id.iter().chain(&stored.caught_up) {
-                    self.written.push((name.clone(), *id, 0));
-                }
-                if let Some(last) = self.written.last_mut() {
-                    last.2 = stored.bytes_stored;
-                }
+                let written = self.written.entry(name.clone()).or_default();
+                written
+                    .snapshots
+                    .extend(stored.id.iter().chain(&stored.caught_up));
+                written.bytes_stored += stored.bytes_stored;
             }
         }
         outcome
@@ -267,12 +268,9 @@ impl Copies {
             .map_err(|e| e.to_string())
     }
 
-    fn written_to(&self, target: &str) -> Written {
-        let mine = || self.written.iter().filter(|(t, ..)| t == target);
-        Written {
-            snapshots: mine().map(|(_, id, _)| *id).collect(),
-            bytes_stored: mine().map(|(.., bytes)| bytes).sum(),
-        }
+    /// What the backups stored in `target`.
+    fn written_to(&mut self, target: &str) -> Written {
+        self.written.remove(target).unwrap_or_default()
     }
 }
 

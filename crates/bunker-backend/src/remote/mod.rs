@@ -227,15 +227,47 @@ impl RemoteBackend {
     }
 
     fn lock_error(&self, op: &str, path: &str, message: String) -> BackendError {
-        let mut message = message;
-        for s in &self.secrets {
-            message = message.replace(s.as_str(), "***");
-        }
+        let message = crate::error::redact(&message, &self.secrets);
         let kind = match message.contains("AccessDenied") {
             true => ErrorKind::PermissionDenied,
             false => ErrorKind::Permanent,
         };
         BackendError::new(kind, format!("{op} {path} on {}", self.location), message)
+    }
+
+    /// Reads `path` whole, or `length` bytes at `offset` (then exactly
+    /// that many, or a truncation error), of its current version or of
+    /// `version`; paced by `--limit-download`.
+    fn read_object(
+        &self,
+        path: &str,
+        range: Option<(u64, u64)>,
+        version: Option<String>,
+    ) -> Result<Vec<u8>, BackendError> {
+        let opts = ReadOptions {
+            range: range.map_or((..).into(), |(o, l)| (o..o + l).into()),
+            version,
+            ..ReadOptions::default()
+        };
+        let buf = self.call("read", path, |op, p| async move {
+            op.read_options(&p, opts).await
+        })?;
+        if let Some(p) = &self.download_pacer {
+            p.pace(buf.len());
+        }
+        if let Some((offset, length)) = range {
+            if buf.len() as u64 != length {
+                return Err(BackendError::new(
+                    ErrorKind::Permanent,
+                    format!("read {path} on {}", self.location),
+                    format!(
+                        "file is truncated: wanted {length} bytes at offset {offset}, got {}",
+                        buf.len()
+                    ),
+                ));
+            }
+        }
+        Ok(buf.to_vec())
     }
 
     /// A fresh name under `tmp/` for a file written in place.
@@ -442,12 +474,7 @@ impl Backend for RemoteBackend {
     }
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
-        let path = kind.path(name);
-        let buf = self.call("read", &path, |op, p| async move { op.read(&p).await })?;
-        if let Some(p) = &self.download_pacer {
-            p.pace(buf.len());
-        }
-        Ok(buf.to_vec())
+        self.read_object(&kind.path(name), None, None)
     }
 
     fn read_range(
@@ -457,31 +484,10 @@ impl Backend for RemoteBackend {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>, BackendError> {
-        let path = kind.path(name);
         if length == 0 {
             return Ok(Vec::new());
         }
-        let opts = ReadOptions {
-            range: (offset..offset + length).into(),
-            ..ReadOptions::default()
-        };
-        let buf = self.call("read", &path, |op, p| async move {
-            op.read_options(&p, opts).await
-        })?;
-        if let Some(p) = &self.download_pacer {
-            p.pace(buf.len());
-        }
-        if buf.len() as u64 != length {
-            return Err(BackendError::new(
-                ErrorKind::Permanent,
-                format!("read {path} on {}", self.location),
-                format!(
-                    "file is truncated: wanted {length} bytes at offset {offset}, got {}",
-                    buf.len()
-                ),
-            ));
-        }
-        Ok(buf.to_vec())
+        self.read_object(&kind.path(name), Some((offset, length)), None)
     }
 
     fn write(&self, kind: FileKind, name: &str, data: &[u8]) -> Result<(), BackendError> {

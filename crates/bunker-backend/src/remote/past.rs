@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opendal::options::{ListOptions, ReadOptions};
+use opendal::options::ListOptions;
 
 use super::RemoteBackend;
 use crate::{Backend, BackendError, Capabilities, ErrorKind, FileInfo, FileKind};
@@ -125,23 +125,6 @@ impl PastBackend {
             )),
         }
     }
-
-    fn read_version(
-        &self,
-        path: &str,
-        version: &Version,
-        range: Option<(u64, u64)>,
-    ) -> Result<Vec<u8>, BackendError> {
-        let opts = ReadOptions {
-            version: Some(version.id.clone()),
-            range: range.map_or((..).into(), |(o, l)| (o..o + l).into()),
-            ..ReadOptions::default()
-        };
-        let buf = self.inner.call("read", path, |op, p| async move {
-            op.read_options(&p, opts).await
-        })?;
-        Ok(buf.to_vec())
-    }
 }
 
 /// A listing's time, in Unix nanoseconds.
@@ -170,7 +153,7 @@ impl Backend for PastBackend {
 
     fn read(&self, kind: FileKind, name: &str) -> Result<Vec<u8>, BackendError> {
         let (path, v) = self.version(kind, name)?;
-        self.read_version(&path, &v, None)
+        self.inner.read_object(&path, None, Some(v.id))
     }
 
     fn read_range(
@@ -184,18 +167,8 @@ impl Backend for PastBackend {
         if length == 0 {
             return Ok(Vec::new());
         }
-        let bytes = self.read_version(&path, &v, Some((offset, length)))?;
-        if bytes.len() as u64 != length {
-            return Err(BackendError::new(
-                ErrorKind::Permanent,
-                format!("read {path}"),
-                format!(
-                    "file is truncated: wanted {length} bytes at offset {offset}, got {}",
-                    bytes.len()
-                ),
-            ));
-        }
-        Ok(bytes)
+        self.inner
+            .read_object(&path, Some((offset, length)), Some(v.id))
     }
 
     fn write(&self, kind: FileKind, name: &str, _data: &[u8]) -> Result<(), BackendError> {

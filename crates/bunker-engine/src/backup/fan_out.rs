@@ -145,6 +145,10 @@ impl Copies {
         options: &BackupOptions,
         progress: &Arc<dyn Progress>,
     ) -> Vec<CopyOutcome> {
+        // A backup without copies lists nothing more.
+        if self.joined.is_empty() && self.afterwards.is_empty() {
+            return self.outcomes.into_iter().flatten().collect();
+        }
         // The copies name the primary's snapshot as theirs, so `copy` knows
         // it is there; and follow their own copy of the parent.
         let identity = primary.as_ref().ok().and_then(|o| o.id);

@@ -4,7 +4,7 @@
 
 use bunker_backend::FileKind;
 
-use super::{removed, PruneReport};
+use super::{not_yet_if_refused, removed, PruneReport};
 use crate::lock::LockStore;
 use crate::repository::{Open, Repository};
 use crate::Result;
@@ -29,14 +29,9 @@ pub(super) fn remove_abandoned_staged(
         if !crate::staging::is_abandoned(&file, &locks) {
             continue;
         }
-        if !report.dry_run {
-            match repo.backend().remove_staged(&file.name) {
-                Err(e) if e.kind == bunker_backend::ErrorKind::PermissionDenied => {
-                    report.deletes_refused += 1;
-                    continue;
-                }
-                other => other?,
-            }
+        if !report.dry_run && !not_yet_if_refused(repo.backend().remove_staged(&file.name), report)?
+        {
+            continue;
         }
         report.staged_removed += 1;
         report.staged_bytes += file.size;

@@ -134,7 +134,16 @@ pub(super) fn removed<S>(
     name: &str,
     report: &mut PruneReport,
 ) -> Result<bool> {
-    match repo.backend().remove(kind, name) {
+    not_yet_if_refused(repo.backend().remove(kind, name), report)
+}
+
+/// The outcome of a deletion: done (true), refused and counted (false), or
+/// an error.
+pub(super) fn not_yet_if_refused(
+    deleted: std::result::Result<(), bunker_backend::BackendError>,
+    report: &mut PruneReport,
+) -> Result<bool> {
+    match deleted {
         Ok(()) => Ok(true),
         Err(e) if e.kind == bunker_backend::ErrorKind::PermissionDenied => {
             report.deletes_refused += 1;
