@@ -169,4 +169,38 @@ mod tests {
         keyless.content_keys = None;
         assert!(RepoConfig::decode(&keyless.encode()).is_err());
     }
+
+    /// Field 8 as docs/FORMAT.md §4.2 has it: key 8, a map {0: days, 1:
+    /// compliance}, with 1 absent in governance mode; absent without a policy.
+    #[test]
+    fn object_lock_encoding_pinned() {
+        let mut c = RepoConfig::new([1u8; 32], 1_700_000_000);
+        let without = c.encode().len();
+        c.object_lock = Some(ObjectLockPolicy {
+            days: 30,
+            compliance: true,
+        });
+        let bytes = c.encode();
+        // Exactly the seven bytes below are added (the map's header stays one byte).
+        assert_eq!(bytes.len(), without + 7);
+        assert!(bytes
+            .windows(7)
+            .any(|w| w == [0x08, 0xa2, 0x00, 0x18, 0x1e, 0x01, 0xf5]));
+        assert_eq!(RepoConfig::decode(&bytes).unwrap(), c);
+        c.object_lock = Some(ObjectLockPolicy {
+            days: 30,
+            compliance: false,
+        });
+        assert!(c
+            .encode()
+            .windows(5)
+            .any(|w| w == [0x08, 0xa1, 0x00, 0x18, 0x1e]));
+        for days in [0, MAX_RETENTION_DAYS + 1] {
+            c.object_lock = Some(ObjectLockPolicy {
+                days,
+                compliance: false,
+            });
+            assert!(RepoConfig::decode(&c.encode()).is_err(), "{days} days");
+        }
+    }
 }
