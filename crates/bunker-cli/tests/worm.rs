@@ -223,3 +223,22 @@ fn object_lock_retains_every_file_and_prune_renews_it() {
     assert!(renewed >= first + 2, "{first} -> {renewed}");
     env.check_read_data();
 }
+
+#[test]
+fn the_past_and_a_lock_mode_need_what_they_apply_to() {
+    // No servers needed: refused before any storage is reached.
+    let env = TestEnv::new();
+    let out = run(bunker(&env).args(["--as-of", "2026-01-01", "snapshots"]));
+    expect_code(&out, 2, "--as-of without -r");
+    assert!(stderr(&out).contains("-r s3://"), "{}", stderr(&out));
+    let out = run(env
+        .cmd()
+        .args(["-o", "s3.object-lock-mode=compliance", "init"]));
+    expect_code(&out, 2, "a lock mode without --object-lock");
+    assert!(
+        stderr(&out).contains("--object-lock DAYS"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!env.repo.join("config").exists(), "nothing was created");
+}
