@@ -31,7 +31,7 @@ fn fixtures() -> PathBuf {
 fn copy_repo(name: &str) -> tempfile::TempDir {
     let tmp = tempfile::tempdir().unwrap();
     cp_a(&fixtures().join(name), &tmp.path().join("repo"));
-    let version = ["v3", "v2"]
+    let version = ["v4", "v3", "v2"]
         .into_iter()
         .find(|v| name.starts_with(&format!("golden-{v}")))
         .unwrap_or("v1");
@@ -267,12 +267,12 @@ fn a_newer_format_version_is_refused_by_name() {
     let tmp = copy_repo("golden-v1");
     let config = tmp.path().join("repo/config");
     let mut bytes = std::fs::read(&config).unwrap();
-    bytes[5] = 4;
+    bytes[5] = 5;
     std::fs::write(&config, bytes).unwrap();
     let out = bunker(&tmp.path().join("repo"), &["snapshots"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("unsupported config version 4 (this build reads versions up to 3)"),
+        stderr(&out).contains("unsupported config version 5 (this build reads versions up to 4)"),
         "{}",
         stderr(&out)
     );
@@ -433,6 +433,59 @@ fn golden_v3_repositories_share_content_keys_and_a_copy() {
     assert_eq!(report["blobs_added"], 0, "{report}");
     let out = bunker(&copy, &["check", "--read-data"]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Version 4 (`fixtures/make-golden-v4.sh`): a snapshot of whole listings
+/// made in version 3, `bunker upgrade`, and a snapshot whose `many/` (300
+/// entries) is stored in pieces under a piece list.
+#[test]
+fn golden_v4_repository_reads_whole_listings_and_pieces_exactly() {
+    let tmp = copy_repo("golden-v4");
+    let repo = tmp.path().join("repo");
+    assert_eq!(snapshots(&repo).len(), 2);
+    for (tag, changed) in [("v3", "entry 077\n"), ("v4", "changed 077\n")] {
+        let target = tmp.path().join(tag);
+        let out = restore_tagged(&repo, tag, &target, &["--verify"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_golden_source(&target);
+        let many: Vec<_> = std::fs::read_dir(target.join("many"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(many.len(), 300, "{tag}");
+        for i in [0, 76, 78, 150, 299] {
+            let name = format!("many/{i:03}");
+            assert_eq!(
+                std::fs::read_to_string(target.join(&name)).unwrap(),
+                format!("entry {i:03}\n"),
+                "{tag}: {name}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(target.join("many/077")).unwrap(),
+            changed
+        );
+    }
+    // Every tree blob is reached: 8 directories of the version-3 snapshot,
+    // the 4 above `many/` that changed, and `many/`'s pieces and list.
+    let out = bunker(&repo, &["check", "--read-data", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["trees"], 35, "{report}");
+    // One name, found through the piece list.
+    let snap = tagged(&repo, "v4");
+    let path = format!("{}/many/150", snap["paths"][0].as_str().unwrap());
+    let out = bunker(&repo, &["dump", snap["id"].as_str().unwrap(), &path]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"entry 150\n");
+    // Already the newest version.
+    let out = bunker(&repo, &["upgrade", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (report["from"].as_u64(), report["upgraded"].as_bool()),
+        (Some(4), Some(false))
+    );
 }
 
 /// Version 2 (`fixtures/make-golden-v2.sh`): bound objects, padded packs,

@@ -67,7 +67,7 @@ fn version_says_commit_date_formats_and_backends() {
     for needle in [
         "commit ",
         "built 20",
-        "reads versions 1 to 3, writes 3",
+        "reads versions 1 to 4, writes 4",
         "s3, azblob, gcs, sftp",
     ] {
         assert!(text.contains(needle), "{needle:?} missing from {text}");
@@ -76,10 +76,10 @@ fn version_says_commit_date_formats_and_backends() {
     expect_code(&out, 0, "version --json");
     let v = parse_json(&out.stdout);
     assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(v["repository_format"]["writes"], 3);
+    assert_eq!(v["repository_format"]["writes"], 4);
     assert_eq!(
         v["repository_format"]["reads"],
-        serde_json::json!([1, 2, 3])
+        serde_json::json!([1, 2, 3, 4])
     );
     assert_eq!(v["backends"].as_array().unwrap().len(), 5);
     let commit = v["commit"].as_str().unwrap();

@@ -93,7 +93,7 @@ fn the_debian_package_installs_works_and_purges_cleanly() {
     ok(&sh("dpkg", &["-i", &deb]), "dpkg -i");
     ok(&sh("id", &["bunker"]), "the bunker system user");
     let version = ok(&sh("/usr/bin/bunker", &["--version"]), "bunker --version");
-    assert!(version.contains("writes 3"), "{version}");
+    assert!(version.contains("writes 4"), "{version}");
 
     // A backup and a verified restore through the installed binary.
     let mut rng = Rng::new(97);

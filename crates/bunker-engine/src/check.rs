@@ -541,23 +541,36 @@ impl SnapshotWalker<'_> {
         if self.clean.contains(tree) {
             return Opened::Done(false);
         }
-        let loaded = match self.damage.blobs.get(tree) {
-            Some(&object) => Err(object),
-            None => match self.repo.load_tree(tree) {
-                Ok(t) => Ok(t),
-                Err(EngineError::BlobMissing { .. }) => {
-                    Err(self.unindexed_blob(BlobType::Tree, tree))
+        // The directory's root and (format 4) its pieces: the first one
+        // already known damaged, or missing, or unreadable is the damage.
+        let mut read = Vec::new();
+        let mut known: Option<usize> = None;
+        let loaded = self.repo.load_tree_reading(tree, &mut |piece| {
+            read.push(*piece);
+            match self.damage.blobs.get(piece) {
+                Some(&object) => {
+                    known = Some(object);
+                    Err(EngineError::Invalid("damaged".into()))
                 }
-                Err(e) => Err(self.damage.object(
-                    format!("tree {tree}"),
-                    format!("unreadable: {e}"),
-                    LOST_DATA,
-                )),
-            },
+                None => self.repo.read_blob(BlobType::Tree, piece),
+            }
+        });
+        let loaded = match (loaded, known) {
+            (Ok(t), _) => Ok(t),
+            (Err(_), Some(object)) => Err(object),
+            (Err(EngineError::BlobMissing { .. }), None) => {
+                let missing = *read.last().expect("a missing piece was read");
+                Err(self.unindexed_blob(BlobType::Tree, &missing))
+            }
+            (Err(e), None) => Err(self.damage.object(
+                format!("tree {tree}"),
+                format!("unreadable: {e}"),
+                LOST_DATA,
+            )),
         };
         match loaded {
             Ok(t) => {
-                self.decoded.insert(*tree);
+                self.decoded.extend(read);
                 Opened::Walk(WalkFrame {
                     tree: Some(*tree),
                     path: path.to_string(),
@@ -599,11 +612,15 @@ impl SnapshotWalker<'_> {
         Ok(!hit.is_empty())
     }
 
-    /// A tree read straight from a pack that no index names.
+    /// A directory whose root or pieces are read straight from packs that
+    /// no index names, where the index does not have them.
     fn read_unindexed_tree(&self, id: &BlobId) -> Option<Tree> {
-        let (pack, length, entry) = self.unindexed.get(id)?;
-        let plain = self.repo.read_blob_in(pack, *length, entry).ok()?;
-        Tree::decode(&plain).ok()
+        self.repo
+            .load_tree_reading(id, &mut |piece| match self.unindexed.get(piece) {
+                Some((pack, length, entry)) => self.repo.read_blob_in(pack, *length, entry),
+                None => self.repo.read_blob(BlobType::Tree, piece),
+            })
+            .ok()
     }
 }
 

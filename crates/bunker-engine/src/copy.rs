@@ -20,8 +20,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bunker_format::blob::{encode_blob, BlobType};
+use bunker_format::directory::{DirectoryWriter, PieceCutter};
 use bunker_format::id::{BlobId, SnapshotId};
-use bunker_format::tree::{NodeKind, Tree};
+use bunker_format::tree::{Node, NodeKind, Tree};
 
 use crate::backup::{commit_snapshot, PackSink};
 use crate::repository::{Indexed, Open, Repository, SnapshotEntry};
@@ -105,6 +106,7 @@ pub fn copy(
         dest: &dest,
         sink: PackSink::new(dest.clone(), options.dry_run),
         same_ids: report.same_blob_ids,
+        cutter: dest.piece_cutter(),
         data: HashMap::new(),
         trees: HashMap::new(),
         progress: progress.as_ref(),
@@ -151,6 +153,8 @@ struct BlobCopier<'a> {
     dest: &'a Arc<Repository<Indexed>>,
     sink: PackSink,
     same_ids: bool,
+    /// How the destination cuts directories (its format version's way).
+    cutter: Option<PieceCutter>,
     /// Source data blob id → destination id (only when ids differ).
     data: HashMap<BlobId, BlobId>,
     /// Source tree id → destination id.
@@ -201,6 +205,19 @@ impl BlobCopier<'_> {
         Ok(mapped)
     }
 
+    /// Stores a directory in the destination as its format version cuts
+    /// directories; returns its root tree blob.
+    fn store_directory(&self, nodes: &[Node]) -> Result<BlobId> {
+        let store = &mut |bytes: Vec<u8>| -> Result<BlobId> {
+            let id = self.dest.keys().blob_id(&bytes);
+            if self.sink.claim(&id)? {
+                self.add(BlobType::Tree, id, &bytes)?;
+            }
+            Ok(id)
+        };
+        DirectoryWriter::write_all(self.cutter.as_ref(), nodes, store)
+    }
+
     /// The destination id of a source tree, known or present already
     /// without rewriting it.
     fn known_tree(&self, id: &BlobId) -> Result<Option<BlobId>> {
@@ -232,11 +249,7 @@ impl BlobCopier<'_> {
             let Some(node) = frame.tree.nodes.get_mut(frame.next) else {
                 // Every node mapped: store the rewritten tree.
                 let done = stack.pop().expect("frame");
-                let bytes = done.tree.encode();
-                let id = self.dest.keys().blob_id(&bytes);
-                if self.sink.claim(&id)? {
-                    self.add(BlobType::Tree, id, &bytes)?;
-                }
+                let id = self.store_directory(&done.tree.nodes)?;
                 self.trees.insert(done.source, id);
                 match stack.last_mut() {
                     None => return Ok(id),

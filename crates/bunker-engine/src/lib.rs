@@ -30,6 +30,7 @@ pub mod repository;
 pub mod restore;
 pub mod staging;
 pub mod stats;
+pub mod upgrade;
 pub mod walk_tree;
 
 pub use cancel::Cancel;

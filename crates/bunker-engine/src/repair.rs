@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use bunker_backend::FileKind;
 use bunker_format::blob::{encode_blob, BlobType};
+use bunker_format::directory::DirectoryWriter;
 use bunker_format::id::{BlobId, PackId, SnapshotId};
 use bunker_format::index::{IndexFile, IndexedPack};
 use bunker_format::snapshot::Snapshot;
-use bunker_format::tree::{Node, NodeKind, Tree};
+use bunker_format::tree::{Node, NodeKind};
 
 use crate::backup::PackSink;
 use crate::check::{check, CheckOptions};
@@ -319,18 +320,21 @@ impl Rewriter<'_> {
         Ok(false)
     }
 
+    /// Stores a directory as the repository's format version cuts them.
     fn store(&mut self, nodes: Vec<Node>) -> Result<BlobId> {
-        let bytes = Tree { nodes }.encode();
-        let id = self.repo.keys().blob_id(&bytes);
-        if self.sink.claim(&id)? {
-            self.sink.add(encode_blob(
-                self.repo.keys(),
-                BlobType::Tree,
-                id,
-                &bytes,
-                self.repo.config().compression_level,
-            ))?;
-        }
-        Ok(id)
+        let store = &mut |bytes: Vec<u8>| -> Result<BlobId> {
+            let id = self.repo.keys().blob_id(&bytes);
+            if self.sink.claim(&id)? {
+                self.sink.add(encode_blob(
+                    self.repo.keys(),
+                    BlobType::Tree,
+                    id,
+                    &bytes,
+                    self.repo.config().compression_level,
+                ))?;
+            }
+            Ok(id)
+        };
+        DirectoryWriter::write_all(self.repo.piece_cutter().as_ref(), &nodes, store)
     }
 }

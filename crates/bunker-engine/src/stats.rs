@@ -88,8 +88,9 @@ fn tree_totals(
     if let Some(t) = memo.get(id) {
         return Ok(*t);
     }
-    blobs.insert(*id);
-    let tree = repo.load_tree(id)?;
+    let tree = repo.load_tree_noting(id, &mut |piece| {
+        blobs.insert(*piece);
+    })?;
     let (mut files, mut bytes) = (0, 0);
     for node in &tree.nodes {
         match node.kind {

@@ -21,10 +21,9 @@ pub fn find_node(repo: &Repository<Indexed>, root: &BlobId, path: &str) -> Resul
             (NodeKind::Dir, Some(s)) => s,
             _ => return Err(EngineError::PathNotFound(path.into())),
         };
-        let tree = repo.load_tree(&subtree)?;
-        node = tree
-            .find(part.as_bytes())
-            .cloned()
+        // Only the pieces on the way to the name are read (format 4).
+        node = repo
+            .find_entry(&subtree, part.as_bytes())?
             .ok_or_else(|| EngineError::PathNotFound(path.into()))?;
     }
     Ok(node)

@@ -12,7 +12,7 @@ pub const DEFAULT_PACK_SIZE: u32 = 16 << 20;
 #[derive(Clone, Debug, PartialEq, Eq, minicbor::Encode, minicbor::Decode)]
 #[cbor(map)]
 pub struct RepoConfig {
-    /// Repository format version (1, 2 or 3; new repositories are 3).
+    /// Repository format version (1 to 4; new repositories are 4).
     #[n(0)]
     pub version: u32,
     /// Random id naming this repository (not secret).
@@ -88,6 +88,12 @@ impl RepoConfig {
         }
     }
 
+    /// True if directories are cut into pieces (format version 4 on,
+    /// docs/FORMAT.md §8.1).
+    pub fn cuts_directories(&self) -> bool {
+        self.version >= 4
+    }
+
     /// Encodes as CBOR.
     pub fn encode(&self) -> Vec<u8> {
         minicbor::to_vec(self).expect("encoding into a Vec cannot fail")
@@ -160,7 +166,7 @@ mod tests {
         let mut bad = c.clone();
         bad.pack_size = 10;
         assert!(RepoConfig::decode(&bad.encode()).is_err());
-        assert_eq!(c.version, 3);
+        assert_eq!(c.version, 4);
         let mut v2 = c.clone();
         v2.set_version(2);
         assert!(v2.content_keys.is_none());

@@ -103,7 +103,8 @@ impl std::fmt::Debug for ContentKeys {
 /// repository that shares its key (docs/FORMAT.md §3.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Binding {
-    /// The repository's format version (1, 2 or 3).
+    /// The version its objects are sealed in (1, 2 or 3; see
+    /// [`crate::object::sealing_version`]).
     pub version: u8,
     /// The repository's id.
     pub repository: [u8; 32],
@@ -161,6 +162,13 @@ impl RepoKeys {
     /// nothing about content to anyone without the key.
     pub fn blob_id(&self, plaintext: &[u8]) -> BlobId {
         BlobId(*blake3::keyed_hash(&self.id_key, plaintext).as_bytes())
+    }
+
+    /// The secret that places the cuts between a directory's pieces
+    /// (format version 4, docs/FORMAT.md §8.1): derived from the id key, so
+    /// repositories that share blob ids cut directories alike.
+    pub fn piece_cut_key(&self) -> [u8; 32] {
+        blake3::derive_key("bunker 2026-11 directory piece cuts", &self.id_key)
     }
 
     /// The secret that keys the chunker's gear table.

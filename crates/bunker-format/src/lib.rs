@@ -1,4 +1,4 @@
-//! Bunker's repository format, versions 1 and 2.
+//! Bunker's repository format, versions 1 to 4.
 //!
 //! Everything here is pure: it turns values into bytes and bytes into values,
 //! with no file or network access and no policy. `docs/FORMAT.md` is the
@@ -11,6 +11,7 @@ pub mod compression;
 pub mod condemnation;
 pub mod config;
 pub mod crypto;
+pub mod directory;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -22,7 +22,16 @@ const MAGIC: &[u8; 4] = b"BNKR";
 /// Length of the clear prefix.
 pub const PREFIX_LEN: usize = 8;
 /// The format version new repositories are written in.
-pub const FORMAT_VERSION: u8 = 3;
+pub const FORMAT_VERSION: u8 = 4;
+
+/// The version in the prefixes and associated data of what a repository of
+/// `version` seals (objects, blobs, packs): version 4 changes only how
+/// directories are cut into tree blobs (docs/FORMAT.md §8.1) and seals
+/// everything as version 3 does, so a version-3 repository is upgraded by
+/// rewriting its config alone.
+pub fn sealing_version(version: u32) -> u8 {
+    version.min(3) as u8
+}
 /// The layout of packs and key files in a repository of `version`:
 /// version 3 changes only the config (it holds the content keys), and
 /// stores everything else as version 2 does.
@@ -192,7 +201,7 @@ mod tests {
             newer[5] = FORMAT_VERSION + 1;
             assert!(matches!(
                 open_object(&keys, ObjectKind::Index, b"", &newer),
-                Err(FormatError::UnsupportedVersion { version: 4, .. })
+                Err(FormatError::UnsupportedVersion { version: 5, .. })
             ));
             let mut flipped = stored.clone();
             let last = flipped.len() - 1;

@@ -160,6 +160,14 @@ impl Tree {
     /// Decodes and checks that names are sorted, unique and safe to restore.
     pub fn decode(bytes: &[u8]) -> Result<Self, FormatError> {
         let tree: Tree = minicbor::decode(bytes)?;
+        tree.validate()?;
+        Ok(tree)
+    }
+
+    /// Checks that names are sorted, unique and safe to restore, and that
+    /// every directory names its subtree.
+    pub(crate) fn validate(&self) -> Result<(), FormatError> {
+        let tree = self;
         for pair in tree.nodes.windows(2) {
             if pair[0].name >= pair[1].name {
                 return Err(FormatError::Malformed(
@@ -168,22 +176,12 @@ impl Tree {
             }
         }
         for node in &tree.nodes {
-            // A stored name must be one path component: otherwise a crafted
-            // tree could make restore write outside its target.
-            if node.name.is_empty()
-                || node.name == b"."
-                || node.name == b".."
-                || node.name.contains(&b'/')
-            {
-                return Err(FormatError::Malformed(
-                    "tree entry name is not a single path component",
-                ));
-            }
+            check_name(&node.name)?;
             if node.kind == NodeKind::Dir && node.subtree.is_none() {
                 return Err(FormatError::Malformed("directory entry without a subtree"));
             }
         }
-        Ok(tree)
+        Ok(())
     }
 
     /// Finds an entry by name.
@@ -193,6 +191,17 @@ impl Tree {
             .ok()
             .map(|i| &self.nodes[i])
     }
+}
+
+/// Refuses a name that is not one path component: a crafted tree could
+/// otherwise make restore write outside its target.
+pub(crate) fn check_name(name: &[u8]) -> Result<(), FormatError> {
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+        return Err(FormatError::Malformed(
+            "tree entry name is not a single path component",
+        ));
+    }
+    Ok(())
 }
 
 /// Visits every node below the directory whose entries are `root`,

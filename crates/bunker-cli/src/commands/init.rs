@@ -32,10 +32,10 @@ pub struct Args {
     #[arg(long, value_name = "DAYS",
           value_parser = clap::value_parser!(u32).range(1..=MAX_RETENTION_DAYS as i64))]
     object_lock: Option<u32>,
-    /// Write this format version (1 to 3; default the newest), for
+    /// Write this format version (1 to 4; default the newest), for
     /// comparisons and compatibility tests
     #[arg(long, value_name = "N", hide = true,
-          value_parser = clap::value_parser!(u32).range(1..=3))]
+          value_parser = clap::value_parser!(u32).range(1..=4))]
     format_version: Option<u32>,
     /// Chunk and name data as the repository at URL does, so that data
     /// backed up directly into either deduplicates with data `copy` moves

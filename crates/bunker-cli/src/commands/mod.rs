@@ -23,6 +23,7 @@ mod restore;
 mod run;
 mod snapshots;
 mod stats;
+mod upgrade;
 pub(crate) mod version;
 
 use anyhow::Result;
@@ -75,6 +76,8 @@ pub enum Command {
     Key(key::Args),
     /// Show sizes, deduplication and compression ratios
     Stats(stats::Args),
+    /// Move the repository to the newest format version in place, saying what changes
+    Upgrade(upgrade::Args),
     /// Show the version, commit, build date, repository formats and storage backends
     Version(version::Args),
     /// Print shell completions (bash, zsh, fish)
@@ -107,6 +110,7 @@ pub fn run(command: Command, global: &GlobalArgs) -> Result<i32> {
         Command::Daemon(a) => daemon::run(a, global),
         Command::Key(a) => key::run(a, global),
         Command::Stats(a) => stats::run(a, global),
+        Command::Upgrade(a) => upgrade::run(a, global),
         Command::Version(a) => version::run(a, global),
         Command::Completions(a) => completions::run(a, global),
         Command::Man(a) => man::run(a, global),

@@ -99,7 +99,11 @@ impl Copies {
                         "this is the repository backed up into".into(),
                     )),
                 });
-            } else if !copy.keys().same_blob_ids(repo.keys()) {
+            } else if !copy.keys().same_blob_ids(repo.keys())
+                || copy.config().cuts_directories() != repo.config().cuts_directories()
+            {
+                // Blobs named otherwise, or directories cut otherwise: the
+                // copy gets the snapshot rewritten, by `copy`.
                 afterwards.push((slot, copy));
             } else {
                 match join(copy, dry_run) {

@@ -11,6 +11,7 @@ use std::thread::JoinHandle;
 use bunker_format::blob::BlobType;
 use bunker_format::chunker::Chunker;
 use bunker_format::crypto::RepoKeys;
+use bunker_format::directory::PieceCutter;
 use bunker_format::id::BlobId;
 use bunker_format::tree::{Node, NodeKind, Tree};
 use bunker_source::{walk, ReachablePath, Visitor, WalkOptions};
@@ -51,6 +52,8 @@ pub(super) enum ReadError {
 pub(super) struct Stage {
     pub keys: RepoKeys,
     pub chunker: Chunker,
+    /// How directories are cut into tree blobs (format version 4 on).
+    pub piece_cutter: Option<PieceCutter>,
     pub targets: Arc<Targets>,
     pub progress: Arc<dyn Progress>,
     seal_tx: Sender<(BlobType, BlobId, Vec<u8>, Mask)>,
@@ -223,6 +226,7 @@ fn start(
     let stage = Arc::new(Stage {
         keys: repo.keys().clone(),
         chunker: repo.chunker().clone(),
+        piece_cutter: repo.piece_cutter(),
         targets,
         progress,
         seal_tx,
@@ -432,7 +436,7 @@ pub(super) fn run_stream(
             return Err(EngineError::Internal("two streams with one name".into()));
         }
         let files = nodes.len() as u64;
-        store_tree(&stage, nodes).map(|root| (root, total, files))
+        store_tree(&stage, &nodes).map(|root| (root, total, files))
     })();
     let ((root, size, files), stored, bytes_read) = complete(stage, sealers, outcome)?;
     let counts = Counts {

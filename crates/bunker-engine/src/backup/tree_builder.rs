@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use bunker_format::blob::BlobType;
+use bunker_format::directory::DirectoryWriter;
 use bunker_format::id::BlobId;
-use bunker_format::tree::{Node, Tree};
+use bunker_format::tree::Node;
 use crossbeam_channel::Receiver;
 
 use super::pipeline::{FileContent, ReadError, Stage};
@@ -35,19 +36,24 @@ pub(super) struct Built {
 
 /// Consumes events until the channel closes; returns the root tree id.
 pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<Built> {
-    let mut stack: Vec<(Option<Node>, Vec<Node>)> = vec![(None, Vec::new())];
+    // One writer per open directory: entries arrive in name order, and each
+    // goes into its directory's unfinished piece at once.
+    let cutter = stage.piece_cutter.as_ref();
+    let mut stack: Vec<(Option<Node>, DirectoryWriter)> =
+        vec![(None, DirectoryWriter::new(cutter))];
+    let store = &mut |bytes| submit_tree(stage, bytes);
     let mut skipped = Vec::new();
     let mut warnings = Vec::new();
     for event in events {
         match event {
-            TreeEvent::EnterDir(node) => stack.push((Some(node), Vec::new())),
+            TreeEvent::EnterDir(node) => stack.push((Some(node), DirectoryWriter::new(cutter))),
             TreeEvent::LeaveDir => {
                 let (node, children) = stack.pop().expect("walker balances enter and leave");
                 let mut node = node.expect("only the root frame has no node, and it is never left");
-                node.subtree = Some(store_tree(stage, children)?);
-                stack.last_mut().expect("root frame").1.push(node);
+                node.subtree = Some(children.finish(store)?);
+                stack.last_mut().expect("root frame").1.push(&node, store)?;
             }
-            TreeEvent::Leaf(node) => stack.last_mut().expect("root frame").1.push(node),
+            TreeEvent::Leaf(node) => stack.last_mut().expect("root frame").1.push(&node, store)?,
             TreeEvent::File {
                 mut node,
                 path,
@@ -61,7 +67,7 @@ pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<
                     }
                     node.content = c.ids;
                     node.size = c.size;
-                    stack.last_mut().expect("root frame").1.push(node);
+                    stack.last_mut().expect("root frame").1.push(&node, store)?;
                 }
                 Ok(Err(ReadError::Source(e))) => {
                     let message = format!("{}: {e}", path.display());
@@ -74,15 +80,22 @@ pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<
     }
     let (_, children) = stack.pop().expect("root frame");
     Ok(Built {
-        root: store_tree(stage, children)?,
+        root: children.finish(store)?,
         skipped,
         warnings,
     })
 }
 
-/// Encodes a directory and hands it to the sealers if it is new.
-pub(super) fn store_tree(stage: &Stage, nodes: Vec<Node>) -> Result<BlobId> {
-    let bytes = Tree { nodes }.encode();
+/// Stores a directory of entries in name order, cut as the repository's
+/// format version cuts directories.
+pub(super) fn store_tree(stage: &Stage, nodes: &[Node]) -> Result<BlobId> {
+    DirectoryWriter::write_all(stage.piece_cutter.as_ref(), nodes, &mut |bytes| {
+        submit_tree(stage, bytes)
+    })
+}
+
+/// Hands a tree blob to the sealers if it is new.
+fn submit_tree(stage: &Stage, bytes: Vec<u8>) -> Result<BlobId> {
     let id = stage.keys.blob_id(&bytes);
     stage
         .submit(BlobType::Tree, id, bytes)

@@ -346,7 +346,12 @@ pub(super) fn reference_blobs(
         if !used.insert(tree_id) {
             continue;
         }
-        let tree = repo.load_tree(&tree_id).map_err(|e| {
+        // A directory's pieces (format 4) are kept with it; a piece seen
+        // before had its entries referenced then.
+        let tree = repo.load_tree_noting(&tree_id, &mut |piece| {
+            used.insert(*piece);
+        });
+        let tree = tree.map_err(|e| {
             EngineError::Invalid(format!(
                 "refusing to prune: {e} (run `bunker check` to see which snapshots are damaged)"
             ))

@@ -20,9 +20,10 @@ use bunker_backend::{Backend, ErrorKind, FileKind};
 use bunker_format::chunker::{Chunker, ChunkerParams};
 use bunker_format::config::{ObjectLockPolicy, RepoConfig};
 use bunker_format::crypto::{fill_random, ContentKeys, MasterKey, RepoKeys};
+use bunker_format::directory::PieceCutter;
 use bunker_format::id::{storage_hash, storage_name, KeyId, TombstoneId};
 use bunker_format::keyfile::KdfParams;
-use bunker_format::object::{open_object, seal_object, ObjectKind};
+use bunker_format::object::{open_object, seal_object, sealing_version, ObjectKind};
 use bunker_format::tombstone::Tombstone;
 use bunker_format::FormatError;
 
@@ -229,7 +230,9 @@ impl Repository<Open> {
             false,
         )?;
         fill_random(&mut config.id);
-        let keys = master.derive().bound(config.version as u8, config.id);
+        let keys = master
+            .derive()
+            .bound(sealing_version(config.version), config.id);
         let stored = seal_object(
             &keys,
             ObjectKind::Config,
@@ -368,7 +371,7 @@ impl Repository<Open> {
         if let Some(content) = &config.content_keys {
             keys = keys.with_content(content);
         }
-        let keys = keys.bound(config.version as u8, config.id);
+        let keys = keys.bound(sealing_version(config.version), config.id);
         let chunker = Chunker::new(config.chunker, keys.chunker_key());
         Repository {
             backend,
@@ -561,6 +564,14 @@ impl<S> Repository<S> {
     /// The keyed chunker.
     pub fn chunker(&self) -> &Chunker {
         &self.chunker
+    }
+
+    /// How this repository cuts directories into tree blobs: into pieces
+    /// from format version 4 on, as one blob before (docs/FORMAT.md §8.1).
+    pub fn piece_cutter(&self) -> Option<PieceCutter> {
+        self.config
+            .cuts_directories()
+            .then(|| PieceCutter::new(&self.keys))
     }
 
     /// Name of the key file that opened the repository.

@@ -4,10 +4,11 @@ use std::collections::HashMap;
 
 use bunker_backend::{ErrorKind, FileKind};
 use bunker_format::blob::{decode_blob, BlobType};
+use bunker_format::directory;
 use bunker_format::id::{storage_hash, storage_name, BlobId, PackId};
 use bunker_format::pack::{parse_header, parse_trailer, read_window, PackEntry, TRAILER_LEN};
 use bunker_format::parity::Repair;
-use bunker_format::tree::Tree;
+use bunker_format::tree::{Node, Tree};
 
 use crate::index::BlobLocation;
 use bunker_format::FormatError;
@@ -275,9 +276,43 @@ impl Repository<Indexed> {
         })
     }
 
-    /// Reads and decodes a tree.
+    /// Reads a whole directory from its root tree blob: the blob itself, or
+    /// in format version 4 every piece below it (docs/FORMAT.md §8.1).
     pub fn load_tree(&self, id: &BlobId) -> Result<Tree> {
-        let bytes = self.read_blob(BlobType::Tree, id)?;
-        Tree::decode(&bytes).map_err(|e| EngineError::corrupt(format!("tree {}", id.short()), e))
+        self.load_tree_noting(id, &mut |_| {})
     }
+
+    /// [`Self::load_tree`], calling `noting` with every tree blob it reads
+    /// (the root and its pieces), for those that count or keep them.
+    pub fn load_tree_noting(&self, id: &BlobId, noting: &mut dyn FnMut(&BlobId)) -> Result<Tree> {
+        self.load_tree_reading(id, &mut |piece| {
+            noting(piece);
+            self.read_blob(BlobType::Tree, piece)
+        })
+    }
+
+    /// [`Self::load_tree`] with `read` giving each tree blob's plaintext
+    /// (check reads some from packs no index names).
+    pub(crate) fn load_tree_reading(
+        &self,
+        id: &BlobId,
+        read: &mut dyn FnMut(&BlobId) -> Result<Vec<u8>>,
+    ) -> Result<Tree> {
+        directory::read_directory(id, read, malformed_tree)
+    }
+
+    /// One entry of the directory whose root tree blob is `dir`, reading
+    /// only the pieces on the way to it.
+    pub fn find_entry(&self, dir: &BlobId, name: &[u8]) -> Result<Option<Node>> {
+        directory::find_entry(
+            dir,
+            name,
+            |piece| self.read_blob(BlobType::Tree, piece),
+            malformed_tree,
+        )
+    }
+}
+
+fn malformed_tree(id: &BlobId, e: FormatError) -> EngineError {
+    EngineError::corrupt(format!("tree {}", id.short()), e)
 }
