@@ -471,7 +471,7 @@ fn golden_v4_repository_reads_whole_listings_and_pieces_exactly() {
     let out = bunker(&repo, &["check", "--read-data", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["trees"], 35, "{report}");
+    assert_eq!(report["trees"], 46, "{report}");
     // One name, found through the piece list.
     let snap = tagged(&repo, "v4");
     let path = format!("{}/many/150", snap["paths"][0].as_str().unwrap());

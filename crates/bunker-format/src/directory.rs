@@ -22,7 +22,7 @@ use crate::FormatError;
 /// A cut may follow an entry only when its piece holds at least this many.
 pub const MIN_ENTRIES: usize = 4;
 /// One name in this many ends a piece (after [`MIN_ENTRIES`]).
-pub const CUT_ONE_IN: u64 = 16;
+pub const CUT_ONE_IN: u64 = 8;
 /// A piece is cut once its encoded entries reach this many bytes.
 pub const MAX_PIECE_BYTES: usize = 64 * 1024;
 /// The highest piece-list level a reader accepts (each level holds at least
@@ -509,6 +509,77 @@ mod tests {
         let added = store.len() - before;
         assert!(added <= 12, "{added} new blobs of {before}");
         assert_eq!(read(&root, &store).unwrap().nodes, nodes);
+    }
+
+    /// What FORMAT.md §8.1 states: with 1 % of the entries of 1,000-entry
+    /// directories changed, the new pieces and lists (compressed, plus 90
+    /// bytes of sealing and index per blob) cost a small part of a whole
+    /// listing. Prints the figures (`--nocapture`).
+    #[test]
+    fn one_percent_churn_stores_under_a_third_of_a_listing() {
+        let keys = MasterKey::from_bytes([9; 32]).derive();
+        let cutter = PieceCutter::new(&keys);
+        let mut seed = 12345u64;
+        let mut random = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let cost = |blob: &[u8]| crate::compression::compress(blob, 3).len() + 90;
+        let (dirs, rounds) = (40, 3);
+        let (mut pieces, mut whole) = (0, 0);
+        for dir in 0..dirs {
+            let mut nodes: Vec<Node> = (0..1000)
+                .map(|i| Node {
+                    name: format!("file-{dir}-{i:06}.dat").into_bytes(),
+                    kind: NodeKind::File,
+                    mode: 0o644,
+                    mtime_sec: 1_790_000_000 + (random() % 1000) as i64,
+                    mtime_nsec: (random() % 1_000_000_000) as u32,
+                    ctime_sec: 1_790_000_000 + (random() % 1000) as i64,
+                    ctime_nsec: (random() % 1_000_000_000) as u32,
+                    inode: 1_000_000 + random() % 10_000_000,
+                    device: 2049,
+                    links: 1,
+                    size: 100 + random() % 800,
+                    content: vec![BlobId(std::array::from_fn(|_| random() as u8))],
+                    ..Default::default()
+                })
+                .collect();
+            let mut store: HashMap<BlobId, Vec<u8>> = HashMap::new();
+            write(&nodes, Some(&cutter), &mut store);
+            for round in 1..=rounds {
+                let from = (random() % 100) as usize;
+                for node in nodes.iter_mut().skip(from).step_by(100) {
+                    node.size = 100 + random() % 800;
+                    node.mtime_sec += 86_400 * round;
+                    node.ctime_sec = node.mtime_sec;
+                    node.content = vec![BlobId(std::array::from_fn(|_| random() as u8))];
+                }
+                let before: std::collections::HashSet<BlobId> = store.keys().copied().collect();
+                write(&nodes, Some(&cutter), &mut store);
+                pieces += store
+                    .iter()
+                    .filter(|(id, _)| !before.contains(id))
+                    .map(|(_, blob)| cost(blob))
+                    .sum::<usize>();
+                whole += cost(
+                    &Tree {
+                        nodes: nodes.clone(),
+                    }
+                    .encode(),
+                );
+            }
+        }
+        let (pieces, whole) = (
+            pieces / (dirs * rounds as usize),
+            whole / (dirs * rounds as usize),
+        );
+        println!(
+            "1% of 1,000 entries changed: pieces {pieces} B, whole listing {whole} B per directory"
+        );
+        assert!(pieces * 3 < whole, "pieces {pieces} B, whole {whole} B");
     }
 
     #[test]

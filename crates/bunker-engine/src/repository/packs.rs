@@ -187,6 +187,12 @@ impl Repository<Indexed> {
                 end = end.max((start + super::readahead::SEGMENT).min(pack_length));
             }
         }
+        // A directory's pieces (format 4) lie side by side in a pack of
+        // trees: on local storage too, one read brings its neighbours.
+        let keep = remote || entry.kind == BlobType::Tree;
+        if !remote && keep {
+            end = end.max((start + super::readahead::LOCAL_TREE_WINDOW).min(pack_length));
+        }
         let _fetch = match remote {
             true => match self.state.readahead.fetch(*pack, start) {
                 Some(fetch) => Some(fetch),
@@ -201,7 +207,7 @@ impl Repository<Indexed> {
         let window = self
             .backend
             .read_range(FileKind::Pack, &pack.to_hex(), start, end - start)?;
-        if remote {
+        if keep {
             let at = (offset - start) as usize;
             let stored = window.get(at..at + length as usize).map(<[u8]>::to_vec);
             self.state.readahead.keep(*pack, start, window);

@@ -14,6 +14,9 @@ use bunker_format::id::PackId;
 pub(crate) const WHOLE_PACK: u64 = 32 << 20;
 /// Bytes read from a larger pack in one request.
 pub(crate) const SEGMENT: u64 = 8 << 20;
+/// Bytes read after a tree blob on local storage (its directory's other
+/// pieces follow it).
+pub(crate) const LOCAL_TREE_WINDOW: u64 = 256 << 10;
 /// Segments kept: a few per restore thread (at most 256 MiB).
 const KEPT: usize = 8;
 
