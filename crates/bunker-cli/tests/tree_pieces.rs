@@ -30,6 +30,16 @@ fn make_source(env: &TestEnv) -> std::path::PathBuf {
     src
 }
 
+/// The source, and a version-4 and a version-3 repository (`v4`, `v3`).
+fn source_and_two_repos(env: &TestEnv) -> (std::path::PathBuf, String, String) {
+    let src = make_source(env);
+    let v4 = env.path("v4").display().to_string();
+    let v3 = env.path("v3").display().to_string();
+    ok(env, &v4, &["init", "-q"]);
+    ok(env, &v3, &["init", "-q", "--format-version", "3"]);
+    (src, v4, v3)
+}
+
 /// Changes five files spread over `big/`.
 fn change_some(src: &Path, round: u32) {
     for i in [3, 511, 1000, 1500, 1998] {
@@ -92,11 +102,7 @@ fn restore_and_compare(env: &TestEnv, repo: &str, src: &Path, into: &str) {
 #[test]
 fn a_change_to_a_few_entries_stores_a_few_pieces_and_all_reads_back() {
     let env = TestEnv::new();
-    let src = make_source(&env);
-    let v4 = env.path("v4").display().to_string();
-    let v3 = env.path("v3").display().to_string();
-    ok(&env, &v4, &["init", "-q"]);
-    ok(&env, &v3, &["init", "-q", "--format-version", "3"]);
+    let (src, v4, v3) = source_and_two_repos(&env);
 
     let first = [backup(&env, &v4, &src), backup(&env, &v3, &src)];
     // The same data blobs; version 4 adds the pieces of `big/`.
@@ -174,6 +180,7 @@ fn a_version_3_repository_keeps_whole_listings_until_upgraded() {
         "{before}"
     );
 
+    let config = std::fs::read(env.path("repo/config")).unwrap();
     let dry = ok(&env, &repo, &["upgrade", "--dry-run", "--json"]);
     let dry: Value = parse_json(dry.as_bytes());
     assert_eq!(
@@ -182,12 +189,33 @@ fn a_version_3_repository_keeps_whole_listings_until_upgraded() {
     );
     assert_eq!(dry["upgraded"], false);
     assert!(dry["changes"].as_array().unwrap().len() >= 3, "{dry}");
-    let config = std::fs::read(env.path("repo/config")).unwrap();
     assert_eq!(
         std::fs::read(env.path("repo/config")).unwrap(),
         config,
         "a dry run writes nothing"
     );
+    // An append-only key may not upgrade.
+    let limited = env.password_file("limited", "a client's password");
+    let out = bunker_in(
+        &env,
+        &repo,
+        &[
+            "key",
+            "add",
+            "--append-only",
+            "--new-password-file",
+            limited.to_str().unwrap(),
+        ],
+    );
+    expect_code(&out, 0, "key add --append-only");
+    let out = run(bunker(&env)
+        .args(["-r", &repo, "--password-file"])
+        .arg(&limited)
+        .arg("upgrade"));
+    expect_code(&out, 1, "upgrade with an append-only key");
+    assert!(stderr(&out).contains("append-only"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
+    assert_eq!(std::fs::read(env.path("repo/config")).unwrap(), config);
 
     let out = bunker_in(&env, &repo, &["upgrade"]);
     expect_code(&out, 0, "upgrade");
@@ -243,18 +271,15 @@ fn version_1_repositories_are_not_upgraded_in_place() {
     let out = bunker_in(&env, &repo, &["upgrade"]);
     expect_code(&out, 1, "upgrade of version 1");
     assert!(stderr(&out).contains("bunker copy"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).lines().count(), 1, "{}", stderr(&out));
     assert_eq!(std::fs::read(env.path("repo/config")).unwrap(), config);
 }
 
 #[test]
 fn copies_and_fan_out_between_versions_are_exact() {
     let env = TestEnv::new();
-    let src = make_source(&env);
-    let v4 = env.path("v4").display().to_string();
-    let v3 = env.path("v3").display().to_string();
+    let (src, v4, v3) = source_and_two_repos(&env);
     let v3_shared = env.path("v3-shared").display().to_string();
-    ok(&env, &v4, &["init", "-q"]);
-    ok(&env, &v3, &["init", "-q", "--format-version", "3"]);
     // Shares the content keys, so blob ids are the same, but cuts
     // directories otherwise: fan-out must not hand it version 4's pieces.
     let password = env.password_file.to_str().unwrap();
