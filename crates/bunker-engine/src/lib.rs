@@ -30,6 +30,8 @@ pub mod repository;
 pub mod restore;
 pub mod staging;
 pub mod stats;
+#[cfg(feature = "synthetic")]
+pub mod synthetic;
 pub mod upgrade;
 pub mod walk_tree;
 

@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use bunker_format::blob::BlobType;
 use bunker_format::id::BlobId;
 
+use super::prefixes::Prefixes;
 use super::BlobLocation;
 
 /// id ‖ pack:u32 (top bit: tree) ‖ offset:u32 ‖ length:u32 ‖ raw_length:u32
@@ -56,11 +57,6 @@ fn decode(b: &[u8]) -> Entry {
     (id, loc)
 }
 
-/// The first 8 bytes of an id, as a number whose order is the ids' order.
-pub(super) fn prefix(id: &BlobId) -> u64 {
-    u64::from_be_bytes(id.as_bytes()[..8].try_into().expect("8 bytes"))
-}
-
 /// Collects entries into buckets; [`finish`](Self::finish) sorts them.
 pub(super) struct TableBuilder {
     file: File,
@@ -99,15 +95,18 @@ impl TableBuilder {
     /// Sorts every bucket by id. The entries that share an id are given to
     /// `order` in the order they were pushed; it returns the positions to
     /// keep, best first, and they stay in that order. Returns the table,
-    /// the sorted prefixes of the kept entries, and the number of distinct ids.
+    /// the prefixes of the kept entries, and the number of distinct ids.
     pub fn finish(
         mut self,
         order: impl Fn(&[Entry]) -> Vec<usize>,
-    ) -> io::Result<(EntryTable, Vec<u64>, usize)> {
+    ) -> io::Result<(EntryTable, Prefixes, usize)> {
         let total: usize = (0..BUCKETS)
             .map(|b| self.blocks[b].len() * PER_BLOCK + self.staging[b].len() / ENTRY_LEN)
             .sum();
-        let mut prefixes = Vec::with_capacity(total);
+        if total >= u32::MAX as usize {
+            return Err(io::Error::other("an index of 2³² entries or more"));
+        }
+        let mut prefixes = Prefixes::with_capacity(total);
         let mut distinct = 0;
         let mut starts = [0usize; BUCKETS + 1];
         let mut bytes = Vec::new();
@@ -133,7 +132,7 @@ impl TableBuilder {
             bytes.clear();
             for (id, loc) in &kept {
                 encode(id, loc, &mut bytes);
-                prefixes.push(prefix(id));
+                prefixes.push(id);
             }
             let blocks = &mut self.blocks[b];
             for (i, block) in bytes.chunks(BLOCK_LEN).enumerate() {
@@ -147,7 +146,7 @@ impl TableBuilder {
             blocks.shrink_to_fit();
             starts[b + 1] = prefixes.len();
         }
-        prefixes.shrink_to_fit();
+        prefixes.finish();
         Ok((
             EntryTable {
                 file: self.file,

@@ -1,21 +1,23 @@
 //! The index: where each blob is stored.
 //!
 //! A repository can hold hundreds of millions of blobs, so the index keeps
-//! 8 bytes per blob in memory: the first 8 bytes of each id, sorted. The full
-//! entries sit in the same order in an unlinked temporary file
+//! 4 bytes per blob in memory: 48 bits of each id, sorted ([`prefixes`]). The
+//! full entries sit in the same order in an unlinked temporary file
 //! ([`entry_table`]); a lookup whose prefix matches reads the entry there and
 //! compares the whole id. A lookup for a blob the repository does not have,
 //! the common case while new data is stored, usually ends at the prefix.
 
 mod entry_table;
+mod prefixes;
 
 use std::collections::{HashMap, HashSet};
 
 use bunker_format::blob::BlobType;
-use bunker_format::id::{BlobId, PackId};
+use bunker_format::id::{BlobId, IndexId, PackId};
 use bunker_format::index::IndexFile;
 
-use entry_table::{prefix, EntryTable, TableBuilder};
+use entry_table::{EntryTable, TableBuilder};
+use prefixes::Prefixes;
 
 use crate::{EngineError, Result};
 
@@ -40,6 +42,7 @@ pub struct IndexBuilder {
     packs: Vec<(PackId, u64)>,
     pack_positions: HashMap<PackId, u32>,
     condemned: HashSet<u32>,
+    files: Vec<(IndexId, Vec<u32>)>,
 }
 
 impl IndexBuilder {
@@ -50,6 +53,7 @@ impl IndexBuilder {
             packs: Vec::new(),
             pack_positions: HashMap::new(),
             condemned: HashSet::new(),
+            files: Vec::new(),
         })
     }
 
@@ -57,12 +61,19 @@ impl IndexBuilder {
     /// their blobs stay readable through [`MasterIndex::get`], but a blob
     /// found only there is not [`MasterIndex::contains`]ed, so a writer
     /// stores it again rather than reference a pack about to be deleted.
-    pub fn add(&mut self, file: &IndexFile, condemned: &HashSet<PackId>) -> Result<()> {
+    pub fn add(
+        &mut self,
+        file_id: IndexId,
+        file: &IndexFile,
+        condemned: &HashSet<PackId>,
+    ) -> Result<()> {
+        let mut named = Vec::with_capacity(file.packs.len());
         for p in &file.packs {
             let pos = *self.pack_positions.entry(p.id).or_insert_with(|| {
                 self.packs.push((p.id, p.length));
                 (self.packs.len() - 1) as u32
             });
+            named.push(pos);
             if condemned.contains(&p.id) {
                 self.condemned.insert(pos);
             }
@@ -79,6 +90,7 @@ impl IndexBuilder {
                     .map_err(EngineError::IndexTable)?;
             }
         }
+        self.files.push((file_id, named));
         Ok(())
     }
 
@@ -121,6 +133,7 @@ impl IndexBuilder {
             distinct,
             table,
             packs,
+            files: self.files,
             condemned,
             absent,
         })
@@ -129,14 +142,16 @@ impl IndexBuilder {
 
 /// Every blob of every loaded index file.
 pub struct MasterIndex {
-    /// The first 8 bytes of the id of every entry, sorted (a blob stored in
-    /// several packs has an entry for each, best first).
-    prefixes: Vec<u64>,
+    /// 48 bits of the id of every entry, sorted (a blob stored in several
+    /// packs has an entry for each, best first).
+    prefixes: Prefixes,
     /// How many distinct blobs.
     distinct: usize,
     /// The entries, in the order of `prefixes`.
     table: EntryTable,
     packs: Vec<(PackId, u64)>,
+    /// Each index file read, with the positions of the packs it names.
+    files: Vec<(IndexId, Vec<u32>)>,
     /// Positions of packs a prune condemned: readable, but not to be
     /// referenced by new snapshots (see `docs/FORMAT.md`, "Prune").
     condemned: HashSet<u32>,
@@ -153,13 +168,8 @@ impl MasterIndex {
 
     /// Every location of a blob, best first.
     pub fn locations(&self, id: &BlobId) -> Result<Vec<BlobLocation>> {
-        let p = prefix(id);
-        let from = self.prefixes.partition_point(|&x| x < p);
         let mut out = Vec::new();
-        for i in from..self.prefixes.len() {
-            if self.prefixes[i] != p {
-                break;
-            }
+        for i in self.prefixes.candidates(id) {
             let (found, loc) = self
                 .table
                 .get(i, id.as_bytes()[0])
@@ -169,6 +179,32 @@ impl MasterIndex {
             }
         }
         Ok(out)
+    }
+
+    /// The position of the blob's best entry in id order (below
+    /// [`entries`](Self::entries)): a number naming the blob for as long as
+    /// this index lives, so a set of blobs can be a bitmap.
+    pub fn position(&self, id: &BlobId) -> Result<Option<usize>> {
+        for i in self.prefixes.candidates(id) {
+            let (found, _) = self
+                .table
+                .get(i, id.as_bytes()[0])
+                .map_err(EngineError::IndexTable)?;
+            if found == *id {
+                return Ok(Some(i));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Number of entries (a blob stored in several packs has one for each).
+    pub fn entries(&self) -> usize {
+        self.prefixes.len()
+    }
+
+    /// True if the pack at `pos` was condemned by a prune.
+    pub fn is_condemned(&self, pos: u32) -> bool {
+        self.condemned.contains(&pos)
     }
 
     /// True if the blob is stored in a pack that new snapshots may
@@ -201,6 +237,11 @@ impl MasterIndex {
         &self.packs
     }
 
+    /// Each index file read, with the positions of the packs it names.
+    pub fn files(&self) -> &[(IndexId, Vec<u32>)] {
+        &self.files
+    }
+
     /// Every blob at its best location, in id order.
     pub fn blobs(&self) -> impl Iterator<Item = Result<(BlobId, BlobLocation)>> + '_ {
         let mut last = None;
@@ -210,7 +251,8 @@ impl MasterIndex {
         })
     }
 
-    /// Every location of every blob, in id order (best first for each).
+    /// Every location of every blob, in id order (best first for each): the
+    /// n-th is at position n.
     pub fn all_locations(&self) -> impl Iterator<Item = Result<(BlobId, BlobLocation)>> + '_ {
         self.table
             .iter()
@@ -224,15 +266,21 @@ impl MasterIndex {
 
     /// True if no blob is indexed.
     pub fn is_empty(&self) -> bool {
-        self.prefixes.is_empty()
+        self.prefixes.len() == 0
     }
 
     /// Bytes of memory the index holds: the prefixes, the table's block
-    /// list, and per pack its id, length and condemnation mark.
+    /// list, per pack its id, length and condemnation mark, and per index
+    /// file the packs it names.
     pub fn heap_bytes(&self) -> usize {
-        self.prefixes.capacity() * 8
+        self.prefixes.heap_bytes()
             + self.table.heap_bytes()
             + self.packs.capacity() * std::mem::size_of::<(PackId, u64)>()
+            + self
+                .files
+                .iter()
+                .map(|(_, p)| std::mem::size_of::<(IndexId, Vec<u32>)>() + p.capacity() * 4)
+                .sum::<usize>()
             + (self.condemned.capacity() + self.absent.capacity()) * 8
     }
 }
@@ -247,7 +295,7 @@ mod tests {
     fn index_of<'a>(files: impl IntoIterator<Item = &'a IndexFile>) -> MasterIndex {
         let mut builder = IndexBuilder::new().unwrap();
         for f in files {
-            builder.add(f, &HashSet::new()).unwrap();
+            builder.add(IndexId([0; 32]), f, &HashSet::new()).unwrap();
         }
         builder.finish(&HashSet::new()).unwrap()
     }
@@ -349,9 +397,11 @@ mod tests {
         };
         let mut builder = IndexBuilder::new().unwrap();
         builder
-            .add(&first, &HashSet::from([PackId([1; 32])]))
+            .add(IndexId([1; 32]), &first, &HashSet::from([PackId([1; 32])]))
             .unwrap();
-        builder.add(&second, &HashSet::new()).unwrap();
+        builder
+            .add(IndexId([2; 32]), &second, &HashSet::new())
+            .unwrap();
         let index = builder.finish(&HashSet::new()).unwrap();
         assert_eq!(index.len(), 2);
         assert_eq!(
@@ -382,9 +432,15 @@ mod tests {
             packs: vec![pack(2, [(x, BlobType::Data)])],
         };
         let mut builder = IndexBuilder::new().unwrap();
-        builder.add(&lost, &HashSet::new()).unwrap();
         builder
-            .add(&condemned, &HashSet::from([PackId([2; 32])]))
+            .add(IndexId([1; 32]), &lost, &HashSet::new())
+            .unwrap();
+        builder
+            .add(
+                IndexId([2; 32]),
+                &condemned,
+                &HashSet::from([PackId([2; 32])]),
+            )
             .unwrap();
         let index = builder.finish(&HashSet::from([PackId([1; 32])])).unwrap();
         // The condemned copy exists, so it is read, but never deduplicated against.
@@ -398,11 +454,11 @@ mod tests {
         assert_eq!(index.absent_packs().count(), 1);
     }
 
-    /// The bound: at most 16 bytes of memory per stored chunk, with
+    /// At most 6 bytes of memory per stored chunk (4 for the prefixes), with
     /// a million chunks in 4,000 packs of 250 (packs of small chunks, the
     /// setting where per-pack costs weigh most).
     #[test]
-    fn a_million_chunks_take_at_most_16_bytes_each() {
+    fn a_million_chunks_take_at_most_6_bytes_each() {
         const CHUNKS: u64 = 1_000_000;
         let mut builder = IndexBuilder::new().unwrap();
         for f in 0..CHUNKS / 10_000 {
@@ -416,6 +472,7 @@ mod tests {
                 .collect();
             builder
                 .add(
+                    IndexId([0; 32]),
                     &IndexFile {
                         supersedes: Vec::new(),
                         packs,
@@ -428,7 +485,7 @@ mod tests {
         assert_eq!(index.len() as u64, CHUNKS);
         let per_chunk = index.heap_bytes() as f64 / CHUNKS as f64;
         eprintln!("index memory: {per_chunk:.2} bytes per chunk");
-        assert!(per_chunk <= 16.0, "{per_chunk:.2} bytes per chunk");
+        assert!(per_chunk <= 6.0, "{per_chunk:.2} bytes per chunk");
         for n in (0..CHUNKS).step_by(9973) {
             assert!(index.contains(&id(n)).unwrap());
         }

@@ -40,7 +40,23 @@ impl<'a> PackHeaders<'a> {
         }
     }
 
-    /// The pack's header; `None` if the pack is missing or its header
+    /// The repository the headers are read from.
+    pub fn repo(&self) -> &'a Repository<Indexed> {
+        self.repo
+    }
+
+    /// The pack's header, read now and not kept: for the packs that go,
+    /// each looked at once, whose headers together can be as large as the
+    /// data they free. `None` as for [`of`](Self::of).
+    pub fn read(&self, pack: &PackId) -> Option<Vec<PackEntry>> {
+        if let Some(Some(h)) = self.read.get(pack) {
+            return Some(h.entries.clone());
+        }
+        let size = *self.stored.get(pack)?;
+        self.repo.read_pack_header(pack, size).ok()
+    }
+
+    /// The pack's header, kept for later questions; `None` if the pack is missing or its header
     /// cannot be read (then it vouches for nothing).
     pub fn of(&mut self, pack: &PackId) -> Option<&Header> {
         let (repo, stored) = (self.repo, self.stored);

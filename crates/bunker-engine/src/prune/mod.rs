@@ -20,25 +20,25 @@ mod delete;
 mod headers;
 mod plan;
 mod repack;
+mod used;
 
 use std::collections::HashSet;
 
 use bunker_backend::FileKind;
 use bunker_format::condemnation::Condemnation;
 use bunker_format::crypto::fill_random;
-use bunker_format::id::{BlobId, IndexId, LockId, PackId, RecordId};
+use bunker_format::id::{LockId, PackId, RecordId};
 use bunker_format::index::IndexFile;
-use bunker_format::tree::NodeKind;
 
 use crate::failpoint;
 use crate::identity::now_ns;
 use crate::lock::{self, LockStore};
-use crate::repository::{Indexed, Open, Repository};
+use crate::repository::{Open, Repository};
 use crate::{EngineError, Result};
 
 use cleanup::{remove_abandoned_staged, remove_unreadable_records, settle_withdrawn};
 use delete::delete_condemned;
-use plan::plan;
+use plan::{plan, Decided};
 use repack::repack;
 
 /// How to prune.
@@ -172,16 +172,11 @@ fn prune_once(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRep
     remove_abandoned_staged(&repo, &sessions, &mut report)?;
     remove_unreadable_records(&repo, &mut report)?;
     settle_withdrawn(&repo, &mut report)?;
-    let repo = repo.load_index()?;
-
     // Phase 2 of earlier prunes.
     let live: HashSet<LockId> = sessions
         .live_sessions(!options.dry_run)?
         .into_iter()
         .collect();
-    // Blobs referenced by the snapshots seen so far in this run: each later
-    // walk adds only what snapshots written meanwhile bring.
-    let mut used: HashSet<BlobId> = HashSet::new();
     let mut waiting = HashSet::new();
     for (id, mut record) in repo.condemnations()? {
         let listed = record
@@ -196,7 +191,7 @@ fn prune_once(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRep
             repo.write_condemnation(&id, &record)?;
         }
         if alive.is_empty() {
-            delete_condemned(&repo, &id, &record, &mut used, &mut report)?;
+            delete_condemned(&repo, &id, &record, &mut report)?;
         } else {
             waiting.extend(alive);
             report.packs_waiting += record.packs.len() as u64;
@@ -211,7 +206,7 @@ fn prune_once(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRep
     }
 
     // Phase 1.
-    let plan = plan(&repo, options.repack_threshold, &mut used)?;
+    let Decided { plan, referenced } = plan(&repo, options.repack_threshold)?;
     report.snapshots = plan.snapshots;
     report.small_packs_merged = plan.small_merged;
     report.warnings.extend(plan.refused.iter().cloned());
@@ -243,7 +238,8 @@ fn prune_once(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRep
         report.indexes_deleted += plan.index_files.len() as u64;
         return Ok(report);
     }
-    repack(&repo, &plan.repack)?;
+    // The marks' index is not needed past the repack: phase 2 loads its own.
+    repack(referenced.repo, &plan.repack)?;
     let mut kept = IndexFile {
         supersedes: plan.index_files.clone(),
         packs: plan.keep,
@@ -283,7 +279,7 @@ fn prune_once(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRep
     record.sessions = Some(alive.clone());
     repo.write_condemnation(&id, &record)?;
     if alive.is_empty() {
-        delete_condemned(&repo, &id, &record, &mut used, &mut report)?;
+        delete_condemned(&repo, &id, &record, &mut report)?;
     } else {
         report.sessions_waiting = alive.len();
         report.packs_waiting += record.packs.len() as u64;
@@ -295,74 +291,7 @@ fn prune_once(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRep
 /// Packs per rewritten index file.
 pub(super) const INDEX_PACKS: usize = 4096;
 
-/// Every index file; an unreadable one stops the prune, since what it
-/// described would look unused.
-pub(super) fn read_index_files(repo: &Repository<Indexed>) -> Result<Vec<(IndexId, IndexFile)>> {
-    repo.read_index_files()?
-        .collect::<Result<Vec<_>>>()
-        .map_err(|e| {
-            EngineError::Invalid(format!(
-                "refusing to prune: {e} (run `bunker repair index` first)"
-            ))
-        })
-}
-
-fn pack_sizes(repo: &Repository<Indexed>, packs: &[PackId]) -> Result<u64> {
+fn pack_sizes(repo: &Repository<Open>, packs: &[PackId]) -> Result<u64> {
     let sizes = repo.stored_packs()?;
     Ok(packs.iter().filter_map(|p| sizes.get(p)).sum())
-}
-
-/// Adds to `used` every blob (tree and data) that the snapshots present now
-/// reference, and returns how many snapshots there are. Trees already in
-/// `used` were walked before, with everything below them, and are skipped;
-/// blobs of snapshots forgotten since stay in `used`, which only keeps more.
-/// Any unreadable snapshot or tree stops the prune: its blobs would look unused.
-pub(super) fn reference_blobs(
-    repo: &Repository<Indexed>,
-    used: &mut HashSet<BlobId>,
-) -> Result<usize> {
-    let list = repo.snapshot_list()?;
-    if let Some(u) = list.unreadable.first() {
-        return Err(EngineError::Invalid(format!(
-            "refusing to prune: snapshot {} is unreadable ({}), and what it references would look unused; `bunker forget {}` removes it",
-            u.id.short(),
-            u.error,
-            u.id.short()
-        )));
-    }
-    let snapshots = list.entries;
-    let mut stack: Vec<BlobId> = snapshots
-        .iter()
-        .map(|s| s.snapshot.tree)
-        .filter(|t| !used.contains(t))
-        .collect();
-    if stack.is_empty() {
-        return Ok(snapshots.len());
-    }
-    // Backups may have committed since `repo` loaded its index: load it
-    // again now that the snapshot list is fixed.
-    let repo = repo.reload_index()?;
-    while let Some(tree_id) = stack.pop() {
-        if !used.insert(tree_id) {
-            continue;
-        }
-        // A directory's pieces (format 4) are kept with it; a piece seen
-        // before had its entries referenced then.
-        let tree = repo.load_tree_noting(&tree_id, &mut |piece| {
-            used.insert(*piece);
-        });
-        let tree = tree.map_err(|e| {
-            EngineError::Invalid(format!(
-                "refusing to prune: {e} (run `bunker check` to see which snapshots are damaged)"
-            ))
-        })?;
-        for node in &tree.nodes {
-            match node.kind {
-                NodeKind::Dir => stack.extend(node.subtree),
-                NodeKind::File => used.extend(node.content.iter().copied()),
-                _ => {}
-            }
-        }
-    }
-    Ok(snapshots.len())
 }

@@ -1,14 +1,19 @@
 //! Phase 1: which packs go, which are repacked, which stay.
+//!
+//! The plan streams: what it keeps per blob is one bit (the used marks) and
+//! per pack a few numbers, so it fits in the memory the index needs anyway.
+//! Blob lists are gathered only for the packs that go or are repacked and
+//! for the packs that share an index file with them.
 
 use std::collections::{HashMap, HashSet};
 
 use bunker_format::blob::BlobType;
-use bunker_format::id::{BlobId, IndexId, PackId};
+use bunker_format::id::{IndexId, PackId};
 use bunker_format::index::IndexedPack;
 use bunker_format::pack::PackEntry;
 
 use super::headers::PackHeaders;
-use super::{read_index_files, reference_blobs};
+use super::used::{entry, indexed_blobs, reference_blobs, Referenced, UsedBlobs};
 use crate::repository::{Indexed, Repository};
 use crate::{EngineError, Result};
 
@@ -28,7 +33,7 @@ pub(super) struct Plan {
     pub index_files: Vec<IndexId>,
     /// Packs those files name that stay.
     pub keep: Vec<IndexedPack>,
-    /// Packs that go with nothing to copy.
+    /// Packs that go with nothing to copy (their blob lists left empty).
     pub unused: Vec<IndexedPack>,
     /// Packs that go once their live blobs are copied.
     pub repack: Vec<PackUse>,
@@ -41,20 +46,60 @@ const SMALL_PACK_SHARE: u64 = 4;
 /// Small packs of one blob type are merged once there are this many.
 const SMALL_PACKS_TO_MERGE: usize = 8;
 
+/// What one pass over the index learns of each pack, by index position.
+#[derive(Clone, Copy, Default)]
+struct PackTally {
+    /// Bytes of every blob an index places in it.
+    total: u64,
+    /// Bytes of the live blobs counted in it.
+    live: u64,
+    /// The type of its blobs (of the first seen).
+    kind: Option<BlobType>,
+}
+
+/// What phase 1 decided, and the marks it decided on (for the repack).
+pub(super) struct Decided {
+    pub plan: Plan,
+    pub referenced: Referenced,
+}
+
 /// Decides, from the snapshots present and every index file, which packs go.
-pub(super) fn plan(
-    repo: &Repository<Indexed>,
-    threshold: f64,
-    used: &mut HashSet<BlobId>,
-) -> Result<Plan> {
-    // Snapshots before index files: a snapshot is written after its index,
-    // so every snapshot seen has its blobs in the files read next.
-    let snapshots = reference_blobs(repo, used)?;
-    let used = &*used;
-    let files = read_index_files(repo)?;
-    let stored: HashMap<PackId, u64> = repo.stored_packs()?;
+pub(super) fn plan<S>(repo: &Repository<S>, threshold: f64) -> Result<Decided> {
+    let referenced = reference_blobs(repo)?;
+    let (repo, stored, used) = (&referenced.repo, &referenced.stored, &referenced.used);
+    let index = repo.index();
+    let on_storage: Vec<bool> = index
+        .packs()
+        .iter()
+        .map(|(id, _)| stored.contains_key(id))
+        .collect();
+    // Each live blob is counted in its best location on storage.
+    let mut tally = vec![PackTally::default(); index.packs().len()];
+    let mut missing = used.unindexed().copied();
+    used.for_each_blob(|id, live, locations| {
+        for l in locations {
+            let t = &mut tally[l.pack as usize];
+            t.total += l.length as u64;
+            t.kind.get_or_insert(l.kind);
+        }
+        if live {
+            match locations.iter().find(|l| on_storage[l.pack as usize]) {
+                Some(l) => tally[l.pack as usize].live += l.length as u64,
+                None => {
+                    missing.get_or_insert(*id);
+                }
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(missing) = missing {
+        return Err(EngineError::Invalid(format!(
+            "refusing to prune: blob {} that snapshots need is in no pack on storage that an index names (run `bunker check`)",
+            missing.short()
+        )));
+    }
     let mut plan = Plan {
-        snapshots,
+        snapshots: referenced.snapshots,
         small_merged: 0,
         index_files: Vec::new(),
         keep: Vec::new(),
@@ -62,111 +107,153 @@ pub(super) fn plan(
         repack: Vec::new(),
         refused: Vec::new(),
     };
-    // Every pack once, with every blob any index file places in it (so one
-    // index file cannot hide what another says a pack holds), and for each
-    // live blob every pack on storage that an index places it in.
-    let mut packs: Vec<IndexedPack> = Vec::new();
-    let mut seen: HashMap<PackId, usize> = HashMap::new();
-    let mut holders: HashMap<BlobId, Vec<PackId>> = HashMap::new();
-    let mut packs_by_file: Vec<(IndexId, Vec<PackId>)> = Vec::new();
-    for (file_id, file) in files {
-        packs_by_file.push((file_id, file.packs.iter().map(|p| p.id).collect()));
-        for pack in file.packs {
-            if stored.contains_key(&pack.id) {
-                for b in pack.blobs.iter().filter(|b| used.contains(&b.id)) {
-                    let h = holders.entry(b.id).or_default();
-                    if !h.contains(&pack.id) {
-                        h.push(pack.id);
-                    }
-                }
+    // Packs that go, by position: missing ones (their index entries are
+    // dropped), unused ones, and those mostly unused.
+    let mut gone: HashSet<u32> = HashSet::new();
+    let mut repacking: HashSet<u32> = HashSet::new();
+    let mut small: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+    let small_below = repo.config().pack_size as u64 / SMALL_PACK_SHARE;
+    for (pos, t) in tally.iter().enumerate() {
+        let pos = pos as u32;
+        let (id, length) = index.pack(pos);
+        if !on_storage[pos as usize] {
+            gone.insert(pos);
+        } else if t.live == 0 {
+            gone.insert(pos);
+            plan.unused.push(bare(id, length));
+        } else if t.total > 0 && (t.total - t.live) as f64 >= threshold * t.total as f64 {
+            gone.insert(pos);
+            repacking.insert(pos);
+        } else if length < small_below {
+            small[(t.kind == Some(BlobType::Tree)) as usize].push(pos);
+        }
+    }
+    // Many small backups otherwise leave a pack or two each (a tree pack
+    // always), and every later command pays for the count.
+    for packs in small.iter().filter(|p| p.len() >= SMALL_PACKS_TO_MERGE) {
+        plan.small_merged += packs.len() as u64;
+        gone.extend(packs);
+        repacking.extend(packs);
+    }
+    let mut live = live_entries(used, &repacking, &on_storage)?;
+    let mut repack: Vec<u32> = repacking.into_iter().collect();
+    repack.sort_by_key(|&p| index.pack(p).0);
+    plan.repack = repack
+        .into_iter()
+        .map(|p| {
+            let (id, length) = index.pack(p);
+            PackUse {
+                pack: bare(id, length),
+                live: live.remove(&p).unwrap_or_default(),
             }
-            match seen.get(&pack.id) {
-                Some(&at) => {
-                    let known: HashSet<BlobId> = packs[at].blobs.iter().map(|b| b.id).collect();
-                    let more = pack.blobs.into_iter().filter(|b| !known.contains(&b.id));
-                    packs[at].blobs.extend(more);
-                }
-                None => {
-                    seen.insert(pack.id, packs.len());
-                    packs.push(pack);
-                }
-            }
-        }
-    }
-    // Each live blob is counted in the first pack on storage that lists it.
-    let mut counted: HashSet<BlobId> = HashSet::with_capacity(used.len());
-    let mut gone: HashSet<PackId> = HashSet::new();
-    for pack in packs {
-        if !stored.contains_key(&pack.id) {
-            // Missing (or named by a replayed index): it holds nothing, and
-            // the index files naming it are rewritten without it.
-            gone.insert(pack.id);
-            continue;
-        }
-        let live: Vec<PackEntry> = pack
-            .blobs
-            .iter()
-            .filter(|b| used.contains(&b.id) && counted.insert(b.id))
-            .copied()
-            .collect();
-        let total: u64 = pack.blobs.iter().map(|b| b.length as u64).sum();
-        let live_bytes: u64 = live.iter().map(|b| b.length as u64).sum();
-        if live.is_empty() {
-            gone.insert(pack.id);
-            plan.unused.push(pack);
-        } else if total > 0 && (total - live_bytes) as f64 >= threshold * total as f64 {
-            gone.insert(pack.id);
-            plan.repack.push(PackUse { pack, live });
-        } else {
-            plan.keep.push(pack);
-        }
-    }
-    if let Some(missing) = used.iter().find(|b| !counted.contains(*b)) {
-        return Err(EngineError::Invalid(format!(
-            "refusing to prune: blob {} that snapshots need is in no pack on storage that an index names (run `bunker check`)",
-            missing.short()
-        )));
-    }
-    merge_small_packs(&mut plan, repo.config().pack_size as u64, used, &mut gone);
+        })
+        .collect();
     // Packs no index names: left by interrupted backups, or being written by
     // running ones (which phase 2 waits for, and rescues if they commit).
-    for (id, length) in &stored {
-        if !seen.contains_key(id) {
-            gone.insert(*id);
-            plan.unused.push(IndexedPack {
-                id: *id,
-                length: *length,
-                blobs: Vec::new(),
-            });
-        }
-    }
-    let mut headers = PackHeaders::new(repo, &stored);
+    let indexed: HashSet<PackId> = index.packs().iter().map(|(id, _)| *id).collect();
+    let mut unindexed: Vec<(&PackId, &u64)> = stored
+        .iter()
+        .filter(|(id, _)| !indexed.contains(*id))
+        .collect();
+    unindexed.sort();
+    plan.unused
+        .extend(unindexed.into_iter().map(|(id, length)| bare(*id, *length)));
+    let gone_ids: HashSet<PackId> = plan
+        .unused
+        .iter()
+        .map(|p| p.id)
+        .chain(gone.iter().map(|&p| index.pack(p).0))
+        .collect();
+    let mut headers = PackHeaders::new(repo, stored);
     // A pack that stays but that an index misdescribes is indexed again as
     // its own header describes it, and the lying index files are replaced.
-    let mut misdescribed = HashSet::new();
-    for id in verify(&mut plan, &mut headers, used, &holders, &gone) {
-        if let (Some(pack), Some(header)) =
-            (plan.keep.iter_mut().find(|p| p.id == id), headers.of(&id))
-        {
-            pack.blobs = header.entries.clone();
-            misdescribed.insert(id);
-        }
-    }
+    let misdescribed = verify(&mut plan, &mut headers, used, &gone_ids)?;
     // Only index files naming a pack that goes (or a misdescribed one) are
     // rewritten, so a prune with nothing to do writes nothing, even on a
     // full disk.
-    let affected: Vec<(IndexId, Vec<PackId>)> = packs_by_file
-        .into_iter()
-        .filter(|(_, packs)| {
-            packs
-                .iter()
-                .any(|p| gone.contains(p) || misdescribed.contains(p))
-        })
-        .collect();
-    let rewritten: HashSet<PackId> = affected.iter().flat_map(|(_, p)| p).copied().collect();
-    plan.keep.retain(|p| rewritten.contains(&p.id));
-    plan.index_files = affected.into_iter().map(|(id, _)| id).collect();
-    Ok(plan)
+    let mut rewritten: HashSet<u32> = HashSet::new();
+    for (file, packs) in index.files() {
+        let affected = packs
+            .iter()
+            .any(|p| gone.contains(p) || misdescribed.contains(&index.pack(*p).0));
+        if affected {
+            plan.index_files.push(*file);
+            rewritten.extend(packs.iter().filter(|p| !gone.contains(p)));
+        }
+    }
+    let mut kept = indexed_blobs(used, &rewritten)?;
+    let mut keep: Vec<u32> = rewritten.into_iter().collect();
+    keep.sort();
+    for p in keep {
+        let (id, length) = index.pack(p);
+        let blobs = match misdescribed.contains(&id) {
+            true => headers.of(&id).map(|h| h.entries.clone()),
+            false => None,
+        };
+        plan.keep.push(IndexedPack {
+            id,
+            length,
+            blobs: blobs.unwrap_or_else(|| kept.remove(&p).unwrap_or_default()),
+        });
+    }
+    Ok(Decided { plan, referenced })
+}
+
+/// A pack named without its blob list.
+fn bare(id: PackId, length: u64) -> IndexedPack {
+    IndexedPack {
+        id,
+        length,
+        blobs: Vec::new(),
+    }
+}
+
+/// The live blobs counted in each pack of `packs` (each live blob in its
+/// best location on storage), by pack position.
+fn live_entries(
+    used: &UsedBlobs,
+    packs: &HashSet<u32>,
+    on_storage: &[bool],
+) -> Result<HashMap<u32, Vec<PackEntry>>> {
+    let mut out: HashMap<u32, Vec<PackEntry>> = HashMap::new();
+    if packs.is_empty() {
+        return Ok(out);
+    }
+    used.for_each_blob(|id, live, locations| {
+        if let Some(l) = locations
+            .iter()
+            .find(|l| live && on_storage[l.pack as usize])
+        {
+            if packs.contains(&l.pack) {
+                out.entry(l.pack).or_default().push(entry(id, l));
+            }
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// True if a pack that stays holds `blob` by its own header: the packs an
+/// index places it in, but for those that go. Records the packs whose
+/// header contradicts an index.
+fn kept_elsewhere(
+    repo: &Repository<Indexed>,
+    headers: &mut PackHeaders,
+    blob: &bunker_format::id::BlobId,
+    gone: &HashSet<PackId>,
+    contradicted: &mut HashSet<PackId>,
+) -> Result<bool> {
+    for l in repo.index().locations(blob)? {
+        let (pack, _) = repo.index().pack(l.pack);
+        if gone.contains(&pack) {
+            continue;
+        }
+        if headers.holds(&pack, blob) {
+            return Ok(true);
+        }
+        contradicted.insert(pack);
+    }
+    Ok(false)
 }
 
 /// Checks every pack that goes against its own header: each live blob it
@@ -177,19 +264,16 @@ pub(super) fn plan(
 fn verify(
     plan: &mut Plan,
     headers: &mut PackHeaders,
-    used: &HashSet<BlobId>,
-    holders: &HashMap<BlobId, Vec<PackId>>,
+    used: &UsedBlobs,
     gone: &HashSet<PackId>,
-) -> HashSet<PackId> {
+) -> Result<HashSet<PackId>> {
+    let repo = headers.repo();
     // Copies come from the packs' own headers, never from an index's offsets.
-    let mut copied: HashSet<BlobId> = HashSet::new();
-    let mut unconfirmed: Vec<(PackId, BlobId)> = Vec::new();
+    let mut copied: HashSet<bunker_format::id::BlobId> = HashSet::new();
+    let mut unconfirmed = Vec::new();
     for p in &mut plan.repack {
-        let wanted: HashSet<BlobId> = p.live.iter().map(|e| e.id).collect();
-        let header: Vec<PackEntry> = headers
-            .of(&p.pack.id)
-            .map(|h| h.entries.clone())
-            .unwrap_or_default();
+        let wanted: HashSet<_> = p.live.iter().map(|e| e.id).collect();
+        let header: Vec<PackEntry> = headers.read(&p.pack.id).unwrap_or_default();
         p.live = header
             .into_iter()
             .filter(|e| wanted.contains(&e.id))
@@ -204,19 +288,8 @@ fn verify(
     }
     // Packs that stay whose header contradicts what an index places in them.
     let mut contradicted: HashSet<PackId> = HashSet::new();
-    let mut kept = |headers: &mut PackHeaders, blob: &BlobId| {
-        holders.get(blob).is_some_and(|packs| {
-            packs.iter().filter(|k| !gone.contains(*k)).any(|k| {
-                let holds = headers.holds(k, blob);
-                if !holds {
-                    contradicted.insert(*k);
-                }
-                holds
-            })
-        })
-    };
     for (pack, blob) in unconfirmed {
-        if !kept(headers, &blob) {
+        if !kept_elsewhere(repo, headers, &blob, gone, &mut contradicted)? {
             plan.refused.push(format!(
                 "an index places blob {} in pack {}, whose header does not list it, and no pack that stays holds it: run `bunker check`",
                 blob.short(),
@@ -232,17 +305,17 @@ fn verify(
         .chain(plan.repack.iter().map(|p| p.pack.id))
         .collect();
     for pack in going {
-        let Some(header) = headers.of(&pack) else {
+        let Some(header) = headers.read(&pack) else {
             continue;
         };
-        let needed: Vec<PackEntry> = header
-            .entries
-            .iter()
-            .filter(|e| used.contains(&e.id) && !copied.contains(&e.id))
-            .copied()
-            .collect();
+        let mut needed = Vec::new();
+        for e in &header {
+            if !copied.contains(&e.id) && used.contains(&e.id)? {
+                needed.push(*e);
+            }
+        }
         for e in needed {
-            if kept(headers, &e.id) {
+            if kept_elsewhere(repo, headers, &e.id, gone, &mut contradicted)? {
                 continue;
             }
             plan.refused.push(format!(
@@ -264,41 +337,5 @@ fn verify(
             }
         }
     }
-    contradicted
-}
-
-/// Moves the small packs that are kept whole into the repack list, per blob
-/// type, when there are enough of them: many small backups otherwise leave
-/// a pack or two each (a tree pack always), and every later command pays
-/// for the count.
-fn merge_small_packs(
-    plan: &mut Plan,
-    target: u64,
-    used: &HashSet<BlobId>,
-    gone: &mut HashSet<PackId>,
-) {
-    for kind in [BlobType::Data, BlobType::Tree] {
-        let is_small = |p: &IndexedPack| {
-            p.length < target / SMALL_PACK_SHARE && p.blobs.first().is_some_and(|b| b.kind == kind)
-        };
-        let small = plan.keep.iter().filter(|p| is_small(p)).count();
-        if small < SMALL_PACKS_TO_MERGE {
-            continue;
-        }
-        let (merge, keep): (Vec<IndexedPack>, Vec<IndexedPack>) = std::mem::take(&mut plan.keep)
-            .into_iter()
-            .partition(|p| is_small(p));
-        plan.keep = keep;
-        for pack in merge {
-            gone.insert(pack.id);
-            let live = pack
-                .blobs
-                .iter()
-                .filter(|b| used.contains(&b.id))
-                .copied()
-                .collect();
-            plan.small_merged += 1;
-            plan.repack.push(PackUse { pack, live });
-        }
-    }
+    Ok(contradicted)
 }

@@ -12,11 +12,11 @@ use crate::{EngineError, Result};
 
 /// Copies the live blobs of `packs` into new packs, verifying each one first,
 /// and indexes the new packs.
-pub(super) fn repack(repo: &Repository<Indexed>, packs: &[PackUse]) -> Result<()> {
+pub(super) fn repack(repo: Repository<Indexed>, packs: &[PackUse]) -> Result<()> {
     if packs.is_empty() {
         return Ok(());
     }
-    let repo = std::sync::Arc::new(repo.reload_index()?);
+    let repo = std::sync::Arc::new(repo);
     let sink = PackSink::new(repo.clone(), false);
     // A blob held by two packs that both go is copied once.
     let mut copied: HashSet<BlobId> = HashSet::new();

@@ -104,7 +104,7 @@ impl Repository<Open> {
             let mut vanished = false;
             for file in self.read_index_files()? {
                 match file {
-                    Ok((_, f)) => index.add(&f, condemned)?,
+                    Ok((id, f)) => index.add(id, &f, condemned)?,
                     Err(EngineError::Backend(e))
                         if e.kind == ErrorKind::NotFound && attempt < ATTEMPTS =>
                     {
