@@ -9,14 +9,15 @@ use bunker_format::index::{IndexFile, IndexedPack};
 use bunker_format::pack::PackEntry;
 
 use super::headers::PackHeaders;
-use super::used::{indexed_blobs, reference_blobs, UsedBlobs};
+use super::used::{indexed_blobs, reference_blobs, UsedBlobs, Walked};
 use super::{removed, PruneReport, INDEX_PACKS};
 use crate::index::MasterIndex;
 use crate::repository::Repository;
 use crate::Result;
 
 /// Deletes what a record condemned, but for packs that a snapshot written
-/// since needs.
+/// since needs. `walked`: what this run's phase 1 found, if it condemned
+/// the record (see [`reference_blobs`]).
 ///
 /// A condemned pack is rescued when its own header lists a blob a snapshot
 /// needs that no other pack on storage lists in its header: what an index
@@ -25,11 +26,12 @@ pub(super) fn delete_condemned<S>(
     repo: &Repository<S>,
     id: &RecordId,
     record: &Condemnation,
+    walked: Option<Walked>,
     report: &mut PruneReport,
 ) -> Result<()> {
     let condemned: HashSet<PackId> = record.packs.iter().copied().collect();
     let doomed: HashSet<IndexId> = record.indexes.iter().copied().collect();
-    let referenced = reference_blobs(repo)?;
+    let referenced = reference_blobs(repo, walked)?;
     let (repo, stored, used) = (&referenced.repo, &referenced.stored, &referenced.used);
     let index = repo.index();
     let position: HashMap<PackId, u32> = index

@@ -27,7 +27,7 @@ use std::collections::HashSet;
 use bunker_backend::FileKind;
 use bunker_format::condemnation::Condemnation;
 use bunker_format::crypto::fill_random;
-use bunker_format::id::{LockId, PackId, RecordId};
+use bunker_format::id::{BlobId, LockId, PackId, RecordId};
 use bunker_format::index::IndexFile;
 
 use crate::failpoint;
@@ -40,6 +40,7 @@ use cleanup::{remove_abandoned_staged, remove_unreadable_records, settle_withdra
 use delete::delete_condemned;
 use plan::{plan, Decided};
 use repack::repack;
+use used::{Referenced, Walked};
 
 /// How to prune.
 #[derive(Clone, Copy, Debug)]
@@ -191,7 +192,7 @@ fn prune_once(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRep
             repo.write_condemnation(&id, &record)?;
         }
         if alive.is_empty() {
-            delete_condemned(&repo, &id, &record, &mut report)?;
+            delete_condemned(&repo, &id, &record, None, &mut report)?;
         } else {
             waiting.extend(alive);
             report.packs_waiting += record.packs.len() as u64;
@@ -238,8 +239,21 @@ fn prune_once(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRep
         report.indexes_deleted += plan.index_files.len() as u64;
         return Ok(report);
     }
-    // The marks' index is not needed past the repack: phase 2 loads its own.
-    repack(referenced.repo, &plan.repack)?;
+    let moved: Vec<BlobId> = plan
+        .repack
+        .iter()
+        .flat_map(|p| p.live.iter().map(|e| e.id))
+        .collect();
+    // The marks' index goes with the repack: phase 2 loads its own, and two
+    // at once would double the memory the index takes.
+    let Referenced {
+        repo: marked,
+        used,
+        snapshots: walked,
+        ..
+    } = referenced;
+    drop(used);
+    repack(marked, &plan.repack)?;
     let mut kept = IndexFile {
         supersedes: plan.index_files.clone(),
         packs: plan.keep,
@@ -279,7 +293,11 @@ fn prune_once(repo: Repository<Open>, options: &PruneOptions) -> Result<PruneRep
     record.sessions = Some(alive.clone());
     repo.write_condemnation(&id, &record)?;
     if alive.is_empty() {
-        delete_condemned(&repo, &id, &record, &mut report)?;
+        let walked = Walked {
+            snapshots: &walked,
+            moved: &moved,
+        };
+        delete_condemned(&repo, &id, &record, Some(walked), &mut report)?;
     } else {
         report.sessions_waiting = alive.len();
         report.packs_waiting += record.packs.len() as u64;

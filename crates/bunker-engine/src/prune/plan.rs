@@ -65,7 +65,7 @@ pub(super) struct Decided {
 
 /// Decides, from the snapshots present and every index file, which packs go.
 pub(super) fn plan<S>(repo: &Repository<S>, threshold: f64) -> Result<Decided> {
-    let referenced = reference_blobs(repo)?;
+    let referenced = reference_blobs(repo, None)?;
     let (repo, stored, used) = (&referenced.repo, &referenced.stored, &referenced.used);
     let index = repo.index();
     let on_storage: Vec<bool> = index
@@ -99,7 +99,7 @@ pub(super) fn plan<S>(repo: &Repository<S>, threshold: f64) -> Result<Decided> {
         )));
     }
     let mut plan = Plan {
-        snapshots: referenced.snapshots,
+        snapshots: referenced.snapshots.len(),
         small_merged: 0,
         index_files: Vec::new(),
         keep: Vec::new(),

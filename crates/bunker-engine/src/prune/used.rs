@@ -8,7 +8,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use bunker_format::id::{BlobId, PackId};
+use bunker_format::id::{BlobId, PackId, SnapshotId};
 use bunker_format::pack::PackEntry;
 use bunker_format::tree::NodeKind;
 
@@ -25,8 +25,15 @@ pub(super) struct Referenced {
     /// were read (so every pack they name was written before).
     pub stored: HashMap<PackId, u64>,
     pub used: UsedBlobs,
-    /// How many snapshots there are.
-    pub snapshots: usize,
+    /// The snapshots whose blobs are marked.
+    pub snapshots: HashSet<SnapshotId>,
+}
+
+/// Blobs a walk in this run already found used, and the snapshots it walked.
+pub(super) struct Walked<'a> {
+    pub snapshots: &'a HashSet<SnapshotId>,
+    /// The blobs of those snapshots that this run moved (its repacked ones).
+    pub moved: &'a [BlobId],
 }
 
 /// Marked blobs; see the module docs.
@@ -106,7 +113,16 @@ impl UsedBlobs {
 /// blob, tree and data, that the snapshots reference. Any unreadable
 /// snapshot or tree, or index file, stops the prune: what it references
 /// would look unused.
-pub(super) fn reference_blobs<S>(repo: &Repository<S>) -> Result<Referenced> {
+///
+/// When the snapshots are exactly those a walk in this run marked (no
+/// backup committed, nothing was forgotten since), only the blobs that run
+/// moved are marked: those are the only used blobs the packs it condemned
+/// hold, and phase 2 then checks that their copies are in place, without
+/// walking every snapshot a second time.
+pub(super) fn reference_blobs<S>(
+    repo: &Repository<S>,
+    walked: Option<Walked>,
+) -> Result<Referenced> {
     let list = repo.snapshot_list()?;
     if let Some(u) = list.unreadable.first() {
         return Err(EngineError::Invalid(format!(
@@ -124,6 +140,18 @@ pub(super) fn reference_blobs<S>(repo: &Repository<S>) -> Result<Referenced> {
     }
     let repo = load.repo;
     let mut used = UsedBlobs::new(repo.index().clone());
+    let snapshots: HashSet<SnapshotId> = list.entries.iter().map(|s| s.id).collect();
+    if let Some(walked) = walked.filter(|w| *w.snapshots == snapshots) {
+        for id in walked.moved {
+            used.mark(id)?;
+        }
+        return Ok(Referenced {
+            repo,
+            stored: load.stored,
+            used,
+            snapshots,
+        });
+    }
     let mut stack: Vec<BlobId> = list.entries.iter().map(|s| s.snapshot.tree).collect();
     while let Some(tree_id) = stack.pop() {
         if !used.mark(&tree_id)? {
@@ -157,7 +185,7 @@ pub(super) fn reference_blobs<S>(repo: &Repository<S>) -> Result<Referenced> {
         repo,
         stored: load.stored,
         used,
-        snapshots: list.entries.len(),
+        snapshots,
     })
 }
 
