@@ -42,12 +42,24 @@ fn zstd_compress_into(data: &[u8], level: i32, out: &mut Vec<u8>) -> std::io::Re
 }
 
 fn zstd_decompress(data: &[u8], max_len: usize) -> std::io::Result<Vec<u8>> {
+    // Room for what the frame says it holds, within the bound: reserving
+    // the bound itself (a gigabyte for whole-file objects) for every small
+    // object costs memory. A frame holding more than it says fails.
+    let room = match zstd::zstd_safe::get_frame_content_size(data) {
+        Ok(Some(n)) if n <= max_len as u64 => n as usize,
+        Ok(Some(_)) => {
+            return Err(std::io::Error::other(
+                "the frame holds more than the expected length",
+            ))
+        }
+        _ => max_len,
+    };
     DECOMPRESSOR.with(|slot| {
         let mut slot = slot.borrow_mut();
         if slot.is_none() {
             *slot = Some(zstd::bulk::Decompressor::new()?);
         }
-        slot.as_mut().expect("just set").decompress(data, max_len)
+        slot.as_mut().expect("just set").decompress(data, room)
     })
 }
 
@@ -124,6 +136,17 @@ mod tests {
         assert!(decompress(&env, 10).is_err());
         assert!(decompress(&[7, 1, 2], 10).is_err());
         assert!(decompress(&[], 10).is_err());
+    }
+
+    /// An object is decompressed into the room its frame declares, not into
+    /// the 1 GiB bound of whole-file objects.
+    #[test]
+    fn reserves_what_the_frame_declares() {
+        let text = b"abc".repeat(1000);
+        let env = compress(&text, DEFAULT_LEVEL);
+        let plain = decompress(&env, 1 << 30).unwrap();
+        assert_eq!(plain, text);
+        assert_eq!(plain.capacity(), text.len());
     }
 
     proptest! {
