@@ -163,48 +163,44 @@ impl MasterIndex {
     /// Looks up a blob: its best location (in a pack that exists and is not
     /// condemned, if it has one). An error means the entry file could not be read.
     pub fn get(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
-        Ok(self.locations(id)?.into_iter().next())
+        self.matches(id)
+            .next()
+            .transpose()
+            .map(|m| m.map(|(_, loc)| loc))
     }
 
     /// Every location of a blob, best first.
     pub fn locations(&self, id: &BlobId) -> Result<Vec<BlobLocation>> {
-        let mut out = Vec::new();
-        for i in self.prefixes.candidates(id) {
-            let (found, loc) = self
-                .table
-                .get(i, id.as_bytes()[0])
-                .map_err(EngineError::IndexTable)?;
-            if found == *id {
-                out.push(loc);
-            }
-        }
-        Ok(out)
+        self.matches(id).map(|m| m.map(|(_, loc)| loc)).collect()
     }
 
     /// The position of the blob's best entry in id order (below
     /// [`entries`](Self::entries)): a number naming the blob for as long as
     /// this index lives, so a set of blobs can be a bitmap.
     pub fn position(&self, id: &BlobId) -> Result<Option<usize>> {
-        for i in self.prefixes.candidates(id) {
-            let (found, _) = self
-                .table
-                .get(i, id.as_bytes()[0])
-                .map_err(EngineError::IndexTable)?;
-            if found == *id {
-                return Ok(Some(i));
+        self.matches(id)
+            .next()
+            .transpose()
+            .map(|m| m.map(|(i, _)| i))
+    }
+
+    /// The entries of `id`, best first, with their positions: those whose
+    /// 48-bit prefix matches, read from the entry file and compared whole.
+    fn matches<'a>(
+        &'a self,
+        id: &'a BlobId,
+    ) -> impl Iterator<Item = Result<(usize, BlobLocation)>> + 'a {
+        self.prefixes.candidates(id).filter_map(move |i| {
+            match self.table.get(i, id.as_bytes()[0]) {
+                Ok((found, loc)) => (found == *id).then_some(Ok((i, loc))),
+                Err(e) => Some(Err(EngineError::IndexTable(e))),
             }
-        }
-        Ok(None)
+        })
     }
 
     /// Number of entries (a blob stored in several packs has one for each).
     pub fn entries(&self) -> usize {
         self.prefixes.len()
-    }
-
-    /// True if the pack at `pos` was condemned by a prune.
-    pub fn is_condemned(&self, pos: u32) -> bool {
-        self.condemned.contains(&pos)
     }
 
     /// True if the blob is stored in a pack that new snapshots may
