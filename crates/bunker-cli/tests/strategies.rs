@@ -106,6 +106,60 @@ fn each_mode_picks_its_parent_and_reads_only_what_changed() {
     assert_eq!(forced["parent"].as_str(), Some(id(&full).as_str()));
 }
 
+/// The parent's listings are read ahead of the walk: each directory must
+/// still be compared with its own listing when directories come, go,
+/// change kind or share one listing, or every file below would be read
+/// again (or, worse, matched against another directory's entries).
+#[test]
+fn each_directory_is_compared_with_its_own_listing_in_the_parent() {
+    let env = TestEnv::new();
+    env.init();
+    // Ten directories holding the same names, each with two levels below.
+    for d in 0..10 {
+        for rel in ["f0", "f1", "f2", "sub/g0", "sub/g1", "sub/deep/h0"] {
+            write(
+                &env,
+                &format!("src/d{d:02}/{rel}"),
+                format!("{d} {rel}").as_bytes(),
+            );
+        }
+    }
+    // Two empty directories: one listing, stored once, that both name.
+    for empty in ["e1", "e2"] {
+        fs::create_dir_all(env.path(&format!("src/{empty}"))).unwrap();
+    }
+    let src = source(&env);
+    let full = env.backup(&[&src]);
+    assert_eq!(full["files_new"], 60);
+
+    fs::remove_dir_all(env.path("src/d03")).unwrap();
+    for rel in ["f0", "f1", "f2", "sub/g0", "sub/g1", "sub/deep/h0"] {
+        write(&env, &format!("src/d05a/{rel}"), rel.as_bytes());
+    }
+    fs::remove_dir_all(env.path("src/d07")).unwrap();
+    write(&env, "src/d07", b"now a file");
+    write(&env, "src/d08/sub/added", b"added");
+    write(&env, "src/d09/sub/deep/h0", b"changed content");
+    fs::remove_dir(env.path("src/e1")).unwrap();
+
+    let inc = env.backup(&[&src]);
+    assert_eq!(
+        (
+            inc["files_unmodified"].as_u64(),
+            inc["files_changed"].as_u64(),
+            inc["files_new"].as_u64()
+        ),
+        // 60 less d03's 6, d07's 6 and the changed h0; changed: h0 and
+        // d07 (a file where the parent had a directory); new: d05a's 6 and
+        // d08's added.
+        (Some(47), Some(2), Some(7)),
+        "{inc}"
+    );
+    let target = env.path("out");
+    env.restore_verified("latest", &target);
+    assert_same_tree(&env.path("src"), &target.join(src.trim_start_matches('/')));
+}
+
 #[test]
 fn differential_without_a_full_runs_full_and_says_so() {
     let env = TestEnv::new();

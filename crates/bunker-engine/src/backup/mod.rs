@@ -14,6 +14,7 @@
 mod fan_out;
 mod pack_sink;
 mod parent;
+mod parent_trees;
 mod pipeline;
 mod stream;
 mod targets;

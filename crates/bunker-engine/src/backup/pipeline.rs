@@ -13,13 +13,14 @@ use bunker_format::chunker::Chunker;
 use bunker_format::crypto::RepoKeys;
 use bunker_format::directory::PieceCutter;
 use bunker_format::id::BlobId;
-use bunker_format::tree::{Node, NodeKind, Tree};
+use bunker_format::tree::{Node, NodeKind};
 use bunker_source::{walk, ReachablePath, Visitor, WalkOptions};
 use crossbeam_channel::{bounded, Sender};
 
 use super::pack_sink::SinkStats;
+use super::parent_trees::{ParentDir, ParentTrees};
 use super::targets::{Mask, Targets};
-use super::tree_builder::{build_trees, store_tree, TreeEvent};
+use super::tree_builder::{build_trees, store_tree, FileReply, TreeEvent};
 use super::{stream_filename, StreamSource};
 use crate::cancel::Cancel;
 use crate::identity::now_ns;
@@ -29,8 +30,11 @@ use crate::{EngineError, Result};
 
 /// Files that may wait for a reader.
 const FILE_QUEUE: usize = 64;
-/// Walk events that may wait for the tree builder.
-const EVENT_QUEUE: usize = 4096;
+/// Walk events sent to the tree builder at once: one hand-over per event
+/// woke the builder (and made it spin) once per file.
+const EVENT_BATCH: usize = 256;
+/// Batches of walk events that may wait for the tree builder.
+const EVENT_QUEUE: usize = 16;
 
 /// A file's content as stored.
 pub(super) struct FileContent {
@@ -341,7 +345,7 @@ pub(super) fn run_walk(
                 .expect("spawn reader thread")
         })
         .collect();
-    let (event_tx, event_rx) = bounded::<TreeEvent>(EVENT_QUEUE);
+    let (event_tx, event_rx) = bounded::<Vec<TreeEvent>>(EVENT_QUEUE);
     let builder = {
         let stage = stage.clone();
         std::thread::Builder::new()
@@ -353,17 +357,20 @@ pub(super) fn run_walk(
     let mut feeder = Feeder {
         jobs: job_tx,
         events: event_tx,
+        batch: Vec::with_capacity(EVENT_BATCH),
         counts: Counts::default(),
         skipped: Vec::new(),
         stopped: false,
         progress: stage.progress.clone(),
         parents: Vec::new(),
+        parent_trees: ParentTrees::new(repo.clone(), stage.progress.clone()),
         repo: repo.clone(),
         targets: stage.targets.clone(),
     };
-    let root = parent.and_then(|id| feeder.load_parent_tree(&id, Path::new("/")));
+    let root = feeder.parent_trees.root(parent, Path::new("/"));
     feeder.parents.push(root);
     walk(paths, options, &mut feeder);
+    feeder.flush();
     let Feeder {
         jobs,
         events,
@@ -458,15 +465,17 @@ pub(super) fn run_stream(
 /// The walk's visitor: feeds readers and the tree builder.
 struct Feeder {
     jobs: Sender<FileJob>,
-    events: Sender<TreeEvent>,
+    events: Sender<Vec<TreeEvent>>,
+    /// Events not yet handed to the tree builder.
+    batch: Vec<TreeEvent>,
     counts: Counts,
     skipped: Vec<String>,
     /// Set once a downstream stage has gone away: the walk's findings are dropped.
     stopped: bool,
     progress: Arc<dyn Progress>,
-    /// The parent snapshot's tree for each directory on the current path
-    /// (`None` where the parent has no such directory).
-    parents: Vec<Option<Tree>>,
+    /// The parent snapshot's listing of each directory on the current path.
+    parents: Vec<ParentDir>,
+    parent_trees: ParentTrees,
     repo: Arc<Repository<Indexed>>,
     targets: Arc<Targets>,
 }
@@ -481,23 +490,9 @@ fn unchanged(old: &Node, new: &Node) -> bool {
 }
 
 impl Feeder {
-    /// Loads a tree of the parent snapshot; on damage, warns and compares against nothing.
-    fn load_parent_tree(&self, id: &BlobId, path: &Path) -> Option<Tree> {
-        match self.repo.load_tree(id) {
-            Ok(t) => Some(t),
-            Err(e) => {
-                self.progress.warning(&format!(
-                    "{}: cannot read the parent snapshot's tree, reading everything: {e}",
-                    path.display()
-                ));
-                None
-            }
-        }
-    }
-
     /// The parent snapshot's entry with this name in the current directory.
     fn parent_entry(&self, name: &[u8]) -> Option<&Node> {
-        self.parents.last()?.as_ref()?.find(name)
+        self.parents.last()?.tree.as_ref()?.find(name)
     }
 
     /// The parent's content for a file whose metadata is unchanged, if every blob is still stored.
@@ -510,7 +505,32 @@ impl Feeder {
     }
 
     fn event(&mut self, e: TreeEvent) {
-        if !self.stopped && self.events.send(e).is_err() {
+        self.batch.push(e);
+        if self.batch.len() == EVENT_BATCH {
+            self.flush();
+        }
+    }
+
+    /// Hands a file to the readers (`fill`: content to copy from the
+    /// primary); `None` once they have gone away.
+    fn read(&mut self, path: &Path, fill: Option<(Vec<BlobId>, u64)>) -> Option<FileReply> {
+        let (reply, content) = bounded(1);
+        let job = FileJob {
+            path: path.to_path_buf(),
+            fill,
+            reply,
+        };
+        if self.jobs.send(job).is_err() {
+            self.stopped = true;
+            return None;
+        }
+        Some(FileReply::Reading(content))
+    }
+
+    /// Hands the events gathered so far to the tree builder.
+    fn flush(&mut self) {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(EVENT_BATCH));
+        if !self.stopped && !batch.is_empty() && self.events.send(batch).is_err() {
             self.stopped = true;
         }
     }
@@ -519,11 +539,10 @@ impl Feeder {
 impl Visitor for Feeder {
     fn enter_dir(&mut self, path: &Path, node: Node) {
         self.counts.dirs += 1;
-        let subtree = self
-            .parent_entry(&node.name)
-            .filter(|n| n.kind == NodeKind::Dir)
-            .and_then(|n| n.subtree);
-        let parent = subtree.and_then(|id| self.load_parent_tree(&id, path));
+        let parent = match self.parents.last_mut() {
+            Some(current) => self.parent_trees.enter(current, &node.name, path),
+            None => self.parent_trees.root(None, path),
+        };
         self.parents.push(parent);
         self.event(TreeEvent::EnterDir(node));
     }
@@ -539,31 +558,24 @@ impl Visitor for Feeder {
         }
         self.counts.files += 1;
         self.counts.total_bytes += node.size;
-        let (tx, rx) = bounded(1);
         if let Some(ids) = self.reusable_content(&node) {
             self.counts.unmodified += 1;
             self.progress.advance(1, node.size);
-            if self.targets.copies_lack_any(&ids) {
-                let job = FileJob {
-                    path: path.to_path_buf(),
-                    fill: Some((ids, node.size)),
-                    reply: tx,
-                };
-                if self.jobs.send(job).is_err() {
-                    self.stopped = true;
-                    return;
-                }
-            } else {
-                let _ = tx.send(Ok(FileContent {
+            let content = match self.targets.copies_lack_any(&ids) {
+                true => match self.read(path, Some((ids, node.size))) {
+                    Some(reading) => reading,
+                    None => return,
+                },
+                false => FileReply::Ready(FileContent {
                     ids,
                     size: node.size,
                     changed: false,
-                }));
-            }
+                }),
+            };
             return self.event(TreeEvent::File {
                 node,
                 path: path.to_path_buf(),
-                content: rx,
+                content,
             });
         }
         if self.parent_entry(&node.name).is_some() {
@@ -571,23 +583,13 @@ impl Visitor for Feeder {
         } else {
             self.counts.new += 1;
         }
-        if self
-            .jobs
-            .send(FileJob {
+        if let Some(content) = self.read(path, None) {
+            self.event(TreeEvent::File {
+                node,
                 path: path.to_path_buf(),
-                fill: None,
-                reply: tx,
-            })
-            .is_err()
-        {
-            self.stopped = true;
-            return;
+                content,
+            });
         }
-        self.event(TreeEvent::File {
-            node,
-            path: path.to_path_buf(),
-            content: rx,
-        });
     }
 
     fn special(&mut self, _path: &Path, node: Node) {

@@ -19,12 +19,28 @@ pub(super) enum TreeEvent {
     LeaveDir,
     /// A complete entry (symlink, device, …).
     Leaf(Node),
-    /// A regular file whose blob list a reader will deliver.
+    /// A regular file, with its blob list or the reader that will deliver it.
     File {
         node: Node,
         path: PathBuf,
-        content: Receiver<Result<FileContent, ReadError>>,
+        content: FileReply,
     },
+}
+
+/// A file's content: known at once (unchanged since the parent), or being read.
+pub(super) enum FileReply {
+    Ready(FileContent),
+    Reading(Receiver<Result<FileContent, ReadError>>),
+}
+
+impl FileReply {
+    /// The content, once read; `None` if the reader went away.
+    fn wait(self) -> Option<Result<FileContent, ReadError>> {
+        match self {
+            FileReply::Ready(content) => Some(Ok(content)),
+            FileReply::Reading(reading) => reading.recv().ok(),
+        }
+    }
 }
 
 /// What the tree builder produced.
@@ -35,7 +51,7 @@ pub(super) struct Built {
 }
 
 /// Consumes events until the channel closes; returns the root tree id.
-pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<Built> {
+pub(super) fn build_trees(stage: &Stage, events: Receiver<Vec<TreeEvent>>) -> Result<Built> {
     // One writer per open directory: entries arrive in name order, and each
     // goes into its directory's unfinished piece at once.
     let cutter = stage.piece_cutter.as_ref();
@@ -44,7 +60,7 @@ pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<
     let store = &mut |bytes| submit_tree(stage, bytes);
     let mut skipped = Vec::new();
     let mut warnings = Vec::new();
-    for event in events {
+    for event in events.into_iter().flatten() {
         match event {
             TreeEvent::EnterDir(node) => stack.push((Some(node), DirectoryWriter::new(cutter))),
             TreeEvent::LeaveDir => {
@@ -58,8 +74,8 @@ pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<
                 mut node,
                 path,
                 content,
-            } => match content.recv() {
-                Ok(Ok(c)) => {
+            } => match content.wait() {
+                Some(Ok(c)) => {
                     if c.changed {
                         let message = format!("{}: file changed while it was read", path.display());
                         stage.progress.warning(&message);
@@ -69,12 +85,12 @@ pub(super) fn build_trees(stage: &Stage, events: Receiver<TreeEvent>) -> Result<
                     node.size = c.size;
                     stack.last_mut().expect("root frame").1.push(&node, store)?;
                 }
-                Ok(Err(ReadError::Source(e))) => {
+                Some(Err(ReadError::Source(e))) => {
                     let message = format!("{}: {e}", path.display());
                     stage.progress.warning(&message);
                     skipped.push(message);
                 }
-                Ok(Err(ReadError::Aborted)) | Err(_) => return Err(EngineError::Aborted),
+                Some(Err(ReadError::Aborted)) | None => return Err(EngineError::Aborted),
             },
         }
     }
