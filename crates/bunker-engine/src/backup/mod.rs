@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! walker (caller's thread) ──files──▶ readers: read, chunk, hash, dedup ──chunks──▶ sealers: compress, encrypt ──▶ PackSink ──▶ uploaders
-//!        └────────events in walk order──▶ tree builder (waits for each file's blob list) ──trees──▶ sealers
+//!   ▲    └────────events in walk order, in batches──▶ tree builder (waits for each file's blob list) ──trees──▶ sealers
+//!   └── parent loader: the parent snapshot's next directory, read ahead
 //! ```
 //! Write order: packs, then index files naming them, then the snapshot. A
 //! crash at any point leaves only complete files; a snapshot is never
