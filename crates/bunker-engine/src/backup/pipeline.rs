@@ -475,6 +475,7 @@ struct Feeder {
     progress: Arc<dyn Progress>,
     /// The parent snapshot's listing of each directory on the current path.
     parents: Vec<ParentDir>,
+    /// Reads those listings, one directory ahead of the walk.
     parent_trees: ParentTrees,
     repo: Arc<Repository<Indexed>>,
     targets: Arc<Targets>,
