@@ -24,6 +24,10 @@ use crate::{EngineError, Result};
 
 /// Write an index file after this many packs.
 const INDEX_FLUSH_PACKS: usize = 32;
+/// Bytes gathered before they go to a pack's staged file: blobs of small
+/// files and directory pieces are a few hundred bytes, and one write each
+/// cost a system call (and ext4 the zeroing of a fresh page) per blob.
+const WRITE_BUFFER: usize = 256 << 10;
 
 /// Totals of what the sink wrote.
 #[derive(Debug, Default, Clone, Copy)]
@@ -36,11 +40,12 @@ pub struct SinkStats {
     pub stored_bytes: u64,
 }
 
-/// A pack being written: its staged bytes (none in a dry run), their hash so
-/// far, which names the pack, and its layout.
+/// A pack being written: its staged bytes (none in a dry run), those not
+/// yet written to it, their hash so far, which names the pack, and its layout.
 struct OpenPack {
     kind: BlobType,
     staged: Option<StagedFile>,
+    unwritten: Vec<u8>,
     hash: blake3::Hasher,
     layout: PackLayout,
 }
@@ -48,12 +53,38 @@ struct OpenPack {
 impl OpenPack {
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
         self.hash.update(bytes);
-        if let Some(staged) = &mut self.staged {
-            staged
-                .append(bytes)
-                .map_err(|e| EngineError::io("a pack being written", e))?;
+        if self.staged.is_none() {
+            return Ok(());
         }
+        if self.unwritten.len() + bytes.len() > WRITE_BUFFER {
+            self.write_out()?;
+        }
+        // A large blob goes straight to the file, not copied first.
+        match bytes.len() >= WRITE_BUFFER {
+            true => self.write(bytes),
+            false => {
+                self.unwritten.extend_from_slice(bytes);
+                Ok(())
+            }
+        }
+    }
+
+    /// Writes the bytes gathered so far to the staged file.
+    fn write_out(&mut self) -> Result<()> {
+        let unwritten = std::mem::take(&mut self.unwritten);
+        self.write(&unwritten)?;
+        self.unwritten = unwritten;
+        self.unwritten.clear();
         Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        match &mut self.staged {
+            Some(staged) if !bytes.is_empty() => staged
+                .append(bytes)
+                .map_err(|e| EngineError::io("a pack being written", e)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -156,6 +187,7 @@ impl PackSink {
         Ok(OpenPack {
             kind,
             staged,
+            unwritten: Vec::new(),
             hash: bunker_format::id::storage_hasher(),
             layout: PackLayout::default(),
         })
@@ -166,6 +198,7 @@ impl PackSink {
         let blob_bytes = pack.layout.len() as u64;
         let (tail, entries) = std::mem::take(&mut pack.layout).finish(self.repo.keys());
         pack.append(&tail)?;
+        pack.write_out()?;
         let id = PackId(*pack.hash.finalize().as_bytes());
         let length = blob_bytes + tail.len() as u64;
         if let Some(mut staged) = pack.staged {
