@@ -53,17 +53,16 @@ struct OpenPack {
 impl OpenPack {
     fn append(&mut self, bytes: &[u8]) -> Result<()> {
         self.hash.update(bytes);
-        if self.staged.is_none() {
-            return Ok(());
-        }
         if self.unwritten.len() + bytes.len() > WRITE_BUFFER {
             self.write_out()?;
         }
         // A large blob goes straight to the file, not copied first.
         match bytes.len() >= WRITE_BUFFER {
-            true => self.write(bytes),
+            true => write_staged(&mut self.staged, bytes),
             false => {
-                self.unwritten.extend_from_slice(bytes);
+                if self.staged.is_some() {
+                    self.unwritten.extend_from_slice(bytes);
+                }
                 Ok(())
             }
         }
@@ -71,20 +70,19 @@ impl OpenPack {
 
     /// Writes the bytes gathered so far to the staged file.
     fn write_out(&mut self) -> Result<()> {
-        let unwritten = std::mem::take(&mut self.unwritten);
-        self.write(&unwritten)?;
-        self.unwritten = unwritten;
+        write_staged(&mut self.staged, &self.unwritten)?;
         self.unwritten.clear();
         Ok(())
     }
+}
 
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        match &mut self.staged {
-            Some(staged) if !bytes.is_empty() => staged
-                .append(bytes)
-                .map_err(|e| EngineError::io("a pack being written", e)),
-            _ => Ok(()),
-        }
+/// Appends `bytes` to a pack's staged file (none in a dry run).
+fn write_staged(staged: &mut Option<StagedFile>, bytes: &[u8]) -> Result<()> {
+    match staged {
+        Some(staged) if !bytes.is_empty() => staged
+            .append(bytes)
+            .map_err(|e| EngineError::io("a pack being written", e)),
+        _ => Ok(()),
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use bunker_format::id::BlobId;
-use bunker_format::tree::{NodeKind, Tree};
+use bunker_format::tree::{Node, NodeKind, Tree};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use crate::progress::Progress;
@@ -82,10 +82,10 @@ impl ParentTrees {
             .nodes
             .binary_search_by(|n| n.name.as_slice().cmp(name));
         let (subtree, after) = match at {
-            Ok(i) => (subdirectory(listing, i), i + 1),
+            Ok(i) => (subtree_of(&listing.nodes[i]), i + 1),
             Err(i) => (None, i),
         };
-        let next = (after..listing.nodes.len()).find_map(|i| subdirectory(listing, i));
+        let next = first_subdirectory(listing, after);
         // A directory the parent lacks leaves the read of the next one going.
         let ahead = match current.ahead.as_ref().map(|p| p.id) == next {
             true => None,
@@ -96,9 +96,7 @@ impl ParentTrees {
 
     /// A parent directory, with the read of its first subdirectory started.
     fn dir(&self, tree: Option<Tree>) -> ParentDir {
-        let first = tree
-            .as_ref()
-            .and_then(|t| (0..t.nodes.len()).find_map(|i| subdirectory(t, i)));
+        let first = tree.as_ref().and_then(|t| first_subdirectory(t, 0));
         ParentDir {
             tree,
             ahead: first.and_then(|id| self.ask(id)),
@@ -141,9 +139,13 @@ impl Drop for ParentTrees {
     }
 }
 
-/// The tree of entry `i` of `listing`, if it is a directory.
-fn subdirectory(listing: &Tree, i: usize) -> Option<BlobId> {
-    let node = &listing.nodes[i];
+/// The tree of the first subdirectory of `listing` from entry `from` on.
+fn first_subdirectory(listing: &Tree, from: usize) -> Option<BlobId> {
+    listing.nodes[from..].iter().find_map(subtree_of)
+}
+
+/// The tree of `node`, if it is a directory.
+fn subtree_of(node: &Node) -> Option<BlobId> {
     (node.kind == NodeKind::Dir)
         .then_some(node.subtree)
         .flatten()

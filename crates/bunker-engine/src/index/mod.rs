@@ -163,10 +163,7 @@ impl MasterIndex {
     /// Looks up a blob: its best location (in a pack that exists and is not
     /// condemned, if it has one). An error means the entry file could not be read.
     pub fn get(&self, id: &BlobId) -> Result<Option<BlobLocation>> {
-        self.matches(id)
-            .next()
-            .transpose()
-            .map(|m| m.map(|(_, loc)| loc))
+        Ok(self.best(id)?.map(|(_, loc)| loc))
     }
 
     /// Every location of a blob, best first.
@@ -178,10 +175,12 @@ impl MasterIndex {
     /// [`entries`](Self::entries)): a number naming the blob for as long as
     /// this index lives, so a set of blobs can be a bitmap.
     pub fn position(&self, id: &BlobId) -> Result<Option<usize>> {
-        self.matches(id)
-            .next()
-            .transpose()
-            .map(|m| m.map(|(i, _)| i))
+        Ok(self.best(id)?.map(|(i, _)| i))
+    }
+
+    /// The best entry of `id` with its position.
+    fn best(&self, id: &BlobId) -> Result<Option<(usize, BlobLocation)>> {
+        self.matches(id).next().transpose()
     }
 
     /// The entries of `id`, best first, with their positions: those whose
